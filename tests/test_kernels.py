@@ -92,9 +92,9 @@ def test_kernels_match_batch_size_one_oracle(name):
     print(name, f"max relative error {report['max_rel_error']:.2e}")
 
 
-@pytest.mark.parametrize("penalty", [0.0, float("inf")], ids=["materialise", "ghost"])
-def test_both_conv_norm_strategies_are_exact(monkeypatch, penalty):
-    monkeypatch.setattr(conv_kernels, "UNFOLD_PENALTY", penalty)
+@pytest.mark.parametrize("strategy", ["shift", "unfold", "ghost"])
+def test_every_conv_norm_strategy_is_exact(monkeypatch, strategy):
+    monkeypatch.setattr(conv_kernels, "FORCE_STRATEGY", strategy)
     torch.manual_seed(1)
     model = randomize_norm_stats(resnet18(10, (3, 16, 16), width=4).double()).eval()
     x, y = _image_batch((3, 16, 16), b=3)
@@ -106,6 +106,14 @@ def test_both_conv_norm_strategies_are_exact(monkeypatch, penalty):
     dots = grads.per_sample_dots(model, x, y, vec)
     ref_dots = flat @ torch.cat([v.reshape(-1) for v in vec.values()])
     assert torch.allclose(dots, ref_dots, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("strategy", ["shift", "unfold", "ghost"])
+def test_odd_convs_under_every_strategy(monkeypatch, strategy):
+    monkeypatch.setattr(conv_kernels, "FORCE_STRATEGY", strategy)
+    torch.manual_seed(0)
+    model, (x, y) = CASES["odd"]()
+    grads.check_kernels(randomize_norm_stats(model.double()).eval(), x, y, rtol=RTOL)
 
 
 def test_sequence_linear_ghost_and_materialised_agree():

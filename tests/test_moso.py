@@ -188,8 +188,9 @@ def test_parameter_used_outside_its_module_is_detected():
     model = Sneaky()
     _, _, ds = _data((6,), 16, classes=3)
     cks = [(model.state_dict(), 0.1)]
-    with pytest.raises(RuntimeError, match="do not add up.*Linear"):
-        moso.score(model, cks, ds)
+    for form in ("exact", "alignment"):
+        with pytest.raises(RuntimeError, match=r"do not add up.*Linear \(weight, bias\)"):
+            moso.score(model, cks, ds, form=form)
     # The functorch backend handles it.
     x, y, _ = _data((6,), 16, classes=3)
     ok = moso.score(model.double(), [({k: v.double() for k, v in model.state_dict().items()}, 0.1)],

@@ -54,6 +54,14 @@ class TrainConfig:
         if self.budget not in ("epochs", "steps"):
             raise ValueError(f"budget must be 'epochs' or 'steps', got {self.budget!r}")
 
+    def replace(self, **overrides) -> "TrainConfig":
+        """A copy with some fields changed; unknown field names are an error."""
+        unknown = set(overrides) - set(TrainConfig.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}; valid: "
+                            f"{', '.join(TrainConfig.__dataclass_fields__)}")
+        return TrainConfig(**{**self.__dict__, **overrides})
+
 
 @dataclass
 class TrainResult:
@@ -97,13 +105,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
     callbacks : iterable
         Objects with ``on_batch_end`` / ``on_epoch_end`` (see module docstring).
     """
-    cfg = config or TrainConfig()
-    if overrides:
-        unknown = set(overrides) - set(TrainConfig.__dataclass_fields__)
-        if unknown:
-            raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}; valid: "
-                            f"{', '.join(TrainConfig.__dataclass_fields__)}")
-        cfg = TrainConfig(**{**cfg.__dict__, **overrides})
+    cfg = (config or TrainConfig()).replace(**overrides)
     device = resolve_device(device)
     indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
     if len(indices) == 0:

@@ -57,3 +57,25 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
         if p.is_floating_point():
             return p.dtype
     return torch.get_default_dtype()
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory in the process instead of returning it to the OS (glibc only).
+
+    PyTorch's CPU tensors come from ``malloc``; glibc hands large blocks back to the OS on
+    free and the next batch pays page faults to get them again. On small VMs that made
+    per-sample scoring up to 30% slower. This sets ``M_MMAP_THRESHOLD`` to 32 MiB and a
+    high ``M_TRIM_THRESHOLD`` (what ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``
+    do from the environment). The ``dataprune`` command calls it; library users may.
+    Returns True when applied; set ``DATAPRUNE_NO_MALLOC_TUNING=1`` to skip.
+    """
+    if os.environ.get("DATAPRUNE_NO_MALLOC_TUNING") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 32 * 2**20)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False

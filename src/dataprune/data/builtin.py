@@ -31,7 +31,7 @@ def load_mnist5k():
 
 
 def load_digits():
-    """scikit-learn's 1,797 8x8 digits: a fixed stratified 80/20 split (1,437 / 360).
+    """scikit-learn's 1,797 8x8 digits: a fixed stratified 80/20 split (1,438 / 359).
 
     Inputs are ``(1, 8, 8)`` float32 in [0, 16] / 16, normalised with the mean/std of the
     whole set.

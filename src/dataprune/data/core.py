@@ -175,3 +175,23 @@ def stratified_split(targets: np.ndarray, test_fraction: float, seed: int) -> tu
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+class SubsetView(Dataset):
+    """``dataset[indices]`` that keeps ``get_batch`` and ``targets`` (unlike ``torch.utils.data.Subset``)."""
+
+    def __init__(self, dataset: Dataset, indices):
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64)
+        if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= len(dataset)):
+            raise IndexError(f"subset indices must lie in [0, {len(dataset)}); got "
+                             f"[{self.indices.min()}, {self.indices.max()}]")
+        self.targets = get_targets(dataset)[self.indices]
+        if hasattr(dataset, "get_batch"):
+            self.get_batch = lambda idx: dataset.get_batch(self.indices[np.asarray(idx, dtype=np.int64)])
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.dataset[int(self.indices[i])]

@@ -64,7 +64,7 @@ def per_sample_sq_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, p
     sel = _selection(model, params, x)
     with LayerCapture(model, sel) as cap:
         losses, _ = cap.forward_backward(x, y, loss_fn)
-        sq, _, _ = cap.stats(None, True, False, x.shape[0], losses.dtype, losses.device)
+        sq = cap.stats(None, True, False, x.shape[0], losses.dtype, losses.device)[0]
     return sq
 
 
@@ -86,7 +86,7 @@ def per_sample_dots(model: nn.Module, x: torch.Tensor, y: torch.Tensor, vector: 
         raise ValueError(f"backend must be 'hooks' or 'jvp', got {backend!r}")
     with LayerCapture(model, sel) as cap:
         losses, _ = cap.forward_backward(x, y, loss_fn)
-        _, dot, _ = cap.stats(vector, False, True, x.shape[0], losses.dtype, losses.device)
+        dot = cap.stats(vector, False, True, x.shape[0], losses.dtype, losses.device)[1]
     return dot
 
 

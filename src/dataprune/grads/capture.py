@@ -171,7 +171,10 @@ class LayerCapture:
         return stale
 
     def forward_backward(self, x, y, loss_fn):
-        """Run the batch; return per-sample losses ``(B,)`` and logits (both detached)."""
+        """Run the batch and capture every selected layer's output gradient.
+
+        Returns per-sample losses ``(B,)`` and logits, both detached.
+        """
         for attempt in range(2):
             self.records.clear()
             self._armed = True
@@ -190,17 +193,17 @@ class LayerCapture:
         if losses.shape != (x.shape[0],):
             raise ValueError(f"loss_fn must return one loss per sample, shape ({x.shape[0]},); "
                              f"got {tuple(losses.shape)}")
-        flat = [(m, r) for m, recs in self.records.items() for r in recs]
-        targets = [r.output for _, r in flat if r.output.requires_grad]
+        flat = [r for recs in self.records.values() for r in recs]
+        targets = [r.output for r in flat if r.output.requires_grad]
         grads = torch.autograd.grad(losses.sum(), targets, allow_unused=True) if targets else []
         it = iter(grads)
-        for _, r in flat:
+        for r in flat:
             g = next(it) if r.output.requires_grad else None
             r.grad_out = torch.zeros_like(r.output) if g is None else g
         return losses.detach(), logits.detach()
 
     def stats(self, vectors: dict | None, need_sq: bool, need_dot: bool, batch: int, dtype, device):
-        """Per-sample ``(sq_norms, dots, {module: dot sum})`` over the captured batch."""
+        """Per-sample ``(sq_norms, dots, {module: (sum of its dots, sum of their absolute values)})``."""
         with torch.no_grad():
             return self._stats(vectors, need_sq, need_dot, batch, dtype, device)
 
@@ -224,17 +227,16 @@ class LayerCapture:
                 s, d = kernel.stats(module, r.inputs, r.grad_out, names, vecs, need_sq, need_dot)
             else:
                 # A module called several times per forward: its gradient is the sum over calls,
-                # so norms need the summed per-sample gradient; dots are linear and just add.
+                # so norms need the summed per-sample gradient; dots are linear and add.
                 s = d = None
                 if need_sq:
-                    total = None
+                    acc = None
                     for r in recs:
                         g = kernel.grads(module, r.inputs, r.grad_out, names)
-                        total = g if total is None else {k: total[k] + g[k] for k in g}
-                    s = sum((v.reshape(batch, -1) ** 2).sum(1) for v in total.values())
+                        acc = g if acc is None else {k: acc[k] + g[k] for k in g}
+                    s = sum(torch.linalg.vecdot(v.reshape(batch, -1), v.reshape(batch, -1)) for v in acc.values())
                 if need_dot:
-                    d = sum(kernel.stats(module, r.inputs, r.grad_out, names, vecs, False, True)[1]
-                            for r in recs)
+                    d = sum(kernel.stats(module, r.inputs, r.grad_out, names, vecs, False, True)[1] for r in recs)
             if need_sq:
                 sq += s.to(dtype)
             if need_dot:

@@ -1,13 +1,19 @@
-"""``nn.Conv1d`` / ``nn.Conv2d``: per-sample weight gradients are delta_i U_i^T with U_i the
-unfolded (im2col) input of sample i.
+"""``nn.Conv1d`` / ``nn.Conv2d``: the per-sample weight gradient of sample i is
+G_i[o, c, k] = sum_p delta_i[o, p] * a_i[c, p*s + k*d], a correlation of its input with its
+output gradient.
 
-Squared norms use the cheaper of two exact forms, chosen per layer from its shapes:
+Three exact ways to get ``||G_i||^2`` (and ``G_i . V``), chosen per layer from its shapes
+by a fixed cost model (so results never depend on timing):
 
-* unfold:  materialise G_i = delta_i U_i^T, cost ~ C_out * C_in k^2 * L per sample;
-* ghost:   ||G_i||^2 = sum_{l,l'} (U_i^T U_i)_{ll'} (delta_i^T delta_i)_{ll'}, cost ~ L^2 (C_in k^2 + C_out),
+* ``shift``  (stride 1): flatten the padded input row-major; for every kernel offset k the
+  shifted input is then a *contiguous slice* of it, and G_i[:, :, k] is one batched GEMM
+  of delta_i (padded to the input's row width) with that slice -- no im2col copy at all;
+* ``unfold`` (any stride): im2col, then one batched GEMM;
+* ``ghost``: ``||G_i||^2 = sum_{p,q} (U_i^T U_i)_{pq} (delta_i^T delta_i)_{pq}`` from two
+  L x L Gram matrices -- cheapest when the output has few positions L (deep layers).
 
-where L is the number of output positions. Dot products with a fixed V use the layer's own
-convolution: g_i . V = sum over outputs of delta_i * conv(a_i, V), one forward-sized conv.
+The first two materialise G_i, which then gives the dot product for free; ``ghost`` takes
+dots from the layer's own convolution, ``g_i . V = sum delta_i * conv(a_i, V)``.
 """
 
 from __future__ import annotations
@@ -20,17 +26,20 @@ import torch.nn.functional as F
 
 from .registry import LayerKernel, register_kernel, row_chunks
 
-# Materialising G through unfold + bmm is memory bound on the CPU; a conv with V runs at
-# near-peak speed. Measured on 2 CPU cores (benchmarks/kernels.py), unfold+bmm reaches
-# about 1/UNFOLD_PENALTY of the convolution's throughput.
-UNFOLD_PENALTY = 2.0
+# Tests set this to "shift", "unfold" or "ghost" to exercise one path everywhere it applies.
+FORCE_STRATEGY: str | None = None
+
+# Per-sample cost model, in multiply-add-equivalents; constants fitted to CPU measurements
+# (benchmarks/kernels.py). Small GEMMs are dominated by writing their output, im2col by memory.
+_GEMM_OUTPUT_OVERHEAD = 64
+_UNFOLD_MEMORY_COST = 16
 
 
-def _as_2d(layer, a, d):
-    """Views of a 1-d or 2-d conv as a 2-d one, with any padding applied explicitly.
+def _geometry(layer, a, d):
+    """A 1-d or 2-d conv seen as 2-d, padding made explicit where it is not plain zeros.
 
-    Returns (a, d, kernel, stride, dilation, padding) where a is (B, C_in, H, W) and d is
-    (B, C_out, H_out, W_out).
+    Returns (a, d, kernel, stride, dilation, padding) with a (B, C_in, H, W) and d
+    (B, C_out, H_out, W_out); ``padding`` is still to be applied (zeros).
     """
     nd = a.dim() - 2
     k, s, dil = tuple(layer.kernel_size), tuple(layer.stride), tuple(layer.dilation)
@@ -54,69 +63,132 @@ def _as_2d(layer, a, d):
     return a, d, k, s, dil, pad
 
 
-def _costs(layer, a, d, k):
-    """Per-sample multiply-adds of (unfold materialisation, ghost norm, conv dot)."""
-    c_in, c_out, g = a.shape[1], d.shape[1], layer.groups
+def choose_strategy(layer, a_shape, d_shape, k, s, pad, need_dot: bool) -> str:
+    """Cheapest exact way to get per-sample squared norms for this layer and batch shape.
+
+    Deterministic: a cost model of the shapes, never a timing, so results are reproducible.
+    """
+    c_in, c_out, g = a_shape[1], d_shape[1], layer.groups
     ksz = k[0] * k[1]
-    positions = d.shape[2] * d.shape[3]
-    unfold = c_out * (c_in // g) * ksz * positions
-    ghost = positions * positions * (c_in * ksz + c_out) if g == 1 else float("inf")
-    return unfold * UNFOLD_PENALTY, ghost, unfold
+    positions = d_shape[2] * d_shape[3]
+    width = a_shape[3] + 2 * pad[1]
+    weights = (c_out // g) * (c_in // g) * g * ksz       # parameters of the layer (no bias)
+    conv = weights * positions                           # one convolution's multiply-adds
+    options = {}
+    if s == (1, 1):
+        options["shift"] = weights * (d_shape[2] * width + _GEMM_OUTPUT_OVERHEAD)
+    options["unfold"] = weights * (positions + _GEMM_OUTPUT_OVERHEAD) + _UNFOLD_MEMORY_COST * c_in * ksz * positions
+    if g == 1:
+        options["ghost"] = (positions * positions * (c_in * ksz + c_out) + _UNFOLD_MEMORY_COST * c_in * ksz * positions
+                            + conv * int(need_dot))  # the dots by a convolution
+    if FORCE_STRATEGY in options:
+        return FORCE_STRATEGY
+    return min(options, key=options.get)
+
+
+def _shift_offsets(layer, a, d, k, dil, pad):
+    """Per-sample weight gradients of a stride-1 conv without im2col, one kernel offset at a time.
+
+    Yields ``(offset_index, g)`` with g of shape (B, C_out, C_in/g): the gradient of the
+    weights at that kernel offset, for every sample. Each is one batched GEMM of delta (padded
+    to the input's row width) with a contiguous slice of the flattened padded input.
+    """
+    b, c_in, h, w = a.shape
+    g = layer.groups
+    wp = w + 2 * pad[1]
+    h_out, w_out = d.shape[2], d.shape[3]
+    # Extra zero rows so that the last offset's slice stays inside the buffer.
+    extra = math.ceil(((k[1] - 1) * dil[1]) / wp) if k[1] > 1 else 0
+    flat = F.pad(a, (pad[1], pad[1], pad[0], pad[0] + extra)).reshape(b * g, c_in // g, -1)
+    # delta padded to the input's row width: the wrapped-around columns multiply zeros.
+    dd = F.pad(d, (0, wp - w_out)).reshape(b * g, d.shape[1] // g, h_out * wp)
+    span = h_out * wp
+    for i in range(k[0]):
+        for j in range(k[1]):
+            off = i * dil[0] * wp + j * dil[1]
+            gk = torch.bmm(dd, flat[:, :, off:off + span].transpose(1, 2))    # (B*g, C_out/g, C_in/g)
+            yield i * k[1] + j, gk.view(b, d.shape[1], c_in // g)
+
+
+def _shift_grads(layer, a, d, k, dil, pad):
+    """All offsets of :func:`_shift_offsets`, in the weight layout (B, C_out, C_in/g, kh, kw)."""
+    parts = [gk for _, gk in _shift_offsets(layer, a, d, k, dil, pad)]
+    return torch.stack(parts, -1).reshape(a.shape[0], *layer.weight.shape[:2], k[0], k[1])
+
+
+def _unfold_grads(layer, a, d, k, s, dil, pad):
+    """Per-sample weight gradients (B, C_out, C_in/g * kh * kw) through im2col."""
+    b, g = a.shape[0], layer.groups
+    u = F.unfold(a, k, dilation=dil, padding=pad, stride=s)        # (B, C_in*kh*kw, L)
+    u = u.view(b * g, -1, u.shape[-1])                              # (B*g, C_in/g*kh*kw, L)
+    dd = d.reshape(b * g, -1, u.shape[-1])                          # (B*g, C_out/g, L)
+    return torch.bmm(dd, u.transpose(1, 2)).reshape(b, -1)
+
+
+def _ghost_sq(a, d, k, s, dil, pad):
+    b = a.shape[0]
+    u = F.unfold(a, k, dilation=dil, padding=pad, stride=s)        # (B, C_in*kh*kw, L)
+    dd = d.reshape(b, d.shape[1], -1)                               # (B, C_out, L)
+    sq = a.new_zeros(b)
+    for rows in row_chunks(b, u.shape[-1] ** 2 * 2):
+        gu = torch.bmm(u[rows].transpose(1, 2), u[rows])            # (b, L, L)
+        gd = torch.bmm(dd[rows].transpose(1, 2), dd[rows])
+        sq[rows] = (gu * gd).sum((1, 2))
+    return sq
 
 
 @register_kernel(nn.Conv1d, nn.Conv2d)
 class ConvKernel(LayerKernel):
-    def _unfold(self, layer, a, d, k, s, dil, pad):
-        b, g = a.shape[0], layer.groups
-        u = F.unfold(a, k, dilation=dil, padding=pad, stride=s)  # (B, C_in*k*k, L)
-        u = u.view(b, g, -1, u.shape[-1])                         # (B, g, C_in/g*k*k, L)
-        dd = d.reshape(b, g, -1, u.shape[-1])                     # (B, g, C_out/g, L)
-        return torch.einsum("bgol,bgil->bgoi", dd, u).reshape(b, -1)  # (B, C_out*C_in/g*k*k)
-
     def grads(self, layer, inputs, grad_out, names):
-        a, d, k, s, dil, pad = _as_2d(layer, inputs[0], grad_out)
+        a, d, k, s, dil, pad = _geometry(layer, inputs[0], grad_out)
+        b = a.shape[0]
         out = {}
         if "weight" in names:
-            out["weight"] = self._unfold(layer, a, d, k, s, dil, pad).view(a.shape[0], *layer.weight.shape)
+            if s == (1, 1) and FORCE_STRATEGY != "unfold":
+                out["weight"] = _shift_grads(layer, a, d, k, dil, pad).reshape(b, *layer.weight.shape)
+            else:
+                out["weight"] = _unfold_grads(layer, a, d, k, s, dil, pad).reshape(b, *layer.weight.shape)
         if "bias" in names:
             out["bias"] = d.sum((2, 3))
         return out
 
     def stats(self, layer, inputs, grad_out, names, vecs, need_sq, need_dot):
         x = inputs[0]
-        a, d, k, s, dil, pad = _as_2d(layer, x, grad_out)
+        a, d, k, s, dil, pad = _geometry(layer, x, grad_out)
         b = a.shape[0]
         sq = d.new_zeros(b) if need_sq else None
         dot = d.new_zeros(b) if need_dot else None
         if "weight" in names:
-            unfold_cost, ghost_cost, conv_cost = _costs(layer, a, d, k)
-            materialise = need_sq and (unfold_cost <= ghost_cost + (conv_cost if need_dot else 0))
-            if materialise:
-                w = vecs["weight"].reshape(-1).to(a.dtype) if need_dot else None
-                per_row = math.prod(a.shape[1:]) * k[0] * k[1] + layer.weight.numel()
+            strategy = choose_strategy(layer, a.shape, d.shape, k, s, pad, need_dot) if need_sq else "conv"
+            if strategy == "shift":
+                v = vecs["weight"].to(a.dtype).reshape(*layer.weight.shape[:2], -1) if need_dot else None
+                per_row = 3 * math.prod(a.shape[1:]) + layer.weight.numel() // (k[0] * k[1])
                 for rows in row_chunks(b, per_row):
-                    g = self._unfold(layer, a[rows], d[rows], k, s, dil, pad)
-                    sq[rows] += (g * g).sum(1)
+                    for off, gk in _shift_offsets(layer, a[rows], d[rows], k, dil, pad):   # (b, Co, Ci/g)
+                        flat = gk.reshape(gk.shape[0], -1)
+                        sq[rows] += torch.linalg.vector_norm(flat, dim=1) ** 2
+                        if need_dot:
+                            dot[rows] += flat @ v[:, :, off].reshape(-1)
+            elif strategy == "unfold":
+                v = vecs["weight"].reshape(-1).to(a.dtype) if need_dot else None
+                per_row = layer.weight.numel() + math.prod(a.shape[1:]) * k[0] * k[1]
+                for rows in row_chunks(b, per_row):
+                    flat = _unfold_grads(layer, a[rows], d[rows], k, s, dil, pad)      # (b, P)
+                    sq[rows] += torch.linalg.vector_norm(flat, dim=1) ** 2
                     if need_dot:
-                        dot[rows] += g @ w
+                        dot[rows] += flat @ v
             else:
                 if need_sq:
-                    u = F.unfold(a, k, dilation=dil, padding=pad, stride=s)  # (B, C_in*k*k, L)
-                    dd = d.reshape(b, d.shape[1], -1)                         # (B, C_out, L)
-                    per_row = u.shape[-1] ** 2
-                    for rows in row_chunks(b, per_row):
-                        gu = torch.bmm(u[rows].transpose(1, 2), u[rows])
-                        gd = torch.bmm(dd[rows].transpose(1, 2), dd[rows])
-                        sq[rows] += (gu * gd).sum((1, 2))
+                    sq += _ghost_sq(a, d, k, s, dil, pad)
                 if need_dot:
-                    # The layer's own convolution with V in place of its weight (original input:
-                    # _conv_forward applies the padding mode itself).
+                    # The layer's own convolution with V in place of its weight (the original
+                    # input: _conv_forward applies the padding mode itself).
                     conv = layer._conv_forward(x, vecs["weight"].to(x.dtype), None)
-                    dot += (conv * grad_out).reshape(b, -1).sum(1)
+                    dot += torch.linalg.vecdot(conv.reshape(b, -1), grad_out.reshape(b, -1))
         if "bias" in names:
             db = grad_out.reshape(b, grad_out.shape[1], -1).sum(2)  # (B, C_out)
             if need_sq:
-                sq += (db * db).sum(1)
+                sq += torch.linalg.vector_norm(db, dim=1) ** 2
             if need_dot:
                 dot += db @ vecs["bias"].to(db.dtype)
         return sq, dot

@@ -3,8 +3,8 @@
 * :func:`gradient_sum` -- sum (or per-group sums) of per-sample gradients, one ordinary
   backward pass per batch;
 * :func:`per_sample_terms` -- per-sample ``||g_i||^2`` and ``g_i . v`` for a fixed ``v``
-  (or a per-group ``v``), streaming over batches: memory never grows with N beyond
-  the N-length outputs.
+  (or a per-group ``v``), and optionally the gradient sum in the same pass, streaming
+  over batches: memory never grows with N beyond the N-length outputs.
 
 Backends: ``"hooks"`` (per-layer kernels, the default), ``"functorch"`` (vmap over the
 whole model, materialising a chunk x P gradient matrix; works for any model) and, for
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..data import iter_batches
 from ..utils import model_dtype, progress_bar
-from .capture import LayerCapture, ParamSelection
+from .capture import LayerCapture, ParamSelection, _Record
 from .registry import row_chunks
 
 BACKENDS = ("hooks", "functorch", "jvp")
@@ -37,21 +37,23 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, targets, reduction="none")
 
 
-def _finite_rows(losses: torch.Tensor) -> torch.Tensor:
-    return torch.isfinite(losses)
+def _group_ids(groups, idx, device, b):
+    if groups is None:
+        return torch.zeros(b, dtype=torch.long, device=device)
+    return torch.from_numpy(np.asarray(groups[idx], dtype=np.int64)).to(device)
 
 
 def gradient_sum(model: nn.Module, dataset, indices, selection: ParamSelection, *, loss_fn=cross_entropy,
                  batch_size: int = 256, device=None, groups: np.ndarray | None = None, num_groups: int = 1,
                  dtype=torch.float64, num_workers: int = 0, progress: bool = False, desc: str = "mean grad"):
-    """Sum of per-sample gradients over ``dataset[indices]``.
+    """Sum of per-sample gradients over ``dataset[indices]`` by ordinary backward passes.
 
     Returns ``(sums, counts, bad)``: ``sums`` maps each selected parameter name to a
     tensor ``(num_groups, *shape)`` in ``dtype``; ``counts`` is ``(num_groups,)`` int;
     ``bad`` lists dataset positions whose loss was not finite (excluded).
     With ``groups`` (one group id per *dataset* position, e.g. the label), each
-    sample's gradient goes to its group's sum; batches are most efficient when
-    ``indices`` is sorted by group.
+    sample's gradient goes to its group's sum; batches are cheapest when ``indices`` is
+    sorted by group.
     """
     sums = {n: torch.zeros((num_groups,) + tuple(p.shape), dtype=dtype, device=device)
             for n, p in zip(selection.names, selection.params)}
@@ -59,26 +61,27 @@ def gradient_sum(model: nn.Module, dataset, indices, selection: ParamSelection, 
     bad = []
     bar = progress_bar(total=len(indices), desc=desc, enabled=progress, unit="img")
     for idx, x, y in iter_batches(dataset, indices, batch_size, num_workers=num_workers, device=device,
-                                      dtype=model_dtype(model)):
+                                  dtype=model_dtype(model)):
         b = len(idx)
         with torch.enable_grad():
             losses = loss_fn(model(x), y)
-            finite = _finite_rows(losses.detach())
+            finite = torch.isfinite(losses.detach())
             if not bool(finite.all()):
                 bad += idx[~finite.cpu().numpy()].tolist()
                 if not bool(finite.any()):
                     bar.update(b)
                     continue
-                # Re-run the finite rows so no NaN flows back through the graph.
+                # Re-run the finite rows so that no NaN flows back through the graph.
                 keep = finite.nonzero().squeeze(1)
                 x, y, idx = x[keep], y[keep], idx[keep.cpu().numpy()]
                 losses = loss_fn(model(x), y)
             g_ids = np.zeros(len(idx), dtype=np.int64) if groups is None else groups[idx]
-            for gid in np.unique(g_ids):
+            present = np.unique(g_ids)
+            for gid in present:
                 sel = g_ids == gid
-                part = losses.sum() if sel.all() else losses[torch.from_numpy(sel).to(losses.device)].sum()
+                part = losses.sum() if len(present) == 1 else losses[torch.from_numpy(sel).to(losses.device)].sum()
                 grads = torch.autograd.grad(part, selection.params, allow_unused=True,
-                                            retain_graph=not sel.all())
+                                            retain_graph=len(present) > 1)
                 for n, g in zip(selection.names, grads):
                     if g is not None:
                         sums[n][gid] += g.to(dtype)
@@ -88,12 +91,8 @@ def gradient_sum(model: nn.Module, dataset, indices, selection: ParamSelection, 
     return sums, counts, bad
 
 
-def _flatten(grads: dict, names) -> torch.Tensor:
-    return torch.cat([grads[n].reshape(grads[n].shape[0], -1) for n in names], 1)
-
-
-def _functorch_terms(model, selection, x, y, loss_fn, vec_flat, need_sq, need_dot, group_rows):
-    """Per-sample terms from per-sample gradients materialised by vmap (chunked)."""
+def _functorch_grads(model, selection, x, y, loss_fn):
+    """Per-sample gradients (B, P) of the selected parameters by vmap, in chunks (a generator)."""
     from torch.func import functional_call, grad, vmap
 
     params = {n: p.detach() for n, p in zip(selection.names, selection.params)}
@@ -104,17 +103,9 @@ def _functorch_terms(model, selection, x, y, loss_fn, vec_flat, need_sq, need_do
         return loss_fn(out, yi.unsqueeze(0)).sum()
 
     per_sample = vmap(grad(loss_one), in_dims=(None, 0, 0))
-    b = x.shape[0]
-    sq = torch.zeros(b, dtype=x.dtype if x.is_floating_point() else torch.float32, device=x.device)
-    dot = torch.zeros_like(sq)
-    for rows in row_chunks(b, selection.num_params):
-        g = _flatten(per_sample(params, x[rows], y[rows]), selection.names)
-        if need_sq:
-            sq[rows] = (g * g).sum(1).to(sq.dtype)
-        if need_dot:
-            v = vec_flat[group_rows[rows]] if group_rows is not None else vec_flat[0]
-            dot[rows] = ((g * v).sum(1) if v.dim() == 2 else g @ v).to(dot.dtype)
-    return sq, dot
+    for rows in row_chunks(x.shape[0], selection.num_params):
+        g = per_sample(params, x[rows], y[rows])
+        yield rows, torch.cat([g[n].reshape(g[n].shape[0], -1) for n in selection.names], 1)
 
 
 def _jvp_dots(model, selection, x, y, loss_fn, vecs):
@@ -132,12 +123,35 @@ def _jvp_dots(model, selection, x, y, loss_fn, vecs):
     return dots
 
 
+class _Accumulator:
+    """Collects one pass's per-sample outputs, aligned with ``indices``."""
+
+    def __init__(self, n, need_sq, need_dot):
+        self.sq = np.full(n, np.nan) if need_sq else None
+        self.dot = np.full(n, np.nan) if need_dot else None
+        self.loss = np.full(n, np.nan)
+        self.layer_sums: dict = {}
+        self.bad: list[int] = []
+
+    def store(self, rows: np.ndarray, sq, dot, losses):
+        if self.sq is not None and sq is not None:
+            self.sq[rows] = sq.detach().double().cpu().numpy()
+        if self.dot is not None and dot is not None:
+            self.dot[rows] = dot.detach().double().cpu().numpy()
+        self.loss[rows] = losses.detach().double().cpu().numpy()
+
+    def add_layer_sums(self, lsums):
+        for m, (signed, absolute) in lsums.items():
+            old = self.layer_sums.get(m, (0.0, 0.0))
+            self.layer_sums[m] = (old[0] + float(signed), old[1] + float(absolute))
+
+
 def per_sample_terms(model: nn.Module, dataset, indices, selection: ParamSelection, *,
                      vectors: dict | None = None, groups: np.ndarray | None = None,
                      need_sq: bool = True, need_dot: bool = True, loss_fn=cross_entropy,
                      batch_size: int = 256, device=None, backend: str = "hooks", num_workers: int = 0,
                      progress: bool = False, desc: str = "per-sample"):
-    """Per-sample squared gradient norms and dot products with ``vectors`` over ``dataset[indices]``.
+    """Per-sample squared gradient norms and dot products with ``vectors``, streaming over batches.
 
     Parameters
     ----------
@@ -148,141 +162,111 @@ def per_sample_terms(model: nn.Module, dataset, indices, selection: ParamSelecti
     Returns
     -------
     dict with ``sq`` and ``dot`` (float64 arrays aligned with ``indices``, or None),
-    ``loss`` (per-sample loss), ``bad`` (positions with non-finite loss; their terms are
-    NaN) and ``layer_dot_sums`` (sum over samples of each layer's share of the dot,
-    used to verify that the per-sample gradients add up to the batch gradient).
+    ``loss``, ``bad`` (positions with a non-finite loss; their terms are NaN) and
+    ``layer_dot_sums`` (per module: the sum over samples of its share of the dots and of
+    their absolute values; checks that per-sample gradients add up to the batch gradient).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if backend == "jvp" and need_sq:
-        raise ValueError("backend='jvp' computes dot products only; squared norms need 'hooks' or "
-                         "'functorch'")
-    n = len(indices)
-    sq_out = np.full(n, np.nan) if need_sq else None
-    dot_out = np.full(n, np.nan) if need_dot else None
-    loss_out = np.full(n, np.nan)
-    layer_sums: dict = {}
-    bad = []
-    vec_flat = None
+        raise ValueError("backend='jvp' computes dot products only; squared norms need 'hooks' or 'functorch'")
+    acc = _Accumulator(len(indices), need_sq, need_dot)
+    flat_vecs = None
     if need_dot and backend == "functorch":
-        vec_flat = torch.cat([vectors[nm].reshape(vectors[nm].shape[0], -1) for nm in selection.names], 1)
+        flat_vecs = torch.cat([vectors[nm].reshape(vectors[nm].shape[0], -1) for nm in selection.names], 1)
     pos = 0
-    bar = progress_bar(total=n, desc=desc, enabled=progress, unit="img")
+    bar = progress_bar(total=len(indices), desc=desc, enabled=progress, unit="img")
     capture = LayerCapture(model, selection) if backend == "hooks" else None
-    if capture is not None:
-        capture.__enter__()
     try:
+        if capture is not None:
+            capture.__enter__()
         for idx, x, y in iter_batches(dataset, indices, batch_size, num_workers=num_workers, device=device,
                                       dtype=model_dtype(model)):
             b = len(idx)
-            rows = slice(pos, pos + b)
+            rows = np.arange(pos, pos + b)
             pos += b
-            g_ids = None if groups is None else torch.from_numpy(groups[idx]).to(x.device)
+            g_ids = _group_ids(groups, idx, x.device, b)
             if backend == "hooks":
                 losses, _ = capture.forward_backward(x, y, loss_fn)
                 finite = torch.isfinite(losses)
                 if not bool(finite.all()):
-                    capture.records.clear()
-                    bad += idx[~finite.cpu().numpy()].tolist()
+                    # Re-run the finite rows only, so that no NaN reaches a kernel.
+                    acc.bad += idx[~finite.cpu().numpy()].tolist()
                     keep = finite.nonzero().squeeze(1)
-                    sub = _terms_subset(model, selection, capture, x[keep], y[keep], loss_fn, vectors,
-                                        None if g_ids is None else g_ids[keep], need_sq, need_dot, layer_sums)
-                    _store(sq_out, dot_out, loss_out, rows, keep.cpu().numpy(), sub)
-                else:
-                    sub = _hook_stats(capture, vectors, g_ids, need_sq, need_dot, b, losses, layer_sums)
-                    _store(sq_out, dot_out, loss_out, rows, np.arange(b), sub)
+                    rows, x, y, g_ids = rows[keep.cpu().numpy()], x[keep], y[keep], g_ids[keep]
+                    losses = capture.forward_backward(x, y, loss_fn)[0] if len(keep) else losses[:0]
+                if len(rows):
+                    _hook_batch(capture, acc, rows, losses, vectors, g_ids, need_sq, need_dot)
+                capture.records.clear()
             else:
                 with torch.no_grad():
                     losses = loss_fn(model(x), y)
                 finite = torch.isfinite(losses)
-                keep = finite.nonzero().squeeze(1)
                 if not bool(finite.all()):
-                    bad += idx[~finite.cpu().numpy()].tolist()
-                xs, ys = x[keep], y[keep]
-                gk = None if g_ids is None else g_ids[keep]
+                    acc.bad += idx[~finite.cpu().numpy()].tolist()
+                keep = finite.nonzero().squeeze(1)
+                rows, x, y, g_ids, losses = rows[keep.cpu().numpy()], x[keep], y[keep], g_ids[keep], losses[keep]
                 if backend == "functorch":
-                    s, d = _functorch_terms(model, selection, xs, ys, loss_fn, vec_flat, need_sq, need_dot, gk)
+                    _functorch_batch(model, selection, acc, rows, x, y, losses, loss_fn, flat_vecs, g_ids,
+                                     need_sq, need_dot)
                 else:
-                    d = _jvp_grouped(model, selection, xs, ys, loss_fn, vectors, gk)
-                    s = None
-                _store(sq_out, dot_out, loss_out, rows, keep.cpu().numpy(),
-                       (s if need_sq else None, d if need_dot else None, losses[keep]))
+                    d = torch.zeros(len(rows), dtype=losses.dtype, device=losses.device)
+                    for gid in torch.unique(g_ids):
+                        sel = (g_ids == gid).nonzero().squeeze(1)
+                        d[sel] = _jvp_dots(model, selection, x[sel], y[sel], loss_fn,
+                                           {nm: v[int(gid)] for nm, v in vectors.items()}).to(d.dtype)
+                    acc.store(rows, None, d, losses)
             bar.update(b)
     finally:
         if capture is not None:
             capture.__exit__(None, None, None)
         bar.close()
-    if bad:
+    if acc.bad:
+        bad = sorted(acc.bad)
         warnings.warn(f"{len(bad)} sample(s) have a non-finite loss (dataset positions "
-                      f"{sorted(bad)[:20]}{' ...' if len(bad) > 20 else ''}); their per-sample terms "
+                      f"{bad[:20]}{' ...' if len(bad) > 20 else ''}); their per-sample terms "
                       "are NaN and they are left out of the sums", NonFiniteLossWarning, stacklevel=3)
-    return {"sq": sq_out, "dot": dot_out, "loss": loss_out, "bad": sorted(bad), "layer_dot_sums": layer_sums}
+    return {"sq": acc.sq, "dot": acc.dot, "loss": acc.loss, "bad": sorted(acc.bad),
+            "layer_dot_sums": acc.layer_sums}
 
 
-def _jvp_grouped(model, selection, x, y, loss_fn, vectors, g_ids):
-    if g_ids is None:
-        return _jvp_dots(model, selection, x, y, loss_fn, {n: v[0] for n, v in vectors.items()})
-    out = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-    for gid in torch.unique(g_ids):
-        rows = (g_ids == gid).nonzero().squeeze(1)
-        out[rows] = _jvp_dots(model, selection, x[rows], y[rows], loss_fn,
-                              {n: v[int(gid)] for n, v in vectors.items()}).to(out.dtype)
-    return out
-
-
-def _hook_stats(capture, vectors, g_ids, need_sq, need_dot, b, losses, layer_sums):
-    dtype, device = losses.dtype, losses.device
-    if not need_dot or g_ids is None or bool((g_ids == g_ids[0]).all()):
-        gid = 0 if g_ids is None else int(g_ids[0])
-        vecs = None if not need_dot else {n: v[gid] for n, v in vectors.items()}
+def _hook_batch(capture, acc, rows, losses, vectors, g_ids, need_sq, need_dot):
+    """Kernel statistics of one captured batch."""
+    dtype, device, b = losses.dtype, losses.device, len(rows)
+    present = torch.unique(g_ids)
+    if len(present) == 1 or not need_dot:
+        vecs = {n: v[int(present[0])] for n, v in vectors.items()} if need_dot else None
         sq, dot, lsums = capture.stats(vecs, need_sq, need_dot, b, dtype, device)
-        _add_layer_sums(layer_sums, lsums)
-        return sq, dot, losses
-    # Mixed groups in one batch: norms once, then dots per group on the rows of that group.
-    sq = dot = None
+        acc.add_layer_sums(lsums)
+        acc.store(rows, sq, dot, losses)
+        return
+    # Mixed groups in one batch: norms once, then dots per group on that group's rows.
     records = {m: list(r) for m, r in capture.records.items()}
-    if need_sq:
-        sq, _, _ = capture.stats(None, True, False, b, dtype, device)
+    sq = capture.stats(None, True, False, b, dtype, device)[0] if need_sq else None
     dot = torch.zeros(b, dtype=dtype, device=device)
-    for gid in torch.unique(g_ids):
-        rows = (g_ids == gid).nonzero().squeeze(1)
-        capture.records = {m: [_subset_record(r, rows) for r in recs] for m, recs in records.items()}
-        _, d, lsums = capture.stats({n: v[int(gid)] for n, v in vectors.items()}, False, True,
-                                    len(rows), dtype, device)
-        dot[rows] = d
-        _add_layer_sums(layer_sums, lsums)
-    capture.records = {}
-    return sq, dot, losses
+    for gid in present:
+        sel = (g_ids == gid).nonzero().squeeze(1)
+        capture.records = {m: [_subset_record(r, sel) for r in recs] for m, recs in records.items()}
+        _, d, lsums = capture.stats({n: v[int(gid)] for n, v in vectors.items()}, False, True, len(sel),
+                                    dtype, device)
+        dot[sel] = d
+        acc.add_layer_sums(lsums)
+    acc.store(rows, sq, dot, losses)
 
 
 def _subset_record(r, rows):
-    from .capture import _Record
-
     b = r.grad_out.shape[0]
     inputs = tuple(t[rows] if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == b else t
                    for t in r.inputs)
     return _Record(inputs, r.output, r.in_versions, r.out_version, r.grad_out[rows])
 
 
-def _terms_subset(model, selection, capture, x, y, loss_fn, vectors, g_ids, need_sq, need_dot, layer_sums):
-    if x.shape[0] == 0:
-        z = torch.zeros(0, dtype=torch.float64)
-        return z, z, z
-    losses, _ = capture.forward_backward(x, y, loss_fn)
-    return _hook_stats(capture, vectors, g_ids, need_sq, need_dot, x.shape[0], losses, layer_sums)
-
-
-def _store(sq_out, dot_out, loss_out, rows, keep, result):
-    s, d, losses = result
-    base = np.arange(rows.start, rows.stop)[keep]
-    if sq_out is not None and s is not None:
-        sq_out[base] = s.detach().double().cpu().numpy()
-    if dot_out is not None and d is not None:
-        dot_out[base] = d.detach().double().cpu().numpy()
-    loss_out[base] = losses.detach().double().cpu().numpy()
-
-
-def _add_layer_sums(acc, lsums):
-    for m, (signed, absolute) in lsums.items():
-        old = acc.get(m, (0.0, 0.0))
-        acc[m] = (old[0] + float(signed), old[1] + float(absolute))
+def _functorch_batch(model, selection, acc, rows, x, y, losses, loss_fn, flat_vecs, g_ids, need_sq, need_dot):
+    sq = torch.zeros(len(rows), dtype=torch.float64, device=x.device)
+    dot = torch.zeros_like(sq)
+    for chunk, g in _functorch_grads(model, selection, x, y, loss_fn):
+        if need_sq:
+            sq[chunk] = (torch.linalg.vector_norm(g, dim=1) ** 2).double()
+        if need_dot:
+            dot[chunk] = torch.linalg.vecdot(g, flat_vecs[g_ids[chunk]].to(g.dtype)).double()
+    acc.store(rows, sq if need_sq else None, dot if need_dot else None, losses)

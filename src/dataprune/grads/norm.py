@@ -26,7 +26,7 @@ class _AffineKernel(LayerKernel):
         for n, gi in g.items():
             flat = gi.reshape(b, -1)
             if need_sq:
-                sq += (flat * flat).sum(1)
+                sq += torch.linalg.vector_norm(flat, dim=1) ** 2
             if need_dot:
                 dot += flat @ vecs[n].reshape(-1).to(flat.dtype)
         return sq, dot
@@ -40,15 +40,18 @@ class BatchNormKernel(_AffineKernel):
                              "track_running_stats=False): per-sample gradients need it in eval mode "
                              "with running statistics")
         a = inputs[0]
-        shape = (1, -1) + (1,) * (a.dim() - 2)
+        b, c = a.shape[0], a.shape[1]
         out = {}
-        sum_dims = tuple(range(2, a.dim()))
+        # Per sample and channel, sum_l delta * x_hat = rstd * (sum_l delta * a - mean * sum_l delta):
+        # two reductions over the activations instead of materialising x_hat.
+        d3, a3 = grad_out.reshape(b, c, -1), a.reshape(b, c, -1)
+        dsum = d3.sum(2)                                               # (B, C)
         if "weight" in names:
-            x_hat = (a - layer.running_mean.view(shape)) * torch.rsqrt(layer.running_var.view(shape) + layer.eps)
-            prod = grad_out * x_hat
-            out["weight"] = prod.sum(sum_dims) if sum_dims else prod
+            rstd = torch.rsqrt(layer.running_var + layer.eps)
+            da = torch.linalg.vecdot(d3, a3)                           # (B, C)
+            out["weight"] = (da - layer.running_mean * dsum) * rstd
         if "bias" in names:
-            out["bias"] = grad_out.sum(sum_dims) if sum_dims else grad_out
+            out["bias"] = dsum
         return out
 
 

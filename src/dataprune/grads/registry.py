@@ -59,7 +59,10 @@ class LayerKernel:
         return self.stats(layer, inputs, grad_out, names, vecs, False, True)[1]
 
     def stats(self, layer, inputs, grad_out, names, vecs, need_sq: bool, need_dot: bool):
-        """``(sq_norms or None, dots or None)`` from one materialisation, chunked over samples."""
+        """``(sq_norms or None, dots or None)``, each ``(B,)``.
+
+        This default materialises the per-sample gradients once, in chunks of samples.
+        """
         batch = grad_out.shape[0]
         per_row = sum(getattr(layer, n).numel() for n in names)
         sq = grad_out.new_zeros(batch) if need_sq else None
@@ -69,7 +72,7 @@ class LayerKernel:
             for n, gi in g.items():
                 flat = gi.reshape(gi.shape[0], -1)
                 if need_sq:
-                    sq[rows] += (flat * flat).sum(1)
+                    sq[rows] += torch.linalg.vector_norm(flat, dim=1) ** 2
                 if need_dot:
                     dot[rows] += flat @ vecs[n].reshape(-1).to(flat.dtype)
         return sq, dot

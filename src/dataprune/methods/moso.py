@@ -85,24 +85,23 @@ def checkpoint_terms(work: torch.nn.Module, dataset, cfg: _Config, *, need_sq: b
             return _last_layer(work, head, names, dataset, local, cfg, need_sq, groups, num_groups, n, desc)
     sel = cfg.params if isinstance(cfg.params, ParamSelection) else \
         select_params(work, cfg.params, example=_example(dataset, cfg.device, dtype))
-    sums, counts, bad = gradient_sum(work, dataset, local, sel, loss_fn=cfg.loss_fn, batch_size=cfg.batch_size,
-                                     device=cfg.device, groups=groups, num_groups=num_groups,
-                                     dtype=cfg.acc_dtype, num_workers=cfg.num_workers, progress=cfg.progress,
-                                     desc=f"{desc} mean gradient")
+    common = dict(loss_fn=cfg.loss_fn, batch_size=cfg.batch_size, device=cfg.device,
+                  num_workers=cfg.num_workers, progress=cfg.progress)
+    # Pass 1: the (group) gradient sums, by ordinary batched backward passes.
+    sums, counts, bad = gradient_sum(work, dataset, local, sel, groups=groups, num_groups=num_groups,
+                                     dtype=cfg.acc_dtype, desc=f"{desc} mean gradient", **common)
     counts_t = torch.as_tensor(counts, dtype=cfg.acc_dtype, device=cfg.device)
     dist.all_reduce_sum_(list(sums.values()) + [counts_t])
     counts = counts_t.cpu().numpy().round().astype(np.int64)
     means = {k: v / counts_t.clamp_min(1).view((-1,) + (1,) * (v.dim() - 1)) for k, v in sums.items()}
     vectors = {k: v.to(dtype) for k, v in means.items()}
+    # Pass 2: per-sample squared norms and dot products with the (group) mean gradient.
     terms = per_sample_terms(work, dataset, local, sel, vectors=vectors, groups=groups, need_sq=need_sq,
-                             need_dot=True, loss_fn=cfg.loss_fn, batch_size=cfg.batch_size, device=cfg.device,
-                             backend=cfg.backend, num_workers=cfg.num_workers, progress=cfg.progress,
-                             desc=f"{desc} per-sample")
+                             need_dot=True, backend=cfg.backend, desc=f"{desc} per-sample", **common)
     gbar_sq = sum((m.reshape(num_groups, -1) ** 2).sum(1) for m in means.values()).cpu().numpy()
     if cfg.backend == "hooks":
         _check_additivity(sel, means, counts_t, terms["layer_dot_sums"], dtype)
-    return _assemble(terms["dot"], terms["sq"] if need_sq else None, local, n, gbar_sq, counts,
-                     bad + terms["bad"], order)
+    return _assemble(terms["dot"], terms["sq"], local, n, gbar_sq, counts, bad + terms["bad"], order)
 
 
 def _assemble(dot, sq, local, n, gbar_sq, counts, bad, order):

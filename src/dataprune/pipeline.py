@@ -1,0 +1,116 @@
+"""Surrogate training and scoring, from a dataset and a model constructor to scores.
+
+This is the glue the CLI and the benchmark use; every step is also a public function of
+its own (``train``, ``moso.score``, ``select``, ``evaluate.retrain``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .data import SubsetView, get_targets
+from .methods import MethodSpec, get_method
+from .train import TrainConfig, TrainResult, train
+from .utils import seed_everything
+
+COMMON = ("batch_size", "device", "progress", "num_workers", "seed")
+
+
+def partition(labels: np.ndarray, parts: int, seed: int = 0) -> list[np.ndarray]:
+    """Split positions into ``parts`` disjoint, class-stratified, seeded parts (sorted indices)."""
+    if parts < 1:
+        raise ValueError(f"partitions must be >= 1, got {parts}")
+    n = len(labels)
+    if parts > n:
+        raise ValueError(f"cannot split {n} samples into {parts} partitions")
+    if parts == 1:
+        return [np.arange(n)]
+    rng = np.random.default_rng([seed, 104729])
+    order = rng.permutation(n)
+    order = order[np.argsort(labels[order], kind="stable")]  # class-sorted, random within class
+    return [np.sort(order[k::parts]) for k in range(parts)]
+
+
+def call_method(spec: MethodSpec, model, checkpoints, dataset, *, options: dict | None = None, **common):
+    """Call a method with its defaults, the user's options and the common keywords it accepts."""
+    options = dict(options or {})
+    sig = inspect.signature(spec.fn)
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    unknown = [k for k in options if k not in sig.parameters and not accepts_any]
+    if unknown:
+        valid = [p for p in sig.parameters if p not in ("model", "checkpoints", "dataset")]
+        raise TypeError(f"method {spec.name!r} has no option(s) {unknown}; valid: {valid}")
+    kwargs = {k: v for k, v in common.items() if k in sig.parameters or accepts_any}
+    kwargs.update(spec.defaults)
+    kwargs.update(options)
+    return np.asarray(spec.fn(model, checkpoints, dataset, **kwargs), dtype=np.float64)
+
+
+@dataclass
+class ScoreRun:
+    scores: dict[str, np.ndarray]
+    seconds: dict[str, float]
+    surrogate_seconds: float
+    checkpoints: list = field(default_factory=list)      # per partition: list of Checkpoint
+    parts: list = field(default_factory=list)
+    surrogates: list[TrainResult] = field(default_factory=list)
+
+
+def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch.nn.Module], *,
+                     config: TrainConfig, checkpoint_epochs, partitions: int = 1, seed: int = 0,
+                     device=None, batch_size: int = 256, num_workers: int = 0, progress: bool = False,
+                     options: dict[str, dict] | None = None, checkpoints=None) -> ScoreRun:
+    """Train the surrogate(s) once and score ``dataset`` with every method in ``methods``.
+
+    With ``partitions=K`` the data is split into K class-stratified parts; a surrogate is
+    trained on each part and scores that part (the method authors' partitioned mode).
+    ``checkpoints`` (a list of Checkpoint, K=1 only) skips surrogate training.
+    """
+    specs = [get_method(m) for m in methods]
+    options = options or {}
+    labels = get_targets(dataset)
+    parts = partition(labels, partitions, seed)
+    if checkpoints is not None and partitions != 1:
+        raise ValueError("precomputed checkpoints can only be used with partitions=1")
+    scores = {s.name: np.zeros(len(dataset)) for s in specs}
+    seconds = {s.name: 0.0 for s in specs}
+    run = ScoreRun(scores, seconds, 0.0, parts=parts)
+    for k, part in enumerate(parts):
+        view = dataset if partitions == 1 else SubsetView(dataset, part)
+        callbacks = {s.name: s.callback(view, checkpoint_epochs, **options.get(s.name, {}))
+                     for s in specs if s.callback is not None}
+        seed_everything(seed * 1000 + k)
+        template = make_model()
+        needs_training = any(s.needs_checkpoints for s in specs) or callbacks
+        cks = checkpoints
+        if needs_training and cks is None:
+            seed_everything(seed * 1000 + k)
+            model = make_model()
+            t0 = time.perf_counter()
+            result = train(model, view, config=config, seed=seed * 1000 + k, device=device,
+                           checkpoint_epochs=checkpoint_epochs, callbacks=list(callbacks.values()),
+                           num_workers=num_workers, progress=progress,
+                           desc=f"surrogate{'' if partitions == 1 else f' {k + 1}/{partitions}'}")
+            run.surrogate_seconds += time.perf_counter() - t0
+            run.surrogates.append(result)
+            cks = result.checkpoints
+        run.checkpoints.append(cks or [])
+        for s in specs:
+            t0 = time.perf_counter()
+            if s.name in callbacks:
+                part_scores = np.asarray(callbacks[s.name].scores(), dtype=np.float64)
+            else:
+                part_scores = call_method(s, template, cks or [], view, options=options.get(s.name),
+                                          batch_size=batch_size, device=device, progress=progress,
+                                          num_workers=num_workers, seed=seed * 1000 + k)
+            if part_scores.shape != (len(view),):
+                raise RuntimeError(f"method {s.name!r} returned shape {part_scores.shape}, expected ({len(view)},)")
+            scores[s.name][part] = part_scores
+            seconds[s.name] += time.perf_counter() - t0
+    return run

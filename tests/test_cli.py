@@ -1,0 +1,98 @@
+"""The command line, end to end, with tiny settings."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dataprune import cli, evaluate
+
+TINY = ["--epochs", "1", "--surrogate-epochs", "2", "--checkpoints", "1,2", "--train-limit", "300",
+        "--ratios", "0.5,0.9", "--quiet"]
+
+
+def test_demo_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out)] + TINY) == 0
+    printed = capsys.readouterr().out
+    assert "| moso |" in printed and "| random |" in printed and "Full data" in printed
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {"method", "ratio", "seed", "test_acc"} <= set(rows[0])
+    assert sorted((r["method"], r["ratio"]) for r in rows) == [
+        ("full", "0"), ("moso", "0.5"), ("moso", "0.9"), ("random", "0.5"), ("random", "0.9")]
+    assert all(0 <= float(r["test_acc"]) <= 1 for r in rows)
+    assert (out / "accuracy_vs_ratio.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    scores = np.load(out / "scores" / "moso-seed0.npy")
+    meta = json.loads((out / "scores" / "moso-seed0.npy.json").read_text())
+    assert scores.shape == (300,) and meta["method"] == "moso" and meta["fingerprint"]["n"] == 300
+    keep = np.load(out / "indices" / "moso-r0.9-seed0.npy")
+    assert len(keep) == 30 and np.all(np.diff(keep) > 0)
+
+    # Same command again: every cell is done, nothing is retrained.
+    monkeypatch.setattr(evaluate, "retrain", lambda *a, **k: pytest.fail("finished cell recomputed"))
+    before = (out / "results.csv").read_text()
+    assert cli.main(["demo", "--out", str(out)] + TINY) == 0
+    assert (out / "results.csv").read_text() == before
+
+    # Other settings in the same folder are refused, with the differing fields named.
+    assert cli.main(["demo", "--out", str(out), "--seeds", "2"] + TINY) == 2
+    assert "different settings (seeds)" in capsys.readouterr().err
+
+
+def test_step_by_step_commands(tmp_path, capsys):
+    ck, sc, keep, res = (str(tmp_path / n) for n in ("ck.pt", "s.npy", "keep.npy", "res.csv"))
+    data = ["--dataset", "digits", "--train-limit", "200"]
+    assert cli.main(["train", *data, "--epochs", "2", "--checkpoints", "1,2", "--out", ck, "--quiet"]) == 0
+    assert cli.main(["score", *data, "--checkpoints-file", ck, "--out", sc, "--quiet"]) == 0
+    meta = json.loads(open(sc + ".json").read())
+    assert [c["epoch"] for c in meta["checkpoints"]] == [1, 2] and meta["checkpoints_file"] == ck
+    assert cli.main(["select", *data, "--scores", sc, "--ratio", "0.7", "--out", keep, "--quiet"]) == 0
+    assert len(np.load(keep)) == 60
+    assert cli.main(["evaluate", *data, "--indices", keep, "--epochs", "1", "--out", res, "--quiet"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    with open(res) as f:
+        assert next(csv.DictReader(f))["n_kept"] == "60"
+
+    # Nothing is overwritten without --force.
+    assert cli.main(["select", *data, "--scores", sc, "--ratio", "0.5", "--out", keep, "--quiet"]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert len(np.load(keep)) == 60
+    assert cli.main(["select", *data, "--scores", sc, "--ratio", "0.5", "--out", keep, "--quiet", "--force"]) == 0
+    assert len(np.load(keep)) == 100
+
+    # Scores made on clean labels are refused for the noisy-label dataset.
+    assert cli.main(["select", *data, "--label-noise", "0.2", "--scores", sc, "--ratio", "0.5",
+                     "--out", str(tmp_path / "k2.npy"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "made for a different dataset" in err and "labels differ" in err
+    assert not os.path.exists(tmp_path / "k2.npy")
+
+
+def test_score_with_inline_surrogate_and_partitions(tmp_path):
+    out = str(tmp_path / "s.npy")
+    assert cli.main(["score", "--dataset", "digits", "--train-limit", "240", "--epochs", "2", "--checkpoints",
+                     "even:2", "--partitions", "2", "--params", "last_layer", "--out", out, "--quiet"]) == 0
+    s = np.load(out)
+    meta = json.loads(open(out + ".json").read())
+    assert s.shape == (240,) and np.isfinite(s).all()
+    assert meta["partitions"] == 2 and len(meta["checkpoints"]) == 4 and meta["options"] == {"params": "last_layer"}
+
+
+def test_errors_are_one_clear_line(capsys):
+    assert cli.main(["score", "--method", "nope", "--out", "x.npy", "--quiet"]) == 2
+    assert "unknown method 'nope'; valid methods: moso" in capsys.readouterr().err
+    assert cli.main(["demo", "--checkpoints", "every:0", "--quiet"]) == 2
+    assert "--checkpoints 'every:0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--ratios", "0.5,1.2"])
+
+
+def test_installed_entry_point_help():
+    out = subprocess.run([sys.executable, "-m", "dataprune", "score", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "examples:" in out and "--checkpoints-file" in out

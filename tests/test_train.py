@@ -1,0 +1,109 @@
+"""The training loop: schedule, checkpoints, budgets, callbacks, determinism."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from dataprune import choose_epochs, load_checkpoints, save_checkpoints
+from dataprune.data import ArrayDataset
+from dataprune.evaluate import retrain
+from dataprune.io import OutputExistsError
+from dataprune.train import TrainConfig, cosine_lr, train
+
+
+def _data(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = torch.randn(n, 5, generator=g) + 4 * nn.functional.one_hot(y, 5).float()
+    return ArrayDataset(x, y.numpy())
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def test_checkpoints_hold_weights_lr_and_epoch():
+    ds = _data()
+    res = train(_model(), ds, epochs=4, batch_size=32, lr=0.1, checkpoint_epochs=[0, 2, 4])
+    assert [c.epoch for c in res.checkpoints] == [0, 2, 4]
+    assert [round(c.lr, 6) for c in res.checkpoints] == [0.1, round(cosine_lr(0.1, 1, 4), 6),
+                                                          round(cosine_lr(0.1, 3, 4), 6)]
+    final = res.model.state_dict()
+    assert all(torch.equal(final[k].cpu(), res.checkpoints[-1].state[k]) for k in final)
+    assert not torch.equal(res.checkpoints[0].state["0.weight"], res.checkpoints[1].state["0.weight"])
+    assert res.history[-1]["train_acc"] > 0.9
+
+
+def test_same_seed_same_run():
+    ds = _data()
+    a = train(_model(), ds, epochs=3, batch_size=16, seed=5, augment=None)
+    b = train(_model(), ds, epochs=3, batch_size=16, seed=5)
+    c = train(_model(), ds, epochs=3, batch_size=16, seed=6)
+    sa, sb, sc = (r.model.state_dict() for r in (a, b, c))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_step_budget_trains_as_many_steps_as_full_data():
+    ds = _data(n=100)
+    full = retrain(_model, ds, ds, None, epochs=3, batch_size=10)
+    by_epochs = retrain(_model, ds, ds, np.arange(25), epochs=3, batch_size=10)
+    by_steps = retrain(_model, ds, ds, np.arange(25), epochs=3, batch_size=10, budget="steps")
+    assert full["steps"] == 30 and by_epochs["steps"] == 9 and by_steps["steps"] == 30
+    assert by_steps["budget"] == "steps"
+
+
+def test_callbacks_see_every_sample_every_epoch():
+    ds = _data(n=50)
+    seen = []
+
+    class Recorder:
+        def on_batch_end(self, *, epoch, step, indices, logits, targets):
+            seen.append((epoch, indices.copy()))
+            assert logits.shape == (len(indices), 3)
+
+    train(_model(), ds, epochs=2, batch_size=16, callbacks=[Recorder()], indices=np.arange(10, 50))
+    for e in (1, 2):
+        idx = np.concatenate([i for ep, i in seen if ep == e])
+        assert sorted(idx.tolist()) == list(range(10, 50))
+
+
+def test_singleton_last_batch_is_merged():
+    ds = _data(n=33)
+    res = train(_model(), ds, epochs=1, batch_size=16)
+    assert res.steps == 2
+
+
+def test_choose_epochs():
+    assert choose_epochs(10, every=3) == [3, 6, 9]
+    assert choose_epochs(10, count=5) == [2, 4, 6, 8, 10]
+    assert choose_epochs(10, epochs=[5, 1, 0]) == [0, 1, 5]
+    r = choose_epochs(10, count=4, random=True, seed=1)
+    assert len(r) == 4 and r == choose_epochs(10, count=4, random=True, seed=1)
+    with pytest.raises(ValueError, match="outside"):
+        choose_epochs(10, epochs=[11])
+    with pytest.raises(ValueError, match="exactly one"):
+        choose_epochs(10, every=2, count=3)
+
+
+def test_checkpoint_files_round_trip_and_are_not_overwritten(tmp_path):
+    res = train(_model(), _data(), epochs=2, batch_size=32, checkpoint_epochs=[1, 2])
+    path = str(tmp_path / "ck.pt")
+    save_checkpoints(res.checkpoints, path, meta={"note": "x"})
+    back, meta = load_checkpoints(path)
+    assert meta == {"note": "x"} and [c.epoch for c in back] == [1, 2]
+    assert torch.equal(back[1].state["2.bias"], res.checkpoints[1].state["2.bias"])
+    with pytest.raises(OutputExistsError):
+        save_checkpoints(res.checkpoints, path)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not a readable dataprune checkpoint"):
+        load_checkpoints(str(tmp_path / "junk.pt"))
+
+
+def test_config_validation():
+    with pytest.raises(TypeError, match="unknown training option.*epochz"):
+        train(_model(), _data(), epochz=3)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        TrainConfig(lr=0)
