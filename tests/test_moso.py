@@ -210,3 +210,28 @@ def test_bad_checkpoints_are_explained():
         moso.score(model, [], ds)
     with pytest.raises(TypeError, match="Checkpoint or a"):
         moso.score(model, [model.state_dict()], ds)
+
+
+class _PlainDataset(torch.utils.data.Dataset):
+    """No get_batch, no targets: the scorer must go through a DataLoader."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], int(self.y[i])
+
+
+def test_plain_dataset_through_dataloader_workers():
+    torch.manual_seed(0)
+    model = SmallCNN(1, 10)
+    x, y, ds = _data((1, 12, 12), 50)
+    cks = _trajectory(model, 2)
+    ref = moso.score(model, cks, ds, batch_size=16)
+    plain = _PlainDataset(x, y)
+    for workers in (0, 2):
+        got = moso.score(model, cks, plain, batch_size=16, num_workers=workers)
+        assert np.allclose(got, ref, rtol=1e-6)
