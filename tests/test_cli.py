@@ -96,3 +96,26 @@ def test_installed_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "dataprune", "score", "--help"], capture_output=True, text=True,
                          check=True).stdout
     assert "examples:" in out and "--checkpoints-file" in out
+
+
+def test_bench_smoke_with_policy_suffix_and_resume(tmp_path, capsys):
+    out = tmp_path / "bench"
+    args = ["bench", "--dataset", "digits", "--train-limit", "200", "--methods", "moso,el2n,aum+ccs",
+            "--policy-set", "ccs.beta=0.05", "--epochs", "2", "--checkpoints", "1,2", "--seeds", "1",
+            "--ratios", "0.5", "--out", str(out), "--quiet"]
+    assert cli.main(args) == 0
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {"score_seconds", "train_seconds", "policy"} <= set(rows[0])
+    by = {r["method"]: r for r in rows}
+    assert set(by) == {"full", "moso", "el2n", "aum+ccs"}
+    assert by["aum+ccs"]["policy"] == "ccs" and by["el2n"]["policy"] == "class_balanced"
+    meta = json.loads((out / "indices" / "aum+ccs-r0.5-seed0.npy.json").read_text())
+    assert meta["policy_options"] == {"beta": 0.05}
+    assert "± " in (out / "results.md").read_text()
+    capsys.readouterr()
+    assert cli.main(args) == 0                      # resumes: nothing left to do
+    assert cli.main(["bench", "--preset", "nope", "--quiet"]) == 2
+    assert "unknown preset 'nope'; valid presets: mnist5k-cpu" in capsys.readouterr().err
+    assert cli.main(["bench", "--dataset", "digits", "--methods", "moso+best", "--quiet"]) == 2
+    assert "unknown policy 'best'" in capsys.readouterr().err

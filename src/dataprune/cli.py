@@ -30,6 +30,12 @@ EPILOG = {
     "evaluate": """examples:
   dataprune evaluate --dataset mnist5k --model cnn --indices keep.npy --epochs 10
   dataprune evaluate --dataset mnist5k --model cnn --indices keep.npy --seeds 3 --budget steps --out res.csv""",
+    "bench": """examples:
+  dataprune bench --preset mnist5k-cpu --out runs/mnist5k                   # every baseline, 3 seeds
+  dataprune bench --preset mnist5k-cpu --label-noise 0.2 --out runs/mnist5k-noisy
+  dataprune bench --dataset digits --methods moso,random,el2n,aum+ccs --seeds 2 --out runs/digits
+  dataprune bench --preset cifar10-resnet18 --data-root ~/data --device cuda --out runs/cifar10
+  dataprune bench --preset mnist5k-cpu --methods el2n --set el2n.keep=easy --out runs/el2n-easy""",
     "list": """examples:
   dataprune list""",
 }
@@ -98,7 +104,8 @@ def _data_args(p, default="mnist5k"):
     from .data import DATASETS
 
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default=default, choices=list(DATASETS), help="dataset name (default %(default)s)")
+    g.add_argument("--dataset", default=default, choices=list(DATASETS),
+                   help="dataset name (default %s)" % (default or "mnist5k, or the preset's"))
     g.add_argument("--data-root", help="folder holding on-disk datasets (cifar10, cifar100, imagefolder)")
     g.add_argument("--label-noise", type=float, default=0.0, metavar="RATE",
                    help="flip this fraction of training labels to another class (symmetric noise)")
@@ -121,9 +128,10 @@ def _recipe_args(p, epochs=10, prefix="", title="training recipe"):
                    help="training augmentation; auto = the dataset's default (flip+crop for CIFAR/images)")
 
 
-def _common_args(p):
+def _common_args(p, model_default="cnn"):
     g = p.add_argument_group("run")
-    g.add_argument("--model", default="cnn", help="model name: mlp, cnn, resnet18, resnet50 (default %(default)s)")
+    g.add_argument("--model", default=model_default, help="model name: mlp, cnn, resnet18, resnet50 "
+                   "(default cnn, or the preset's)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     g.add_argument("--seed", type=int, default=0, help="default %(default)s")
     g.add_argument("--num-workers", type=int, default=0, help="DataLoader workers for on-disk datasets")
@@ -139,6 +147,38 @@ def _surrogate_args(p, epochs=10, checkpoints="1,3,5,7,9"):
                         "(default 1)")
 
 
+def _grid_args(p):
+    """Options shared by `demo` and `bench`; None means: the preset's, else the command's default."""
+    _data_args(p, default=None)
+    _common_args(p, model_default=None)
+    g = p.add_argument_group("retraining recipe (the surrogate's too, unless --surrogate-epochs)")
+    g.add_argument("--epochs", type=int, help="retraining epochs (default 10)")
+    g.add_argument("--batch-size", type=int, help="batch size (default: the dataset's, see `dataprune list`)")
+    g.add_argument("--lr", type=float, help="peak learning rate (default: the dataset's)")
+    g.add_argument("--weight-decay", type=float, default=5e-4, help="default %(default)s")
+    g.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum (default %(default)s)")
+    g.add_argument("--augment", default="auto", choices=["auto", "none", "flip_crop"],
+                   help="training augmentation; auto = the dataset's default")
+    g.add_argument("--budget", choices=["epochs", "steps"],
+                   help="retraining budget: same epochs (fewer steps, default) or same steps as full data")
+    g = p.add_argument_group("grid")
+    g.add_argument("--surrogate-epochs", type=int, help="surrogate epochs (default: --epochs)")
+    g.add_argument("--checkpoints", help="surrogate epochs scored: 1,3,5 | every:K | even:T | random:T "
+                   "(default 1,3,5,7,9)")
+    g.add_argument("--partitions", type=int, help="surrogates on K disjoint parts (default 1)")
+    g.add_argument("--methods", type=_names, help="comma-separated; METHOD+POLICY selects with another "
+                   "policy, e.g. aum+ccs (demo default: moso,random)")
+    g.add_argument("--ratios", type=_ratios, help="pruning ratios (default 0.3,0.5,0.7,0.9)")
+    g.add_argument("--seeds", type=int, help="number of seeds, 0..N-1 (demo default 1, bench 3)")
+    g.add_argument("--policy", help="selection policy (default class_balanced)")
+    g.add_argument("--policy-set", action="append", metavar="POLICY.KEY=VALUE",
+                   help="policy option, e.g. ccs.beta=0.2 (repeatable)")
+    g.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE",
+                   help="method option, e.g. el2n.keep=easy (repeatable)")
+    g.add_argument("--out", help="folder for results.csv, scores/, indices/, results.md and the plot")
+    g.add_argument("--force", action="store_true", help="start over in --out (else a run there resumes)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -152,19 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     p = add("demo", "run the whole job on mnist5k: surrogate, MoSo and random scores, pruning, retraining")
-    _data_args(p)
-    _common_args(p)
-    _recipe_args(p, epochs=10, title="retraining recipe (also the surrogate's, unless --surrogate-epochs)")
-    p.add_argument("--surrogate-epochs", type=int, help="surrogate epochs (default: same as --epochs)")
-    p.add_argument("--checkpoints", default="1,3,5,7,9", help="surrogate epochs scored (default %(default)s)")
-    p.add_argument("--methods", type=_names, default=["moso", "random"], help="default moso,random")
-    p.add_argument("--ratios", type=_ratios, default=[0.3, 0.5, 0.7, 0.9], help="default 0.3,0.5,0.7,0.9")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
-    p.add_argument("--policy", default="class_balanced", help="selection policy (default %(default)s)")
-    p.add_argument("--budget", default="epochs", choices=["epochs", "steps"],
-                   help="retraining budget: same epochs (fewer steps) or same steps as full data")
-    p.add_argument("--out", help="folder for results.csv, scores/, indices/, results.md and the plot")
-    p.add_argument("--force", action="store_true", help="start over in --out (else a run there resumes)")
+    _grid_args(p)
+
+    p = add("bench", "compare scoring methods: score once per method and seed, prune, retrain, tabulate")
+    p.add_argument("--preset", help="fill unset options from a preset (see `dataprune list`)")
+    _grid_args(p)
 
     p = add("train", "train a surrogate and save the checkpoints chosen for scoring")
     _data_args(p)
@@ -278,32 +310,78 @@ def _dataset_meta(args, split):
 # ---------------------------------------------------------------- commands --
 
 
-def cmd_demo(args, log):
-    from .evaluate import GridSpec, markdown_table, run_grid
+DEMO = dict(dataset="mnist5k", model="cnn", epochs=10, checkpoints="1,3,5,7,9", methods=["moso", "random"],
+            ratios=[0.3, 0.5, 0.7, 0.9], seeds=1)
+BENCH = dict(DEMO, methods=None, seeds=3)
 
+
+def _dotted(pairs, what) -> dict:
+    out: dict = {}
+    for key, value in _options(pairs).items():
+        if "." not in key:
+            raise CLIError(f"{what} expects NAME.KEY=VALUE, got {key!r}")
+        name, opt = key.split(".", 1)
+        out.setdefault(name, {})[opt] = value
+    return out
+
+
+def _resolve_grid(args, defaults: dict) -> None:
+    """Fill unset grid options: explicit flags first, then the preset, then the command's defaults."""
+    from .presets import get_preset
+
+    preset = get_preset(args.preset) if getattr(args, "preset", None) else {}
+    for key in ("dataset", "model", "epochs", "surrogate_epochs", "batch_size", "lr", "checkpoints", "methods",
+                "ratios", "seeds", "image_size", "partitions", "policy", "budget"):
+        if getattr(args, key, None) is None:
+            setattr(args, key, preset.get(key, defaults.get(key)))
+    if args.methods is None:
+        raise CLIError("name the methods to compare with --methods (or pick a --preset)")
+    args.partitions = args.partitions or 1
+    args.policy = args.policy or "class_balanced"
+    args.budget = args.budget or "epochs"
+
+
+def _run_grid(args, log, defaults: dict, title: str):
+    from .evaluate import GridSpec, markdown_table, run_grid, parse_entry
     from .methods import get_method
+    from .select import POLICIES
 
+    _resolve_grid(args, defaults)
     for m in args.methods:
-        get_method(m)
+        method, policy = parse_entry(m, args.policy)
+        get_method(method)
+        if policy not in POLICIES:
+            raise CLIError(f"unknown policy {policy!r} in {m!r}; valid: {', '.join(POLICIES)}")
     split = _load_split(args)
     make = _model_factory(args, split)
     rcfg = _recipe(args, split)
     scfg = rcfg.replace(epochs=args.surrogate_epochs or rcfg.epochs, budget="epochs")
     epochs = parse_checkpoints(args.checkpoints, scfg.epochs)
-    spec = GridSpec(dataset=args.dataset, model=args.model, methods=args.methods, ratios=args.ratios,
-                    seeds=list(range(args.seeds)), surrogate=dict(scfg.__dict__), retrain=dict(rcfg.__dict__),
-                    checkpoint_epochs=epochs, policy=args.policy, label_noise=args.label_noise,
-                    data=_dataset_meta(args, split))
-    log(f"dataprune demo: {args.dataset} ({len(split.train)} train / {len(split.test)} test), model {args.model}, "
+    spec = GridSpec(dataset=args.dataset, model=args.model, methods=list(args.methods),
+                    ratios=list(args.ratios), seeds=list(range(args.seeds)), surrogate=dict(scfg.__dict__),
+                    retrain=dict(rcfg.__dict__), checkpoint_epochs=epochs, policy=args.policy,
+                    partitions=args.partitions, label_noise=args.label_noise, options=_dotted(args.set, "--set"),
+                    policy_options=_dotted(args.policy_set, "--policy-set"), data=_dataset_meta(args, split))
+    log(f"dataprune {title}: {args.dataset} ({len(split.train)} train / {len(split.test)} test"
+        + (f", {args.label_noise:.0%} label noise" if args.label_noise else "") + f"), model {args.model}, "
         f"methods {', '.join(args.methods)}, ratios {', '.join(f'{r:g}' for r in args.ratios)}, "
-        f"{args.seeds} seed(s)")
+        f"{args.seeds} seed(s); surrogate {scfg.epochs} epochs (checkpoints {epochs}), retraining "
+        f"{rcfg.epochs} epochs at batch {rcfg.batch_size}, lr {rcfg.lr:g}, budget {rcfg.budget}")
     t0 = time.perf_counter()
     rows = run_grid(spec, split, make, args.out, device=args.device, num_workers=args.num_workers,
                     progress=not args.quiet, force=args.force, log=log)
     print(f"\nTest accuracy (%) after retraining {rcfg.epochs} epochs on the kept subset "
-          f"({args.policy} selection, mean ± std over {args.seeds} seed(s)):\n")
+          f"({args.policy} selection unless a method says +policy; mean ± std over {args.seeds} seed(s)):\n")
     print(markdown_table(rows))
     log(f"done in {time.perf_counter() - t0:.0f}s" + (f"; outputs in {args.out}" if args.out else ""))
+
+
+def cmd_demo(args, log):
+    _run_grid(args, log, DEMO, "demo")
+
+
+def cmd_bench(args, log):
+    _run_grid(args, log, BENCH, "bench")
 
 
 def cmd_train(args, log):
@@ -448,9 +526,14 @@ def cmd_list(args, log):
     for k, v in METHODS.items():
         print(f"  {k:12s} {v.summary}")
     print("selection policies:\n  " + ", ".join(POLICIES))
+    from .presets import PRESETS
+
+    print("bench presets:")
+    for k, v in PRESETS.items():
+        print(f"  {k:22s} {v['about']}")
 
 
-COMMANDS = {"demo": cmd_demo, "train": cmd_train, "score": cmd_score, "select": cmd_select,
+COMMANDS = {"demo": cmd_demo, "bench": cmd_bench, "train": cmd_train, "score": cmd_score, "select": cmd_select,
             "evaluate": cmd_evaluate, "list": cmd_list}
 
 

@@ -25,7 +25,7 @@ from .train import TrainConfig, accuracy, train
 from .utils import seed_everything
 
 RESULT_COLUMNS = ["method", "ratio", "seed", "n_kept", "test_acc", "score_seconds", "train_seconds",
-                  "budget", "epochs", "steps"]
+                  "policy", "budget", "epochs", "steps"]
 
 
 def retrain(make_model: Callable[[], torch.nn.Module], train_set, test_set, keep_indices=None, *,
@@ -75,11 +75,18 @@ class GridSpec:
     surrogate: dict
     retrain: dict
     checkpoint_epochs: list[int]
-    policy: str = "class_balanced"
+    policy: str = "class_balanced"                   # for entries without a "+policy" suffix
     partitions: int = 1
     label_noise: float = 0.0
-    options: dict = field(default_factory=dict)   # per method: extra keyword options
+    options: dict = field(default_factory=dict)   # per scoring method: extra keyword options
+    policy_options: dict = field(default_factory=dict)  # per policy: extra keyword options (e.g. ccs beta)
     data: dict = field(default_factory=dict)      # how the dataset was loaded (root, noise seed, limit)
+
+
+def parse_entry(entry: str, default_policy: str) -> tuple[str, str]:
+    """``"aum+ccs"`` -> ("aum", "ccs"); ``"moso"`` -> ("moso", default_policy)."""
+    method, _, policy = entry.partition("+")
+    return method, policy or default_policy
 
 
 def _read_results(path: str) -> list[dict]:
@@ -202,28 +209,31 @@ def run_grid(spec: GridSpec, split, make_model: Callable[[], torch.nn.Module], o
             log(f"[seed {seed}] retraining on the full data ({len(split.train)} samples)")
             res = retrain(make_model, split.train, split.test, None, config=rcfg, seed=seed, device=device,
                           num_workers=num_workers, progress=progress, desc="full data")
-            rows.append({"method": "full", "ratio": 0.0, "seed": seed, "score_seconds": 0.0, **res})
+            rows.append({"method": "full", "ratio": 0.0, "seed": seed, "policy": "", "score_seconds": 0.0, **res})
             save(rows)
             log(f"  full data: test accuracy {res['test_acc']:.4f}")
         todo = [m for m in spec.methods if any((m, float(r), seed) not in done for r in spec.ratios)]
         if not todo:
             continue
-        scores, seconds = _scores_for_seed(spec, split, make_model, todo, seed, scfg, out_dir, fingerprint,
+        needed = list(dict.fromkeys(parse_entry(m, spec.policy)[0] for m in todo))
+        scores, seconds = _scores_for_seed(spec, split, make_model, needed, seed, scfg, out_dir, fingerprint,
                                            device, batch_size, num_workers, progress, log, force)
         for m in todo:
+            method, policy = parse_entry(m, spec.policy)
             for ratio in spec.ratios:
                 if (m, float(ratio), seed) in done:
                     continue
-                keep = select(scores[m], ratio, labels=targets, policy=spec.policy, seed=seed)
+                keep = select(scores[method], ratio, labels=targets, policy=policy, seed=seed,
+                              **spec.policy_options.get(policy, {}))
                 if out_dir is not None:
                     io.save_array(os.path.join(out_dir, "indices", f"{m}-r{ratio:g}-seed{seed}.npy"), keep,
-                                  {"kind": "indices", "method": m, "ratio": ratio, "policy": spec.policy,
-                                   "seed": seed, "dataset": spec.dataset, "fingerprint": fingerprint},
-                                  overwrite=True)
+                                  {"kind": "indices", "method": method, "ratio": ratio, "policy": policy,
+                                   "policy_options": spec.policy_options.get(policy, {}), "seed": seed,
+                                   "dataset": spec.dataset, "fingerprint": fingerprint}, overwrite=True)
                 res = retrain(make_model, split.train, split.test, keep, config=rcfg, seed=seed, device=device,
                               num_workers=num_workers, progress=progress, desc=f"{m} r={ratio:g}")
-                rows.append({"method": m, "ratio": float(ratio), "seed": seed,
-                             "score_seconds": seconds[m], **res})
+                rows.append({"method": m, "ratio": float(ratio), "seed": seed, "policy": policy,
+                             "score_seconds": seconds[method], **res})
                 save(rows)
                 log(f"  {m:>12s} ratio {ratio:g}: kept {res['n_kept']}, test accuracy {res['test_acc']:.4f}")
     if out_dir is not None:

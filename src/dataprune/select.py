@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-POLICIES = ("topk", "class_balanced", "random")
+POLICIES = ("topk", "class_balanced", "random", "ccs")
 
 
 def _check(scores, ratio, labels, num_samples):
@@ -79,8 +79,43 @@ def class_quotas(labels: np.ndarray, n_keep: int) -> dict[int, int]:
     return {int(c): int(q) for c, q in zip(classes, quota)}
 
 
+def ccs_indices(scores: np.ndarray, k: int, *, beta: float = 0.1, strata: int = 50, hard: str = "high",
+                rng: np.random.Generator) -> np.ndarray:
+    """Coverage-centric selection (Zheng et al., ICLR 2023) of ``k`` samples.
+
+    Drops the hardest ``floor(beta * N)`` samples (those at the ``hard`` end of the scores,
+    "high" for difficulty scores such as EL2N, forgetting or -AUM), splits the rest of the
+    score range into ``strata`` equal-width bins, then fills the budget bin by bin from the
+    smallest bin up, each taking at most an equal share of what is left, sampled uniformly.
+    """
+    if hard not in ("high", "low"):
+        raise ValueError(f"hard must be 'high' or 'low', got {hard!r}")
+    if not 0 <= beta < 1:
+        raise ValueError(f"beta (the hardest fraction dropped) must be in [0, 1), got {beta}")
+    if strata < 1:
+        raise ValueError(f"strata must be >= 1, got {strata}")
+    n = len(scores)
+    difficulty = scores if hard == "high" else -scores
+    order = np.argsort(-difficulty, kind="stable")          # hardest first
+    cut = min(int(beta * n), n - k)                          # never drop so many that k cannot be met
+    pool = order[cut:]
+    d = difficulty[pool]
+    finite = np.isfinite(d)
+    lo, hi = (d[finite].min(), d[finite].max()) if finite.any() else (0.0, 0.0)
+    width = (hi - lo) / strata if hi > lo else 1.0
+    bins = np.clip(np.floor((np.clip(d, lo, hi) - lo) / width), 0, strata - 1).astype(np.int64)
+    groups = [pool[bins == b] for b in range(strata)]
+    groups = sorted((g for g in groups if len(g)), key=len)
+    chosen, budget = [], k
+    for j, g in enumerate(groups):
+        take = min(len(g), budget // (len(groups) - j))
+        chosen.append(rng.choice(g, size=take, replace=False))
+        budget -= take
+    return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+
+
 def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int = 0,
-           num_samples: int | None = None) -> np.ndarray:
+           num_samples: int | None = None, **options) -> np.ndarray:
     """Indices of the samples to keep, sorted, int64.
 
     Parameters
@@ -91,11 +126,13 @@ def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int
         Fraction of samples removed.
     labels : array of int, shape (N,), optional
         Required by ``policy="class_balanced"``.
-    policy : "topk" | "class_balanced" | "random"
+    policy : "topk" | "class_balanced" | "random" | "ccs"
         ``topk`` keeps the highest scores overall; ``class_balanced`` keeps the highest
         scores within each class, the same share of every class (see
         :func:`class_quotas` for how remainders are spread); ``random`` keeps a uniformly
-        random subset (scores ignored), seeded by ``seed``.
+        random subset (scores ignored), seeded by ``seed``; ``ccs`` is coverage-centric
+        selection (:func:`ccs_indices`; options ``beta``, ``strata``, ``hard``, and
+        ``per_class=True`` to run it inside each class with class-balanced quotas).
     num_samples : int, optional
         The dataset's length, checked against ``len(scores)``.
 
@@ -108,13 +145,31 @@ def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(POLICIES)}")
+    valid = {"ccs": {"beta", "strata", "hard", "per_class"}}.get(policy, set())
+    unknown = set(options) - valid
+    if unknown:
+        raise TypeError(f"policy {policy!r} takes no option(s) {sorted(unknown)}"
+                        + (f"; valid: {sorted(valid)}" if valid else ""))
     scores, ratio, labels = _check(scores, ratio, labels, num_samples)
     n = len(scores)
     k = num_kept(n, ratio)
+    rng = np.random.default_rng(seed)
     if policy == "topk":
         keep = _top(scores, k)
     elif policy == "random":
-        keep = np.random.default_rng(seed).choice(n, size=k, replace=False)
+        keep = rng.choice(n, size=k, replace=False)
+    elif policy == "ccs":
+        per_class = options.pop("per_class", False)
+        if per_class:
+            if labels is None:
+                raise ValueError("policy='ccs' with per_class=True needs labels=")
+            keep = []
+            for c, q in class_quotas(labels, k).items():
+                members = np.flatnonzero(labels == c)
+                keep.append(members[ccs_indices(scores[members], q, rng=rng, **options)])
+            keep = np.concatenate(keep)
+        else:
+            keep = ccs_indices(scores, k, rng=rng, **options)
     else:
         if labels is None:
             raise ValueError("policy='class_balanced' needs labels=")

@@ -55,7 +55,7 @@ def as_checkpoints(checkpoints: Iterable) -> list[Checkpoint]:
             raise ValueError(f"checkpoint {i}: learning rate {lr} must be finite and >= 0")
         out.append(Checkpoint(state, lr, i))
     if not out:
-        raise ValueError("no checkpoints given: MoSo needs at least one (state_dict, learning_rate)")
+        raise ValueError("no checkpoints given: at least one (state_dict, learning_rate) is needed")
     return out
 
 

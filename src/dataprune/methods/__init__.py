@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import baseline, moso
+from . import baseline, dynamics, geometry, gradnorm, moso, uncertainty
 
 __all__ = ["MethodSpec", "METHODS", "get_method", "register", "method_names"]
 
@@ -54,3 +54,26 @@ register(MethodSpec("moso_last", moso.score, "MoSo over the classifier head only
                     defaults={"params": "last_layer"}))
 register(MethodSpec("random", baseline.random_scores, "uniform random scores: a random subset",
                     needs_checkpoints=False))
+register(MethodSpec("el2n", uncertainty.el2n_score, "EL2N, error L2-norm early in training (Paul et al. 2021)"))
+register(MethodSpec("grand", gradnorm.grand_score, "GraNd, per-sample gradient norm early in training (Paul et al. 2021)"))
+
+
+def _recorded(fn):
+    return lambda dataset, checkpoint_epochs, **options: dynamics.HistoryCallback(fn, dataset, **options)
+
+
+register(MethodSpec("forgetting", dynamics.forgetting_score, "forgetting events during training (Toneva et al. 2019)",
+                    callback=_recorded(dynamics.forgetting_score)))
+register(MethodSpec("aum", dynamics.aum_score, "area under the margin, as -AUM (Pleiss et al. 2020)",
+                    callback=_recorded(dynamics.aum_score)))
+register(MethodSpec("dynunc", dynamics.dynunc_score, "dynamic uncertainty over training windows (He et al. 2023)",
+                    callback=_recorded(dynamics.dynunc_score)))
+register(MethodSpec("tdds", dynamics.tdds_score, "temporal dual-depth scoring (Zhang et al. 2024)",
+                    callback=_recorded(dynamics.tdds_score)))
+register(MethodSpec("entropy", uncertainty.entropy_score, "predictive entropy at the last checkpoint"))
+register(MethodSpec("least_confidence", uncertainty.least_confidence_score, "1 - max probability at the last checkpoint"))
+register(MethodSpec("margin", uncertainty.margin_score, "minus the top-2 probability margin at the last checkpoint"))
+register(MethodSpec("herding", geometry.herding_score, "herding order per class on embeddings (Welling 2009)"))
+register(MethodSpec("kcenter", geometry.kcenter_score, "k-center greedy order per class (Sener & Savarese 2018)"))
+register(MethodSpec("moderate", geometry.moderate_score, "Moderate-DS: distance to class mean near its median (Xia et al. 2023)"))
+register(MethodSpec("ssp", geometry.ssp_score, "distance to class k-means prototypes (Sorscher et al. 2022)"))

@@ -1,0 +1,153 @@
+"""Every scoring method: known answers on tiny data, and the shared conventions."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from dataprune.data import ArrayDataset
+from dataprune.methods import METHODS, dynamics, geometry, uncertainty
+from dataprune.pipeline import call_method, surrogate_scores
+from dataprune.select import ccs_indices, select
+from dataprune.train import TrainConfig, train
+from dataprune.trajectory import Checkpoint
+
+
+# ---------------------------------------------------------------- known answers --
+
+def test_forgetting_counts_a_scripted_history():
+    # epochs x samples: 1 = correct
+    correct = np.array([[0, 1, 1, 0],
+                        [1, 0, 1, 0],
+                        [1, 1, 0, 0],
+                        [0, 1, 1, 0]], dtype=bool)
+    counts = dynamics.forgetting_counts(correct)
+    # sample 0: learned at 1, forgotten at 3 -> 1; sample 1: forgotten at 1 -> 1;
+    # sample 2: forgotten at 2 -> 1; sample 3: never learned -> max + 1 = 2
+    assert counts.tolist() == [1, 1, 1, 2]
+    # unseen presentations do not count: sample 0 is not presented in epoch 2
+    seen = np.ones_like(correct)
+    seen[3, 0] = False
+    assert dynamics.forgetting_counts(correct, seen)[0] == 0
+
+
+def test_aum_dynunc_tdds_hand_computed():
+    margin = np.array([[2.0, -1.0], [0.0, -3.0]])
+    assert dynamics.area_under_margin(margin).tolist() == [1.0, -2.0]
+    p = np.array([[0.2, 0.5], [0.4, 0.5], [0.9, 0.5]])
+    # windows of 2: std of (0.2, 0.4) = 0.1, of (0.4, 0.9) = 0.25 -> mean 0.175; constant sample -> 0
+    assert np.allclose(dynamics.dynamic_uncertainty(p, window=2), [0.175, 0.0])
+    change = np.array([[np.nan, np.nan], [1.0, 2.0], [3.0, 2.0], [3.0, 2.0]])
+    # windows of 2 over changes (1,3) and (3,3): R = sqrt(2)*1 and 0; weights 0.9*0.1 and 0.9
+    expected = 0.9 * 0.1 * np.sqrt(2.0)
+    assert np.allclose(dynamics.temporal_dual_depth(change, window=2, decay=0.9), [expected, 0.0])
+
+
+def test_el2n_by_hand_on_three_samples():
+    model = nn.Linear(2, 3, bias=False)
+    w = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    x = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 1.0]])
+    y = np.array([0, 0, 2])
+    ds = ArrayDataset(x, y)
+    ck = [Checkpoint({"weight": w}, 0.1, 1)]
+    got = uncertainty.el2n_score(model, ck, ds, use="all")
+    p = torch.softmax(x @ w.t(), 1).double()
+    onehot = torch.nn.functional.one_hot(torch.from_numpy(y), 3).double()
+    assert np.allclose(got, torch.linalg.vector_norm(p - onehot, dim=1).numpy())
+    # uniform prediction (1/3 each) for sample 0 with label 0: sqrt((2/3)^2 + 2 (1/3)^2)
+    assert np.isclose(got[0], np.sqrt(6) / 3)
+    assert np.allclose(uncertainty.el2n_score(model, ck, ds, use="all", keep="easy"), -got)
+
+
+def test_kcenter_picks_the_farthest_points():
+    x = torch.tensor([[0.0, 0.0], [0.1, 0.0], [10.0, 0.0], [0.0, 5.0], [0.2, 0.1]], dtype=torch.float64)
+    order = geometry.kcenter_order(x)
+    # starts at the point nearest the mean (2.06, 1.02) -> (0.2, 0.1); the farthest from it is (10, 0);
+    # then the farthest from both is (0, 5)
+    assert order[:3].tolist() == [4, 2, 3]
+
+
+def test_herding_running_mean_approaches_the_class_mean():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 5, generator=g, dtype=torch.float64) * 3 + 1
+    order = geometry.herding_order(x)
+    mu = x.mean(0)
+    herd_err = [float(torch.linalg.vector_norm(x[order[:k]].mean(0) - mu)) for k in (5, 20, 80)]
+    rand_err = [float(torch.linalg.vector_norm(x[:k].mean(0) - mu)) for k in (5, 20, 80)]
+    assert herd_err[0] > herd_err[1] > herd_err[2]
+    assert all(h < r / 3 for h, r in zip(herd_err, rand_err))
+    assert sorted(order.tolist()) == list(range(200))
+
+
+def test_moderate_keeps_the_middle_band_and_ssp_the_far_ones():
+    # one class: distances to the mean 0, 1, 2, 3, 4 (mean at the origin)
+    feats = np.array([[0, 0], [1, 0], [-2, 0], [3, 0], [-2, 0]], dtype=float)
+    feats = feats - feats.mean(0)
+    ds = ArrayDataset(torch.zeros(5, 1), np.zeros(5, dtype=int))
+    mod = geometry.moderate_score(None, [], ds, features=feats)
+    d = np.abs(feats[:, 0])
+    assert np.argmax(mod) == np.argmin(np.abs(d - np.median(d)))
+    ssp = geometry.ssp_score(None, [], ds, features=feats)
+    assert np.allclose(ssp, d)
+
+
+def test_ccs_drops_the_hardest_then_covers_every_stratum():
+    rng = np.random.default_rng(0)
+    scores = rng.random(1000)
+    keep = ccs_indices(scores, 100, beta=0.1, strata=10, rng=np.random.default_rng(1))
+    assert len(keep) == 100 and len(np.unique(keep)) == 100
+    hardest = np.argsort(-scores)[:100]
+    assert not set(keep) & set(hardest)
+    counts = np.histogram(scores[keep], bins=10, range=(scores[keep].min(), scores[keep].max()))[0]
+    assert counts.min() >= 5          # every stratum represented, not just the top
+    via_select = select(scores, 0.9, policy="ccs", beta=0.1, strata=10, seed=1)
+    assert len(via_select) == 100
+    with pytest.raises(TypeError, match="policy 'topk' takes no option"):
+        select(scores, 0.9, beta=0.1)
+
+
+# ------------------------------------------------------------- conventions ---
+
+@pytest.fixture(scope="module")
+def planted():
+    """Four well-separated classes, 10% of labels flipped; a small surrogate and its checkpoints."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 12, generator=g) * 3
+    y = torch.randint(0, 4, (160,), generator=g)
+    x = centers[y] + torch.randn(160, 12, generator=g)
+    noisy = y.clone()
+    flipped = np.arange(0, 160, 10)
+    noisy[flipped] = (y[flipped] + 1) % 4
+    ds = ArrayDataset(x, noisy.numpy())
+    make = lambda: nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 4))  # noqa: E731
+    return ds, make, flipped
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_shape_dtype_determinism(name, planted):
+    ds, make, _ = planted
+    run = lambda: surrogate_scores([name], ds, make, config=TrainConfig(epochs=6, batch_size=16, lr=0.05),  # noqa
+                                   checkpoint_epochs=[1, 2, 3, 4, 5, 6], seed=0).scores[name]
+    a, b = run(), run()
+    assert a.shape == (len(ds),) and a.dtype == np.float64
+    assert np.isfinite(a).all()
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["el2n", "grand", "forgetting", "aum"])
+def test_difficulty_scores_rank_mislabelled_samples_as_hard(name, planted):
+    ds, make, flipped = planted
+    s = surrogate_scores([name], ds, make, config=TrainConfig(epochs=8, batch_size=16, lr=0.05),
+                         checkpoint_epochs=range(1, 9), seed=0).scores[name]
+    ranks = np.argsort(np.argsort(-s))            # 0 = kept first
+    assert ranks[flipped].mean() < 0.3 * len(s), f"{name}: mislabelled samples not among the hardest"
+    easy = surrogate_scores([name], ds, make, config=TrainConfig(epochs=8, batch_size=16, lr=0.05),
+                            checkpoint_epochs=range(1, 9), seed=0, options={name: {"keep": "easy"}}).scores[name]
+    assert np.array_equal(easy, -s)
+
+
+def test_unknown_method_option_is_refused(planted):
+    ds, make, _ = planted
+    with pytest.raises(TypeError, match="method 'el2n' has no option"):
+        call_method(METHODS["el2n"], make(), [Checkpoint(make().state_dict(), 0.1, 1)], ds,
+                    options={"windw": 3})
