@@ -217,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-batch-size", type=int, default=256, help="batch size for scoring (default 256)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra method option, repeatable")
     p.add_argument("--out", required=True, help="scores file to write (.npy, with a .json sidecar)")
+    p.add_argument("--work-dir", help="partial results for resuming an interrupted run (default: OUT.parts/, "
+                   "removed after success)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
 
     p = add("select", "turn scores into the indices to keep")
@@ -399,6 +401,10 @@ def cmd_train(args, log):
     seed_everything(args.seed)
     res = train(make(), split.train, config=cfg, seed=args.seed, device=args.device, checkpoint_epochs=epochs,
                 num_workers=args.num_workers, progress=not args.quiet)
+    from . import distributed as dist
+
+    if dist.rank() != 0:
+        return
     meta = {**_dataset_meta(args, split), "model": args.model, "recipe": dict(cfg.__dict__), "seed": args.seed,
             "fingerprint": dataset_fingerprint(split.train), "history": res.history}
     save_checkpoints(res.checkpoints, args.out, overwrite=args.force, meta=meta)
@@ -408,6 +414,7 @@ def cmd_train(args, log):
 
 
 def cmd_score(args, log):
+    from . import distributed as dist
     from . import io
     from .io import OutputExistsError
     from .pipeline import surrogate_scores
@@ -434,12 +441,16 @@ def cmd_score(args, log):
         epochs = [c.epoch for c in checkpoints]
     else:
         epochs = parse_checkpoints(args.checkpoints, cfg.epochs, seed=args.seed)
+    work_dir = args.work_dir or args.out + ".parts"
     t0 = time.perf_counter()
     run = surrogate_scores([args.method], split.train, make, config=cfg, checkpoint_epochs=epochs,
                            partitions=args.partitions, seed=args.seed, device=args.device,
                            batch_size=args.score_batch_size, num_workers=args.num_workers,
-                           progress=not args.quiet, options={args.method: options}, checkpoints=checkpoints)
+                           progress=not args.quiet and dist.rank() == 0, options={args.method: options},
+                           checkpoints=checkpoints, work_dir=work_dir)
     scores = run.scores[args.method]
+    if dist.rank() != 0:
+        return
     meta = {"kind": "scores", "method": args.method, "options": options, "higher_is": "keep",
             **_dataset_meta(args, split), "model": args.model, "seed": args.seed, "partitions": args.partitions,
             "surrogate": ck_meta.get("recipe", dict(cfg.__dict__)),
@@ -447,6 +458,8 @@ def cmd_score(args, log):
             "checkpoints_file": args.checkpoints_file, "seconds": run.seconds[args.method],
             "surrogate_seconds": run.surrogate_seconds, "fingerprint": fingerprint}
     io.save_array(args.out, scores, meta, overwrite=args.force)
+    if not args.work_dir:
+        io.PartStore(work_dir, {}).clear()
     finite = scores[np.isfinite(scores)]
     log(f"scored {len(scores)} samples with {args.method} in {time.perf_counter() - t0:.1f}s "
         f"(surrogate {run.surrogate_seconds:.1f}s, scoring {run.seconds[args.method]:.1f}s); "
@@ -533,6 +546,32 @@ def cmd_list(args, log):
         print(f"  {k:22s} {v['about']}")
 
 
+DISTRIBUTED_COMMANDS = ("train", "score")
+
+
+def _init_distributed(args) -> None:
+    """Under torchrun (WORLD_SIZE > 1): join the process group; only train and score run sharded."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return
+    if args.command not in DISTRIBUTED_COMMANDS:
+        raise CLIError(f"`dataprune {args.command}` runs in one process; under torchrun use "
+                       f"{' or '.join(DISTRIBUTED_COMMANDS)}")
+    import torch
+    import torch.distributed as tdist
+
+    if not tdist.is_initialized():
+        use_cuda = torch.cuda.is_available() and (args.device is None or str(args.device).startswith("cuda"))
+        if use_cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            args.device = f"cuda:{local}"
+        tdist.init_process_group("nccl" if use_cuda else "gloo")
+    if tdist.get_rank() != 0:
+        args.quiet = True
+        os.environ["DATAPRUNE_QUIET"] = "1"
+
+
 COMMANDS = {"demo": cmd_demo, "bench": cmd_bench, "train": cmd_train, "score": cmd_score, "select": cmd_select,
             "evaluate": cmd_evaluate, "list": cmd_list}
 
@@ -548,6 +587,8 @@ def main(argv=None) -> int:
 
     tune_cpu_allocator()
     try:
+        _init_distributed(args)
+        log.quiet = getattr(args, "quiet", False)
         COMMANDS[args.command](args, log)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -557,6 +598,11 @@ def main(argv=None) -> int:
             raise
         print(f"dataprune {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        import torch.distributed as tdist
+
+        if tdist.is_available() and tdist.is_initialized():
+            tdist.destroy_process_group()
     return 0
 
 

@@ -160,3 +160,92 @@ def check_fingerprint(expected: dict | None, actual: dict, what: str) -> None:
     if diffs:
         raise ValueError(f"{what} was made for a different dataset: " + "; ".join(diffs) +
                          ". Recompute it for this dataset (or pass the dataset it was made on).")
+
+
+def tensor_digest(state: dict) -> str:
+    """A short SHA-256 of a state_dict's names, shapes, dtypes and bytes."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        v = state[k]
+        h.update(k.encode())
+        if isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous()
+            h.update(str((tuple(t.shape), str(t.dtype))).encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        else:
+            h.update(repr(v).encode())
+    return h.hexdigest()[:20]
+
+
+class PartialResultWarning(UserWarning):
+    """A partial result on disk was unreadable or did not match its checksum; it is recomputed."""
+
+
+class PartStore:
+    """Per-unit partial results of a long run (one per checkpoint), for resuming after a crash.
+
+    Each unit is an ``.npz`` file written atomically plus a JSON sidecar with its SHA-256
+    and the key that produced it; a unit is reused only when both match, so a truncated,
+    corrupt or stale file is recomputed (with a :class:`PartialResultWarning`), never used.
+    """
+
+    def __init__(self, folder: str, key: dict):
+        self.folder = os.fspath(folder)
+        self.key = json.loads(json.dumps(key, sort_keys=True, default=_json_default))
+
+    def _paths(self, name: str):
+        base = os.path.join(self.folder, name)
+        return base + ".npz", base + ".npz.json"
+
+    def load(self, name: str, unit_key: dict) -> dict | None:
+        data_path, meta_path = self._paths(name)
+        if not (os.path.isfile(data_path) and os.path.isfile(meta_path)):
+            return None
+        want = {"run": self.key, "unit": json.loads(json.dumps(unit_key, sort_keys=True, default=_json_default))}
+        try:
+            meta = read_json(meta_path)
+            with open(data_path, "rb") as f:
+                data = f.read()
+            if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+                raise ValueError("checksum mismatch (truncated or modified)")
+            if meta.get("key") != want:
+                return None  # another run's unit: recompute, without fuss
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (ValueError, OSError, json.JSONDecodeError, KeyError) as exc:
+            import warnings
+
+            warnings.warn(f"partial result {data_path} is unusable ({exc}); recomputing it", PartialResultWarning,
+                          stacklevel=2)
+            return None
+
+    def save(self, name: str, unit_key: dict, arrays: dict) -> None:
+        data_path, meta_path = self._paths(name)
+        buf = io.BytesIO()
+        np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+        data = buf.getvalue()
+        write_bytes(data_path, data, overwrite=True)
+        write_json(meta_path, {"sha256": hashlib.sha256(data).hexdigest(),
+                               "key": {"run": self.key, "unit": unit_key}}, overwrite=True)
+
+    def get_or_compute(self, name: str, unit_key: dict, compute) -> dict:
+        """The unit from disk when a valid copy is there, else ``compute()`` saved for next time.
+
+        Under torch.distributed rank 0 reads and writes; every rank gets the same result.
+        """
+        from . import distributed as dist
+
+        found = self.load(name, unit_key) if dist.rank() == 0 else None
+        found = dist.broadcast_object(found)
+        if found is not None:
+            return found
+        result = compute()
+        if dist.rank() == 0:
+            self.save(name, unit_key, result)
+        dist.barrier()
+        return result
+
+    def clear(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -7,6 +7,7 @@ its own (``train``, ``moso.score``, ``select``, ``evaluate.retrain``).
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -19,7 +20,7 @@ from .methods import MethodSpec, get_method
 from .train import TrainConfig, TrainResult, train
 from .utils import seed_everything
 
-COMMON = ("batch_size", "device", "progress", "num_workers", "seed")
+COMMON = ("batch_size", "device", "progress", "num_workers", "seed", "work_dir")
 
 
 def partition(labels: np.ndarray, parts: int, seed: int = 0) -> list[np.ndarray]:
@@ -65,12 +66,15 @@ class ScoreRun:
 def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch.nn.Module], *,
                      config: TrainConfig, checkpoint_epochs, partitions: int = 1, seed: int = 0,
                      device=None, batch_size: int = 256, num_workers: int = 0, progress: bool = False,
-                     options: dict[str, dict] | None = None, checkpoints=None) -> ScoreRun:
+                     options: dict[str, dict] | None = None, checkpoints=None,
+                     work_dir: str | None = None) -> ScoreRun:
     """Train the surrogate(s) once and score ``dataset`` with every method in ``methods``.
 
     With ``partitions=K`` the data is split into K class-stratified parts; a surrogate is
     trained on each part and scores that part (the method authors' partitioned mode).
     ``checkpoints`` (a list of Checkpoint, K=1 only) skips surrogate training.
+    ``work_dir`` makes the run resumable: trained surrogates are kept there, and methods
+    that take a ``work_dir`` keep their per-checkpoint partial results there.
     """
     specs = [get_method(m) for m in methods]
     options = options or {}
@@ -89,7 +93,11 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         template = make_model()
         needs_training = any(s.needs_checkpoints for s in specs) or callbacks
         cks = checkpoints
-        if needs_training and cks is None:
+        saved = _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset) \
+            if work_dir is not None and not callbacks else None
+        if saved is not None:
+            cks = saved
+        elif needs_training and cks is None:
             seed_everything(seed * 1000 + k)
             model = make_model()
             t0 = time.perf_counter()
@@ -100,17 +108,60 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             run.surrogate_seconds += time.perf_counter() - t0
             run.surrogates.append(result)
             cks = result.checkpoints
+            if work_dir is not None and not callbacks:
+                _save_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, cks)
         run.checkpoints.append(cks or [])
         for s in specs:
             t0 = time.perf_counter()
             if s.name in callbacks:
                 part_scores = np.asarray(callbacks[s.name].scores(), dtype=np.float64)
             else:
-                part_scores = call_method(s, template, cks or [], view, options=options.get(s.name),
-                                          batch_size=batch_size, device=device, progress=progress,
-                                          num_workers=num_workers, seed=seed * 1000 + k)
+                common = dict(batch_size=batch_size, device=device, progress=progress, num_workers=num_workers,
+                              seed=seed * 1000 + k)
+                if work_dir is not None:
+                    common["work_dir"] = os.path.join(work_dir, f"{s.name}-part{k}")
+                part_scores = call_method(s, template, cks or [], view, options=options.get(s.name), **common)
             if part_scores.shape != (len(view),):
                 raise RuntimeError(f"method {s.name!r} returned shape {part_scores.shape}, expected ({len(view)},)")
             scores[s.name][part] = part_scores
             seconds[s.name] += time.perf_counter() - t0
     return run
+
+
+def _surrogate_key(config, checkpoint_epochs, seed, part, dataset):
+    from .io import dataset_fingerprint
+    import hashlib
+
+    return {"recipe": dict(config.__dict__), "checkpoint_epochs": [int(e) for e in checkpoint_epochs],
+            "seed": seed, "part": hashlib.sha256(np.asarray(part, dtype=np.int64).tobytes()).hexdigest()[:16],
+            "fingerprint": dataset_fingerprint(dataset)}
+
+
+def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset):
+    """Checkpoints of a surrogate trained by an earlier, interrupted run with the same settings."""
+    import json
+
+    from . import distributed as dist
+    from .trajectory import load_checkpoints
+
+    path = os.path.join(work_dir, f"surrogate-part{k}.pt")
+    found = None
+    if dist.rank() == 0 and os.path.isfile(path):
+        try:
+            cks, meta = load_checkpoints(path)
+            want = json.loads(json.dumps(_surrogate_key(config, checkpoint_epochs, seed, part, dataset)))
+            found = cks if meta.get("key") == want else None
+        except ValueError:
+            found = None
+    return dist.broadcast_object(found)
+
+
+def _save_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, cks):
+    from . import distributed as dist
+    from .trajectory import save_checkpoints
+
+    if dist.rank() == 0:
+        import json
+
+        key = json.loads(json.dumps(_surrogate_key(config, checkpoint_epochs, seed, part, dataset)))
+        save_checkpoints(cks, os.path.join(work_dir, f"surrogate-part{k}.pt"), overwrite=True, meta={"key": key})

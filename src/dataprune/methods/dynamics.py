@@ -87,10 +87,24 @@ class DynamicsRecorder:
         self._prev[idx] = logp.detach().cpu()
 
     def history(self) -> History:
-        if not self.rows:
+        """The recorded history; under DDP every rank saw only its share of each batch, so the
+        ranks' records are merged (each sample's entries come from the rank that saw it)."""
+        from .. import distributed as dist
+
+        rows = self.rows
+        if dist.is_distributed():
+            merged = []
+            for per_rank in zip(*dist.gather_objects(rows)):
+                row = {k: v.copy() for k, v in per_rank[0].items()}
+                for other in per_rank[1:]:
+                    seen = other["seen"]
+                    for k in row:
+                        row[k][seen] = other[k][seen]
+                merged.append(row)
+            rows = merged
+        if not rows:
             raise RuntimeError("no training batches were recorded")
-        stack = {k: np.stack([r[k] for r in self.rows]) for k in self.rows[0]}
-        return History(**stack)
+        return History(**{k: np.stack([r[k] for r in rows]) for k in rows[0]})
 
 
 def history_from_checkpoints(model, checkpoints, dataset, *, batch_size: int = 512, device=None,

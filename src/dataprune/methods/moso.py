@@ -170,7 +170,7 @@ def combine(terms: dict, lr: float, form: str) -> np.ndarray:
 def score(model: torch.nn.Module, checkpoints, dataset, *, batch_size: int = 256, device=None,
           params="all", form: str = "exact", loss_fn=None, backend: str = "hooks",
           accumulate: str = "float64", num_workers: int = 0, progress: bool = False,
-          cache_mb: float = 1024) -> np.ndarray:
+          cache_mb: float = 256, work_dir: str | None = None) -> np.ndarray:
     """MoSo scores, shape ``(N,)`` float64, **higher = keep**.
 
     Parameters
@@ -193,6 +193,13 @@ def score(model: torch.nn.Module, checkpoints, dataset, *, batch_size: int = 256
         or forward-mode dot products (``form="alignment"`` only).
     accumulate : "float64" | "float32"
         Precision of the mean-gradient accumulation.
+    cache_mb : float
+        Last-layer mode keeps N x (D + C + 1) numbers to need one forward pass per
+        checkpoint when they fit in this budget, else runs the forward twice.
+    work_dir : str, optional
+        Folder for per-checkpoint partial results. A run that is killed and started again
+        with the same arguments reuses every finished checkpoint (checked by checksum and
+        by a key of the checkpoint's weights, the dataset fingerprint and the options).
 
     Returns
     -------
@@ -211,18 +218,46 @@ def score(model: torch.nn.Module, checkpoints, dataset, *, batch_size: int = 256
     cfg = _Config(batch_size=batch_size, device=device, params=params, loss_fn=loss_fn, backend=backend,
                   accumulate=accumulate, num_workers=num_workers, progress=progress, cache_mb=cache_mb)
     work = prepare_model(model, cfg.device)
+    store = None
+    if work_dir is not None:
+        from ..io import PartStore, dataset_fingerprint
+
+        store = PartStore(work_dir, {"method": "moso", "need_sq": form == "exact", "params": repr(params),
+                                     "loss": getattr(cfg.loss_fn, "__name__", repr(cfg.loss_fn)),
+                                     "backend": backend, "accumulate": accumulate,
+                                     "fingerprint": dataset_fingerprint(dataset)})
     total = np.zeros(len(dataset))
     bad: set[int] = set()
     for k, ck in enumerate(cks):
-        load_state(work, ck.state, what=f"checkpoint {k} (epoch {ck.epoch})")
-        work.eval()
-        terms = checkpoint_terms(work, dataset, cfg, need_sq=form == "exact",
-                                 desc=f"ckpt {k + 1}/{len(cks)}")
-        bad |= set(terms["bad"])
+        terms = _resumable_terms(store, k, ck, lambda: _fresh_terms(work, ck, k, len(cks), dataset, cfg, form))
+        bad |= set(int(b) for b in terms["bad"])
         total += np.nan_to_num(combine(terms, ck.lr, form), nan=0.0)
     if bad:
         total[sorted(bad)] = -np.inf
     return total
+
+
+def _fresh_terms(work, ck, k, total, dataset, cfg, form):
+    load_state(work, ck.state, what=f"checkpoint {k} (epoch {ck.epoch})")
+    work.eval()
+    return checkpoint_terms(work, dataset, cfg, need_sq=form == "exact", desc=f"ckpt {k + 1}/{total}")
+
+
+def _resumable_terms(store, k, ck, compute):
+    """A checkpoint's terms from the store when a valid copy is there, else computed and stored."""
+    if store is None:
+        return compute()
+    from ..io import tensor_digest
+
+    def fresh():
+        t = compute()
+        return {"dot": t["dot"], "sq": t["sq"] if t["sq"] is not None else np.zeros(0),
+                "gbar_sq": t["gbar_sq"], "counts": t["counts"], "bad": np.asarray(t["bad"], dtype=np.int64)}
+
+    unit = {"index": k, "epoch": ck.epoch, "lr": ck.lr, "weights": tensor_digest(ck.state)}
+    terms = store.get_or_compute(f"ckpt-{k:04d}", unit, fresh)
+    terms["bad"] = np.asarray(terms["bad"]).tolist()
+    return terms
 
 
 class MoSoCallback:

@@ -1,0 +1,88 @@
+"""torch.distributed on the CPU (gloo, 2 processes): sharded scoring equals one process."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn as nn
+
+from dataprune import moso
+from dataprune.data import ArrayDataset
+from dataprune.methods.gradnorm import grand_score
+from dataprune.models import SmallCNN
+from dataprune.train import train
+
+N = 53  # not a multiple of the world size: no padding, no duplicates, nothing lost
+
+
+def _setup():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(N, 1, 12, 12, generator=g)
+    y = torch.randint(0, 10, (N,), generator=g).numpy()
+    ds = ArrayDataset(x, y)
+    torch.manual_seed(0)
+    model = SmallCNN(1, 10)
+    res = train(model, ds, epochs=3, batch_size=16, checkpoint_epochs=[1, 2, 3])
+    torch.manual_seed(0)
+    return SmallCNN(1, 10), res.checkpoints, ds
+
+
+def _scores(model, cks, ds):
+    return {"moso": moso.score(model, cks, ds, batch_size=8),
+            "moso_align": moso.score(model, cks, ds, batch_size=8, form="alignment"),
+            "moso_last": moso.score(model, cks, ds, batch_size=8, params="last_layer"),
+            "grand": grand_score(model, cks, ds, batch_size=8, use="all")}
+
+
+def _worker(rank, world, init_file, out_dir):
+    torch.set_num_threads(1)
+    model, cks, ds = _setup()          # the same checkpoints as the single-process reference
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        got = _scores(model, cks, ds)
+        np.savez(os.path.join(out_dir, f"rank{rank}.npz"), **got)
+        # DDP training: every rank ends with the same weights
+        torch.manual_seed(1)
+        net = nn.Sequential(nn.Flatten(), nn.Linear(144, 10))
+        res = train(net, ds, epochs=2, batch_size=16, checkpoint_epochs=[2], seed=5)
+        flat = torch.cat([v.reshape(-1) for v in res.checkpoints[0].state.values()]).numpy()
+        np.save(os.path.join(out_dir, f"ddp{rank}.npy"), flat)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_match_one(tmp_path):
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    model, cks, ds = _setup()
+    ref = _scores(model, cks, ds)
+    for rank in (0, 1):
+        got = np.load(tmp_path / f"rank{rank}.npz")
+        for name, r in ref.items():
+            err = np.max(np.abs(got[name] - r)) / np.max(np.abs(r))
+            assert got[name].shape == (N,) and err <= 1e-6, f"{name} on rank {rank}: relative error {err:.1e}"
+    assert np.array_equal(np.load(tmp_path / "ddp0.npy"), np.load(tmp_path / "ddp1.npy"))
+
+
+def test_cli_score_under_torchrun_matches_one_process(tmp_path):
+    import subprocess
+    import sys
+
+    from dataprune import cli
+
+    data = ["--dataset", "digits", "--train-limit", "201"]
+    ck = str(tmp_path / "ck.pt")
+    assert cli.main(["train", *data, "--epochs", "2", "--checkpoints", "1,2", "--out", ck, "--quiet"]) == 0
+    one = str(tmp_path / "one.npy")
+    assert cli.main(["score", *data, "--checkpoints-file", ck, "--out", one, "--quiet"]) == 0
+    two = str(tmp_path / "two.npy")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--standalone", "-m", "dataprune", "score", *data, "--checkpoints-file", ck,
+                          "--out", two, "--quiet"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    a, b = np.load(one), np.load(two)
+    assert np.max(np.abs(a - b)) / np.max(np.abs(a)) <= 1e-6
+    assert not os.path.exists(two + ".parts")
