@@ -225,7 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.add_argument("--scores", required=True, help="scores .npy from `dataprune score`")
     p.add_argument("--ratio", type=float, required=True, help="pruning ratio: fraction REMOVED, in [0, 1)")
-    p.add_argument("--policy", default="class_balanced", help="topk | class_balanced | random (default %(default)s)")
+    p.add_argument("--policy", default="class_balanced",
+                   help="topk | class_balanced | random | ccs | noise_cutoff | auto (default %(default)s); "
+                        "noise_cutoff and auto need scores from --method moso_class or moso_norm")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="policy option, e.g. beta=0.2 for ccs, cutoff=0.2 for noise_cutoff (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="indices file to write (.npy, with a .json sidecar)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
@@ -457,6 +461,8 @@ def cmd_score(args, log):
             "checkpoints": [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part],
             "checkpoints_file": args.checkpoints_file, "seconds": run.seconds[args.method],
             "surrogate_seconds": run.surrogate_seconds, "fingerprint": fingerprint}
+    if args.method in run.aux:
+        meta["aux"] = io.save_aux(args.out, run.aux[args.method])
     io.save_array(args.out, scores, meta, overwrite=args.force)
     if not args.work_dir:
         io.PartStore(work_dir, {}).clear()
@@ -477,8 +483,20 @@ def cmd_select(args, log):
         raise CLIError(f"{args.scores} holds {meta.get('kind')}, not scores")
     io.check_fingerprint(meta.get("fingerprint"), io.dataset_fingerprint(split.train), args.scores)
     labels = get_targets(split.train)
-    keep = select(scores, args.ratio, labels=labels, policy=args.policy, seed=args.seed, num_samples=len(split.train))
+    popts = _options(args.set)
+    if args.policy in ("noise_cutoff", "auto"):
+        aux = io.load_aux(args.scores, meta)
+        if "gradnorm" not in aux:
+            raise CLIError(f"policy {args.policy!r} needs the per-sample evidence that `dataprune score --method "
+                           f"moso_class` (or moso_norm) saves next to the scores; {args.scores} was made by "
+                           f"{meta.get('method', 'an unknown method')} and has none")
+        popts["evidence"] = aux["gradnorm"]
+        if args.policy == "auto":
+            popts["disagreement"] = aux["disagreement"]
+    keep = select(scores, args.ratio, labels=labels, policy=args.policy, seed=args.seed,
+                  num_samples=len(split.train), **popts)
     out_meta = {"kind": "indices", "ratio": args.ratio, "policy": args.policy, "seed": args.seed,
+                "policy_options": {k: v for k, v in popts.items() if not isinstance(v, np.ndarray)},
                 "scores_file": os.path.abspath(args.scores), "method": meta.get("method"),
                 **_dataset_meta(args, split), "fingerprint": io.dataset_fingerprint(split.train)}
     if not args.out.endswith(".npy"):

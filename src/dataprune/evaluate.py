@@ -20,7 +20,12 @@ import torch
 
 from . import io
 from .data import get_targets
-from .select import select
+from .methods import get_method
+from .select import auto_cutoff, select
+
+# Policies that need per-sample evidence, and the method that provides it for scores without any.
+EVIDENCE_POLICIES = ("noise_cutoff", "auto")
+EVIDENCE_METHOD = "moso_class"
 from .train import TrainConfig, accuracy, train
 from .utils import seed_everything
 
@@ -216,19 +221,28 @@ def run_grid(spec: GridSpec, split, make_model: Callable[[], torch.nn.Module], o
         if not todo:
             continue
         needed = list(dict.fromkeys(parse_entry(m, spec.policy)[0] for m in todo))
-        scores, seconds = _scores_for_seed(spec, split, make_model, needed, seed, scfg, out_dir, fingerprint,
-                                           device, batch_size, num_workers, progress, log, force)
+        if any(parse_entry(m, spec.policy)[1] in EVIDENCE_POLICIES and not get_method(parse_entry(m, spec.policy)[0]).aux
+               for m in todo) and EVIDENCE_METHOD not in needed:
+            needed.append(EVIDENCE_METHOD)
+        scores, seconds, aux = _scores_for_seed(spec, split, make_model, needed, seed, scfg, out_dir, fingerprint,
+                                                device, batch_size, num_workers, progress, log, force)
         for m in todo:
             method, policy = parse_entry(m, spec.policy)
+            popts = dict(spec.policy_options.get(policy, {}))
+            if policy in EVIDENCE_POLICIES:
+                evidence = aux.get(method) or aux[EVIDENCE_METHOD]
+                popts["evidence"] = evidence["gradnorm"]
+                if policy == "auto":
+                    popts["disagreement"] = evidence["disagreement"]
             for ratio in spec.ratios:
                 if (m, float(ratio), seed) in done:
                     continue
-                keep = select(scores[method], ratio, labels=targets, policy=policy, seed=seed,
-                              **spec.policy_options.get(policy, {}))
+                keep = select(scores[method], ratio, labels=targets, policy=policy, seed=seed, **popts)
                 if out_dir is not None:
                     io.save_array(os.path.join(out_dir, "indices", f"{m}-r{ratio:g}-seed{seed}.npy"), keep,
                                   {"kind": "indices", "method": method, "ratio": ratio, "policy": policy,
                                    "policy_options": spec.policy_options.get(policy, {}), "seed": seed,
+                                   **({"cutoff": auto_cutoff(popts["disagreement"], ratio)} if policy == "auto" else {}),
                                    "dataset": spec.dataset, "fingerprint": fingerprint}, overwrite=True)
                 res = retrain(make_model, split.train, split.test, keep, config=rcfg, seed=seed, device=device,
                               num_workers=num_workers, progress=progress, desc=f"{m} r={ratio:g}")
@@ -245,16 +259,18 @@ def run_grid(spec: GridSpec, split, make_model: Callable[[], torch.nn.Module], o
 
 def _scores_for_seed(spec, split, make_model, methods, seed, scfg, out_dir, fingerprint, device, batch_size,
                      num_workers, progress, log, force):
-    """Scores per method for one seed: loaded from ``out_dir/scores`` when already there."""
+    """Scores (and auxiliary arrays) per method for one seed: loaded from ``out_dir/scores`` when there."""
     from .pipeline import surrogate_scores
 
-    scores, seconds, missing = {}, {}, []
+    scores, seconds, aux, missing = {}, {}, {}, []
     for m in methods:
         path = None if out_dir is None else os.path.join(out_dir, "scores", f"{m}-seed{seed}.npy")
         if path and os.path.isfile(path) and not force:
             arr, meta = io.load_array(path)
             io.check_fingerprint(meta.get("fingerprint"), fingerprint, path)
             scores[m], seconds[m] = arr, float(meta.get("seconds", 0.0))
+            if meta.get("aux"):
+                aux[m] = io.load_aux(path, meta)
         else:
             missing.append(m)
     if missing:
@@ -268,13 +284,17 @@ def _scores_for_seed(spec, split, make_model, methods, seed, scfg, out_dir, fing
             ", ".join(f"{m} {run.seconds[m]:.1f}s" for m in missing) + f" (total {time.perf_counter() - t0:.1f}s)")
         for m in missing:
             scores[m], seconds[m] = run.scores[m], run.seconds[m]
+            if m in run.aux:
+                aux[m] = run.aux[m]
             if out_dir is not None:
-                io.save_array(os.path.join(out_dir, "scores", f"{m}-seed{seed}.npy"), run.scores[m],
-                              {"kind": "scores", "method": m, "seed": seed, "dataset": spec.dataset,
-                               "model": spec.model, "options": spec.options.get(m, {}),
-                               "surrogate": spec.surrogate, "partitions": spec.partitions,
-                               "checkpoints": [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints
-                                               for c in part],
-                               "seconds": run.seconds[m], "surrogate_seconds": run.surrogate_seconds,
-                               "fingerprint": fingerprint, "higher_is": "keep"}, overwrite=True)
-    return scores, seconds
+                path = os.path.join(out_dir, "scores", f"{m}-seed{seed}.npy")
+                meta = {"kind": "scores", "method": m, "seed": seed, "dataset": spec.dataset,
+                        "model": spec.model, "options": spec.options.get(m, {}),
+                        "surrogate": spec.surrogate, "partitions": spec.partitions,
+                        "checkpoints": [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part],
+                        "seconds": run.seconds[m], "surrogate_seconds": run.surrogate_seconds,
+                        "fingerprint": fingerprint, "higher_is": "keep"}
+                if m in run.aux:
+                    meta["aux"] = io.save_aux(path, run.aux[m])
+                io.save_array(path, run.scores[m], meta, overwrite=True)
+    return scores, seconds, aux

@@ -108,6 +108,35 @@ def save_array(path: str, array: np.ndarray, meta: dict, *, overwrite: bool = Fa
     write_json(side, meta, overwrite=True)
 
 
+def aux_path(path: str) -> str:
+    return os.fspath(path)[:-4] + ".aux.npz"
+
+
+def save_aux(path: str, arrays: dict) -> dict:
+    """Write the auxiliary per-sample arrays of a scores file next to it; returns their sidecar entry."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    data = buf.getvalue()
+    write_bytes(aux_path(path), data, overwrite=True)
+    return {"file": os.path.basename(aux_path(path)), "arrays": sorted(arrays),
+            "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def load_aux(path: str, meta: dict) -> dict:
+    entry = meta.get("aux")
+    if not entry:
+        return {}
+    apath = aux_path(path)
+    if not os.path.isfile(apath):
+        raise FileNotFoundError(f"{path} refers to auxiliary arrays in {apath}, which is missing")
+    with open(apath, "rb") as f:
+        data = f.read()
+    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise ValueError(f"{apath} does not match the checksum recorded in {sidecar_path(path)}")
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
 def load_array(path: str) -> tuple[np.ndarray, dict]:
     """Read a ``.npy`` file and its sidecar (an empty dict where there is none)."""
     if not os.path.isfile(path):

@@ -41,6 +41,7 @@ def partition(labels: np.ndarray, parts: int, seed: int = 0) -> list[np.ndarray]
 def call_method(spec: MethodSpec, model, checkpoints, dataset, *, options: dict | None = None, **common):
     """Call a method with its defaults, the user's options and the common keywords it accepts."""
     options = dict(options or {})
+    aux = common.pop("return_aux", False)
     sig = inspect.signature(spec.fn)
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
     unknown = [k for k in options if k not in sig.parameters and not accepts_any]
@@ -50,7 +51,12 @@ def call_method(spec: MethodSpec, model, checkpoints, dataset, *, options: dict 
     kwargs = {k: v for k, v in common.items() if k in sig.parameters or accepts_any}
     kwargs.update(spec.defaults)
     kwargs.update(options)
-    return np.asarray(spec.fn(model, checkpoints, dataset, **kwargs), dtype=np.float64)
+    if spec.aux:
+        scores, extra = spec.fn(model, checkpoints, dataset, return_aux=True, **kwargs)
+        scores = np.asarray(scores, dtype=np.float64)
+        return (scores, extra) if aux else scores
+    scores = np.asarray(spec.fn(model, checkpoints, dataset, **kwargs), dtype=np.float64)
+    return (scores, {}) if aux else scores
 
 
 @dataclass
@@ -58,6 +64,7 @@ class ScoreRun:
     scores: dict[str, np.ndarray]
     seconds: dict[str, float]
     surrogate_seconds: float
+    aux: dict = field(default_factory=dict)              # method -> {name: (N,) array}
     checkpoints: list = field(default_factory=list)      # per partition: list of Checkpoint
     parts: list = field(default_factory=list)
     surrogates: list[TrainResult] = field(default_factory=list)
@@ -120,7 +127,10 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                               seed=seed * 1000 + k)
                 if work_dir is not None:
                     common["work_dir"] = os.path.join(work_dir, f"{s.name}-part{k}")
-                part_scores = call_method(s, template, cks or [], view, options=options.get(s.name), **common)
+                part_scores, part_aux = call_method(s, template, cks or [], view, options=options.get(s.name),
+                                                    return_aux=True, **common)
+                for key, arr in part_aux.items():
+                    run.aux.setdefault(s.name, {}).setdefault(key, np.zeros(len(dataset)))[part] = arr
             if part_scores.shape != (len(view),):
                 raise RuntimeError(f"method {s.name!r} returned shape {part_scores.shape}, expected ({len(view)},)")
             scores[s.name][part] = part_scores

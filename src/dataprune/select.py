@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-POLICIES = ("topk", "class_balanced", "random", "ccs")
+POLICIES = ("topk", "class_balanced", "random", "ccs", "noise_cutoff", "auto")
+POLICY_OPTIONS = {"ccs": {"beta", "strata", "hard", "per_class"}, "noise_cutoff": {"evidence", "cutoff"},
+                  "auto": {"evidence", "disagreement"}}
 
 
 def _check(scores, ratio, labels, num_samples):
@@ -114,6 +116,42 @@ def ccs_indices(scores: np.ndarray, k: int, *, beta: float = 0.1, strata: int = 
     return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
 
 
+def noise_cutoff_indices(scores: np.ndarray, labels: np.ndarray, k: int, evidence: np.ndarray,
+                         cutoff: float) -> np.ndarray:
+    """Per class: set aside the ``cutoff`` fraction with the largest ``evidence`` (most likely
+    mislabelled), keep the class's quota of the rest by highest score.
+
+    Quotas are class-balanced (:func:`class_quotas`). When a class's quota exceeds what is
+    left after the cutoff, the set-aside samples with the least evidence fill the gap.
+    """
+    if not 0.0 <= cutoff < 1.0:
+        raise ValueError(f"cutoff (the fraction set aside per class) must be in [0, 1), got {cutoff}")
+    evidence = np.asarray(evidence, dtype=np.float64)
+    if evidence.shape != scores.shape:
+        raise ValueError(f"evidence has shape {evidence.shape} but scores has shape {scores.shape}")
+    keep = []
+    for c, q in class_quotas(labels, k).items():
+        members = np.flatnonzero(labels == c)
+        by_evidence = members[np.argsort(evidence[members], kind="stable")]      # least suspicious first
+        n_out = min(int(np.floor(cutoff * len(members) + 1e-9)), len(members) - q)
+        trusted = by_evidence[:len(members) - n_out]
+        keep.append(trusted[_top(scores[trusted], q)])
+    return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
+
+
+def auto_cutoff(disagreement: np.ndarray, ratio: float) -> float:
+    """The ``auto`` policy's per-class cutoff, from the training data alone.
+
+    ``rho`` = the share of samples whose given label the surrogate contradicts at a majority
+    of checkpoints (an estimate of the label-noise rate plus the surrogate's training error).
+    The cutoff sets aside about that share, and more at high pruning ratios, where keeping
+    easier samples pays (the smallest subsets cannot afford atypical ones):
+    ``cutoff = min(0.9 * ratio, rho + 0.2 * max(0, ratio - 0.6) / 0.3)``.
+    """
+    rho = float(np.mean(np.asarray(disagreement, dtype=np.float64) > 0.5))
+    return float(min(0.9 * ratio, rho + 0.2 * max(0.0, ratio - 0.6) / 0.3))
+
+
 def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int = 0,
            num_samples: int | None = None, **options) -> np.ndarray:
     """Indices of the samples to keep, sorted, int64.
@@ -132,7 +170,12 @@ def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int
         :func:`class_quotas` for how remainders are spread); ``random`` keeps a uniformly
         random subset (scores ignored), seeded by ``seed``; ``ccs`` is coverage-centric
         selection (:func:`ccs_indices`; options ``beta``, ``strata``, ``hard``, and
-        ``per_class=True`` to run it inside each class with class-balanced quotas).
+        ``per_class=True`` to run it inside each class with class-balanced quotas);
+        ``noise_cutoff`` sets aside, per class, the ``cutoff`` fraction with the largest
+        ``evidence`` (e.g. the accumulated gradient norm) before a class-balanced top-k
+        (:func:`noise_cutoff_indices`); ``auto`` is ``noise_cutoff`` with the cutoff derived
+        from ``disagreement`` and the ratio (:func:`auto_cutoff`) -- the recommended default
+        with class-wise MoSo scores, which provide both arrays.
     num_samples : int, optional
         The dataset's length, checked against ``len(scores)``.
 
@@ -145,7 +188,7 @@ def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(POLICIES)}")
-    valid = {"ccs": {"beta", "strata", "hard", "per_class"}}.get(policy, set())
+    valid = POLICY_OPTIONS.get(policy, set())
     unknown = set(options) - valid
     if unknown:
         raise TypeError(f"policy {policy!r} takes no option(s) {sorted(unknown)}"
@@ -170,6 +213,22 @@ def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int
             keep = np.concatenate(keep)
         else:
             keep = ccs_indices(scores, k, rng=rng, **options)
+    elif policy in ("noise_cutoff", "auto"):
+        if labels is None:
+            raise ValueError(f"policy={policy!r} needs labels=")
+        needed = {"noise_cutoff": ("evidence", "cutoff"), "auto": ("evidence", "disagreement")}[policy]
+        missing = [o for o in needed if options.get(o) is None]
+        if missing:
+            raise ValueError(f"policy={policy!r} needs {' and '.join(missing)}= (per-sample arrays from "
+                             "class-wise MoSo: dataprune.methods.moso_variants.classwise_score(..., return_aux=True))"
+                             if missing != ["cutoff"] else "policy='noise_cutoff' needs cutoff= (a fraction per class)")
+        for name in ("evidence", "disagreement"):
+            if name in options and np.shape(options[name]) != (n,):
+                raise ValueError(f"{name} has shape {np.shape(options[name])}; expected ({n},) like the scores")
+        cutoff = options.get("cutoff")
+        if policy == "auto":
+            cutoff = auto_cutoff(options["disagreement"], ratio)
+        keep = noise_cutoff_indices(scores, labels, k, options["evidence"], float(cutoff))
     else:
         if labels is None:
             raise ValueError("policy='class_balanced' needs labels=")

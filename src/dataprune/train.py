@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from . import distributed as dist_utils
 from .data import get_augmentation, get_targets, iter_batches
 from .trajectory import Checkpoint, snapshot
-from .utils import progress_bar, resolve_device
+from .utils import model_dtype, progress_bar, resolve_device
 
 
 @dataclass
@@ -190,8 +190,8 @@ def predict(model: nn.Module, dataset, *, indices=None, batch_size: int = 512, d
     was_training = model.training
     model.eval()
     indices = np.arange(len(dataset)) if indices is None else np.asarray(indices)
-    out = [model(x).float().cpu() for _, x, _ in iter_batches(dataset, indices, batch_size,
-                                                               num_workers=num_workers, device=device)]
+    out = [model(x).float().cpu() for _, x, _ in iter_batches(dataset, indices, batch_size, num_workers=num_workers,
+                                                               device=device, dtype=model_dtype(model))]
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, 0)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import baseline, dynamics, geometry, gradnorm, moso, uncertainty
+from . import baseline, dynamics, geometry, gradnorm, moso, moso_variants, uncertainty
 
 __all__ = ["MethodSpec", "METHODS", "get_method", "register", "method_names"]
 
@@ -25,6 +25,7 @@ class MethodSpec:
     callback: Callable | None = None       # (dataset, checkpoint_epochs, **options) -> callback
     needs_checkpoints: bool = True
     defaults: dict = field(default_factory=dict)
+    aux: bool = False                      # fn(..., return_aux=True) -> (scores, {name: (N,) array})
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -52,6 +53,10 @@ register(MethodSpec("moso_align", moso.score, "MoSo's first-order alignment sum_
                     defaults={"form": "alignment"}))
 register(MethodSpec("moso_last", moso.score, "MoSo over the classifier head only (closed form, fast)",
                     defaults={"params": "last_layer"}))
+register(MethodSpec("moso_class", moso_variants.classwise_score,
+                    "class-wise MoSo: alignment with the own class's mean gradient, self-term removed", aux=True))
+register(MethodSpec("moso_norm", moso_variants.normalized_score,
+                    "class-wise MoSo per unit gradient norm (direction, not size)", aux=True))
 register(MethodSpec("random", baseline.random_scores, "uniform random scores: a random subset",
                     needs_checkpoints=False))
 register(MethodSpec("el2n", uncertainty.el2n_score, "EL2N, error L2-norm early in training (Paul et al. 2021)"))

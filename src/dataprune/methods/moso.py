@@ -250,9 +250,10 @@ def _resumable_terms(store, k, ck, compute):
     from ..io import tensor_digest
 
     def fresh():
-        t = compute()
-        return {"dot": t["dot"], "sq": t["sq"] if t["sq"] is not None else np.zeros(0),
-                "gbar_sq": t["gbar_sq"], "counts": t["counts"], "bad": np.asarray(t["bad"], dtype=np.int64)}
+        t = dict(compute())
+        t["sq"] = t["sq"] if t["sq"] is not None else np.zeros(0)
+        t["bad"] = np.asarray(t["bad"], dtype=np.int64)
+        return {key: np.asarray(v) for key, v in t.items()}
 
     unit = {"index": k, "epoch": ck.epoch, "lr": ck.lr, "weights": tensor_digest(ck.state)}
     terms = store.get_or_compute(f"ckpt-{k:04d}", unit, fresh)

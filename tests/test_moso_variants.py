@@ -1,0 +1,80 @@
+"""Class-wise and normalised MoSo against a brute-force loop; the noise-aware policies."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dataprune.data import ArrayDataset
+from dataprune.methods import moso_variants
+from dataprune.models import SmallCNN
+from dataprune.select import auto_cutoff, noise_cutoff_indices, select
+from test_moso import _data, _rel, _trajectory
+
+
+def brute_force_classwise(model, checkpoints, x, y, normalized=False):
+    import copy
+
+    model = copy.deepcopy(model).double()
+    n = len(x)
+    score, gradnorm, wrong = np.zeros(n), np.zeros(n), np.zeros(n)
+    for state, lr in checkpoints:
+        model.load_state_dict(state)
+        model.eval()
+        rows = []
+        for i in range(n):
+            loss = F.cross_entropy(model(x[i:i + 1].double()), y[i:i + 1])
+            rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(model.parameters()))]))
+        G = torch.stack(rows)
+        for i in range(n):
+            same = (y == y[i]).nonzero().squeeze(1)
+            others = [j for j in same.tolist() if j != i]
+            mean_others = G[others].mean(0) if others else torch.zeros_like(G[i])
+            s = float(G[i] @ mean_others)
+            if normalized:
+                s /= float(G[i].norm())
+            score[i] += lr * s
+            gradnorm[i] += lr * float(G[i].norm())
+        with torch.no_grad():
+            wrong += (model(x.double()).argmax(1) != y).double().numpy()
+    return score, gradnorm, wrong / len(checkpoints)
+
+
+@pytest.mark.parametrize("normalized", [False, True])
+def test_classwise_matches_brute_force(normalized):
+    torch.manual_seed(0)
+    model = SmallCNN(1, 4).double()
+    x, y, ds = _data((1, 12, 12), 31, classes=4)
+    cks = _trajectory(model, 3)
+    fn = moso_variants.normalized_score if normalized else moso_variants.classwise_score
+    got, aux = fn(model, cks, ds, batch_size=6, return_aux=True)
+    ref, ref_norm, ref_wrong = brute_force_classwise(model, cks, x, y, normalized)
+    assert _rel(got, ref) <= 1e-5
+    assert _rel(aux["gradnorm"], ref_norm) <= 1e-5
+    assert np.array_equal(aux["disagreement"], ref_wrong)
+
+
+def test_noise_cutoff_sets_aside_the_most_suspicious_per_class():
+    labels = np.array([0] * 10 + [1] * 10)
+    scores = np.arange(20, dtype=float)                 # later samples score higher
+    evidence = np.zeros(20)
+    evidence[[9, 8, 19]] = [5.0, 4.0, 3.0]              # suspicious: the two best of class 0, the best of class 1
+    keep = noise_cutoff_indices(scores, labels, 6, evidence, cutoff=0.2)
+    # class 1 sets aside 19 (evidence 3) and, among the ties at 0, the last one (18)
+    assert sorted(keep.tolist()) == [5, 6, 7, 15, 16, 17]
+    # the cutoff never empties a class below its quota
+    keep = noise_cutoff_indices(scores, labels, 18, evidence, cutoff=0.5)
+    assert np.bincount(labels[keep]).tolist() == [9, 9]
+    via = select(scores, 0.7, labels=labels, policy="noise_cutoff", evidence=evidence, cutoff=0.2)
+    assert np.array_equal(np.sort(keep[:0]), np.sort(keep[:0])) and len(via) == 6
+    with pytest.raises(ValueError, match="needs evidence"):
+        select(scores, 0.5, labels=labels, policy="auto", disagreement=np.zeros(20))
+
+
+def test_auto_cutoff_follows_the_estimated_noise_and_the_ratio():
+    clean, noisy = np.zeros(1000), np.r_[np.ones(200), np.zeros(800)]
+    assert auto_cutoff(clean, 0.5) < auto_cutoff(noisy, 0.5)
+    assert auto_cutoff(clean, 0.5) <= auto_cutoff(clean, 0.9)
+    for d in (clean, noisy):
+        for r in (0.1, 0.5, 0.9):
+            assert 0 <= auto_cutoff(d, r) <= 0.9 * r + 1e-12
