@@ -119,3 +119,23 @@ def test_bench_smoke_with_policy_suffix_and_resume(tmp_path, capsys):
     assert "unknown preset 'nope'; valid presets: mnist5k-cpu" in capsys.readouterr().err
     assert cli.main(["bench", "--dataset", "digits", "--methods", "moso+best", "--quiet"]) == 2
     assert "unknown policy 'best'" in capsys.readouterr().err
+
+
+def test_classwise_scores_carry_evidence_for_the_auto_policy(tmp_path, capsys):
+    data = ["--dataset", "digits", "--train-limit", "200"]
+    sc, keep = str(tmp_path / "s.npy"), str(tmp_path / "k.npy")
+    assert cli.main(["score", *data, "--method", "moso_class", "--epochs", "2", "--checkpoints", "1,2",
+                     "--out", sc, "--quiet"]) == 0
+    meta = json.loads(open(sc + ".json").read())
+    assert meta["aux"]["arrays"] == ["disagreement", "gradnorm"] and os.path.exists(str(tmp_path / "s.aux.npz"))
+    assert cli.main(["select", *data, "--scores", sc, "--ratio", "0.5", "--policy", "auto", "--out", keep,
+                     "--quiet"]) == 0
+    assert len(np.load(keep)) == 100
+    # scores without evidence are refused for auto, with the reason
+    plain = str(tmp_path / "m.npy")
+    assert cli.main(["score", *data, "--method", "moso", "--epochs", "2", "--checkpoints", "1,2",
+                     "--out", plain, "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli.main(["select", *data, "--scores", plain, "--ratio", "0.5", "--policy", "auto",
+                     "--out", str(tmp_path / "k2.npy"), "--quiet"]) == 2
+    assert "needs the per-sample evidence" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from dataprune.data import ArrayDataset
 from dataprune.methods import METHODS, dynamics, geometry, uncertainty
 from dataprune.pipeline import call_method, surrogate_scores
 from dataprune.select import ccs_indices, select
-from dataprune.train import TrainConfig, train
+from dataprune.train import TrainConfig
 from dataprune.trajectory import Checkpoint
 
 

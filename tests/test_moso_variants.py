@@ -5,7 +5,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dataprune.data import ArrayDataset
 from dataprune.methods import moso_variants
 from dataprune.models import SmallCNN
 from dataprune.select import auto_cutoff, noise_cutoff_indices, select

@@ -182,7 +182,6 @@ def run_grid(spec: GridSpec, split, make_model: Callable[[], torch.nn.Module], o
     same spec skips finished cells; a different spec in the same folder is refused
     unless ``force`` (which starts over).
     """
-    from .pipeline import surrogate_scores
 
     rows: list[dict] = []
     if out_dir is not None:

@@ -25,7 +25,7 @@ from .. import distributed as dist
 from ..grads import (NonFiniteLossWarning, cross_entropy, gradient_sum, last_layer_terms, per_sample_terms,
                      select_params)
 from ..grads.capture import ParamSelection
-from ..trajectory import Checkpoint, as_checkpoints, load_state
+from ..trajectory import as_checkpoints, load_state
 from ..utils import model_dtype, resolve_device
 from ..data import iter_batches
 
