@@ -150,21 +150,26 @@ def plot_results(rows: list[dict], path: str, title: str = "") -> None:
     import matplotlib.pyplot as plt
 
     summary = summarize(rows)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
     methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "full"]
-    for m in methods:
+    fig, ax = plt.subplots(figsize=(8.6 if len(methods) > 4 else 6.4, 4.6), dpi=110)
+    colors = plt.get_cmap("tab20" if len(methods) > 10 else "tab10")
+    markers = "osD^vP*Xh<>"
+    for i, m in enumerate(methods):
         pts = sorted((r, v) for (mm, r), v in summary.items() if mm == m)
         xs = [p[0] for p in pts]
-        ax.errorbar(xs, [100 * p[1][0] for p in pts], yerr=[100 * p[1][1] for p in pts], marker="o",
-                    capsize=3, label=m)
+        # MoSo and random stand out; the rest share thinner lines
+        lw = 2.4 if m in ("random", "moso") or m.startswith("moso") else 1.3
+        ax.errorbar(xs, [100 * p[1][0] for p in pts], yerr=[100 * p[1][1] for p in pts], marker=markers[i % len(markers)],
+                    ms=4, lw=lw, capsize=3, color=colors(i % colors.N), label=m,
+                    ls="--" if m == "random" else "-")
     if ("full", 0.0) in summary:
-        ax.axhline(100 * summary[("full", 0.0)][0], color="gray", ls="--", lw=1, label="full data")
+        ax.axhline(100 * summary[("full", 0.0)][0], color="gray", ls=":", lw=1, label="full data")
     ax.set_xlabel("pruning ratio (fraction of training data removed)")
     ax.set_ylabel("test accuracy (%)")
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     with io.atomic_path(path, overwrite=True) as tmp:
         fig.savefig(tmp, format="png")
