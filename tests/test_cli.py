@@ -131,6 +131,11 @@ def test_classwise_scores_carry_evidence_for_the_auto_policy(tmp_path, capsys):
     assert cli.main(["select", *data, "--scores", sc, "--ratio", "0.5", "--policy", "auto", "--out", keep,
                      "--quiet"]) == 0
     assert len(np.load(keep)) == 100
+    kmeta = json.loads(open(keep + ".json").read())
+    assert kmeta["sampling"] == "top" and 0 <= kmeta["cutoff"] == kmeta["estimated_noise"] < 0.45
+    assert cli.main(["select", *data, "--scores", sc, "--ratio", "0.9", "--policy", "auto", "--out",
+                     str(tmp_path / "k9.npy"), "--quiet"]) == 0
+    assert json.loads(open(str(tmp_path / "k9.npy.json")).read())["sampling"] == "stratified"
     # scores without evidence are refused for auto, with the reason
     plain = str(tmp_path / "m.npy")
     assert cli.main(["score", *data, "--method", "moso", "--epochs", "2", "--checkpoints", "1,2",

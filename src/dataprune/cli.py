@@ -499,6 +499,13 @@ def cmd_select(args, log):
                 "policy_options": {k: v for k, v in popts.items() if not isinstance(v, np.ndarray)},
                 "scores_file": os.path.abspath(args.scores), "method": meta.get("method"),
                 **_dataset_meta(args, split), "fingerprint": io.dataset_fingerprint(split.train)}
+    if args.policy == "auto":
+        from .select import auto_plan
+        plan = auto_plan(popts["disagreement"], args.ratio)
+        rho = float(np.mean(np.asarray(popts["disagreement"]) > 0.5))
+        out_meta.update(plan, estimated_noise=rho)
+        log(f"auto: {rho:.1%} of the labels look wrong to the surrogate; setting aside {plan['cutoff']:.1%} "
+            f"of each class by gradient norm, keeping the rest by {plan['sampling']} score")
     if not args.out.endswith(".npy"):
         raise CLIError(f"--out must end in .npy, got {args.out!r}")
     io.save_array(args.out, keep, out_meta, overwrite=args.force)

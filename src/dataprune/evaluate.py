@@ -21,13 +21,14 @@ import torch
 from . import io
 from .data import get_targets
 from .methods import get_method
-from .select import auto_cutoff, select
+from .select import auto_plan, select
+
+from .train import TrainConfig, accuracy, train
+from .utils import seed_everything
 
 # Policies that need per-sample evidence, and the method that provides it for scores without any.
 EVIDENCE_POLICIES = ("noise_cutoff", "auto")
 EVIDENCE_METHOD = "moso_class"
-from .train import TrainConfig, accuracy, train
-from .utils import seed_everything
 
 RESULT_COLUMNS = ["method", "ratio", "seed", "n_kept", "test_acc", "score_seconds", "train_seconds",
                   "policy", "budget", "epochs", "steps"]
@@ -246,7 +247,7 @@ def run_grid(spec: GridSpec, split, make_model: Callable[[], torch.nn.Module], o
                     io.save_array(os.path.join(out_dir, "indices", f"{m}-r{ratio:g}-seed{seed}.npy"), keep,
                                   {"kind": "indices", "method": method, "ratio": ratio, "policy": policy,
                                    "policy_options": spec.policy_options.get(policy, {}), "seed": seed,
-                                   **({"cutoff": auto_cutoff(popts["disagreement"], ratio)} if policy == "auto" else {}),
+                                   **(auto_plan(popts["disagreement"], ratio) if policy == "auto" else {}),
                                    "dataset": spec.dataset, "fingerprint": fingerprint}, overwrite=True)
                 res = retrain(make_model, split.train, split.test, keep, config=rcfg, seed=seed, device=device,
                               num_workers=num_workers, progress=progress, desc=f"{m} r={ratio:g}")

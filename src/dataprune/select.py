@@ -10,8 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 POLICIES = ("topk", "class_balanced", "random", "ccs", "noise_cutoff", "auto")
-POLICY_OPTIONS = {"ccs": {"beta", "strata", "hard", "per_class"}, "noise_cutoff": {"evidence", "cutoff"},
+POLICY_OPTIONS = {"ccs": {"beta", "strata", "hard", "per_class"},
+                  "noise_cutoff": {"evidence", "cutoff", "sampling", "strata"},
                   "auto": {"evidence", "disagreement"}}
+SAMPLINGS = ("top", "stratified")
+# From this pruning ratio on, ``auto`` samples the trusted part of each class across score strata
+# instead of keeping its top scores (coverage matters more than score once few samples remain).
+AUTO_STRATIFIED_FROM = 0.8
 
 
 def _check(scores, ratio, labels, num_samples):
@@ -117,15 +122,25 @@ def ccs_indices(scores: np.ndarray, k: int, *, beta: float = 0.1, strata: int = 
 
 
 def noise_cutoff_indices(scores: np.ndarray, labels: np.ndarray, k: int, evidence: np.ndarray,
-                         cutoff: float) -> np.ndarray:
+                         cutoff: float, *, sampling: str = "top", strata: int = 10,
+                         rng: np.random.Generator | None = None) -> np.ndarray:
     """Per class: set aside the ``cutoff`` fraction with the largest ``evidence`` (most likely
-    mislabelled), keep the class's quota of the rest by highest score.
+    mislabelled), then keep the class's quota of the rest ("trusted" samples).
 
-    Quotas are class-balanced (:func:`class_quotas`). When a class's quota exceeds what is
-    left after the cutoff, the set-aside samples with the least evidence fill the gap.
+    ``sampling="top"`` keeps the trusted samples with the highest scores;
+    ``sampling="stratified"`` splits the trusted samples' score range into ``strata``
+    equal-width bins and fills the quota evenly across them, sampled uniformly within a
+    bin with ``rng`` (coverage-centric sampling without its hard-sample drop, which the
+    cutoff has already done). Quotas are class-balanced (:func:`class_quotas`). When a
+    class's quota exceeds what is left after the cutoff, the set-aside samples with the
+    least evidence fill the gap.
     """
     if not 0.0 <= cutoff < 1.0:
         raise ValueError(f"cutoff (the fraction set aside per class) must be in [0, 1), got {cutoff}")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    if sampling == "stratified" and rng is None:
+        raise ValueError("sampling='stratified' needs rng= (a numpy Generator)")
     evidence = np.asarray(evidence, dtype=np.float64)
     if evidence.shape != scores.shape:
         raise ValueError(f"evidence has shape {evidence.shape} but scores has shape {scores.shape}")
@@ -135,7 +150,10 @@ def noise_cutoff_indices(scores: np.ndarray, labels: np.ndarray, k: int, evidenc
         by_evidence = members[np.argsort(evidence[members], kind="stable")]      # least suspicious first
         n_out = min(int(np.floor(cutoff * len(members) + 1e-9)), len(members) - q)
         trusted = by_evidence[:len(members) - n_out]
-        keep.append(trusted[_top(scores[trusted], q)])
+        if sampling == "top":
+            keep.append(trusted[_top(scores[trusted], q)])
+        else:
+            keep.append(trusted[ccs_indices(scores[trusted], q, beta=0.0, strata=strata, rng=rng)])
     return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
 
 
@@ -144,12 +162,30 @@ def auto_cutoff(disagreement: np.ndarray, ratio: float) -> float:
 
     ``rho`` = the share of samples whose given label the surrogate contradicts at a majority
     of checkpoints (an estimate of the label-noise rate plus the surrogate's training error).
-    The cutoff sets aside about that share, and more at high pruning ratios, where keeping
-    easier samples pays (the smallest subsets cannot afford atypical ones):
-    ``cutoff = min(0.9 * ratio, rho + 0.2 * max(0, ratio - 0.6) / 0.3)``.
+    Up to a pruning ratio of 0.7 the cutoff is ``rho``: set aside about as many samples as
+    look mislabeled, no more (on clean data a larger cutoff costs accuracy, because it
+    removes informative hard samples). Between 0.7 and 0.9 it rises by 0.1: the smallest
+    subsets cannot afford atypical samples. With ``s = clip((ratio - 0.7) / 0.2, 0, 1)``::
+
+        cutoff = min(0.9 * ratio, rho + 0.1 * s)
+
+    The constants were set on ``mnist5k`` (see ``docs/when-does-moso-help.md``); ``digits``
+    was measured with them unchanged.
     """
     rho = float(np.mean(np.asarray(disagreement, dtype=np.float64) > 0.5))
-    return float(min(0.9 * ratio, rho + 0.2 * max(0.0, ratio - 0.6) / 0.3))
+    s = min(1.0, max(0.0, (ratio - 0.7) / 0.2))
+    return float(min(0.9 * ratio, rho + 0.1 * s))
+
+
+def auto_plan(disagreement: np.ndarray, ratio: float) -> dict:
+    """What ``policy="auto"`` does at this ratio: ``{"cutoff": ..., "sampling": ...}``.
+
+    The cutoff is :func:`auto_cutoff`; the trusted samples are kept by top score below a
+    pruning ratio of ``AUTO_STRATIFIED_FROM`` (0.8) and sampled across score strata from it
+    on, where a top-k of the most typical samples would be redundant.
+    """
+    return {"cutoff": auto_cutoff(disagreement, ratio),
+            "sampling": "stratified" if ratio >= AUTO_STRATIFIED_FROM - 1e-12 else "top"}
 
 
 def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int = 0,
@@ -173,9 +209,10 @@ def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int
         ``per_class=True`` to run it inside each class with class-balanced quotas);
         ``noise_cutoff`` sets aside, per class, the ``cutoff`` fraction with the largest
         ``evidence`` (e.g. the accumulated gradient norm) before a class-balanced top-k
-        (:func:`noise_cutoff_indices`); ``auto`` is ``noise_cutoff`` with the cutoff derived
-        from ``disagreement`` and the ratio (:func:`auto_cutoff`) -- the recommended default
-        with class-wise MoSo scores, which provide both arrays.
+        (:func:`noise_cutoff_indices`; options ``cutoff``, ``evidence``, ``sampling`` "top" or
+        "stratified", ``strata``); ``auto`` is ``noise_cutoff`` with the cutoff and the sampling
+        derived from ``disagreement`` and the ratio (:func:`auto_plan`) -- the recommended
+        default with class-wise MoSo scores, which provide both arrays.
     num_samples : int, optional
         The dataset's length, checked against ``len(scores)``.
 
@@ -225,10 +262,12 @@ def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int
         for name in ("evidence", "disagreement"):
             if name in options and np.shape(options[name]) != (n,):
                 raise ValueError(f"{name} has shape {np.shape(options[name])}; expected ({n},) like the scores")
-        cutoff = options.get("cutoff")
         if policy == "auto":
-            cutoff = auto_cutoff(options["disagreement"], ratio)
-        keep = noise_cutoff_indices(scores, labels, k, options["evidence"], float(cutoff))
+            plan = auto_plan(options["disagreement"], ratio)
+        else:
+            plan = {"cutoff": float(options["cutoff"]), "sampling": options.get("sampling", "top")}
+        keep = noise_cutoff_indices(scores, labels, k, options["evidence"], plan["cutoff"],
+                                    sampling=plan["sampling"], strata=int(options.get("strata", 10)), rng=rng)
     else:
         if labels is None:
             raise ValueError("policy='class_balanced' needs labels=")

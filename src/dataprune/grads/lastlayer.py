@@ -78,7 +78,10 @@ def last_layer_terms(model: nn.Module, head: nn.Linear, dataset, indices, *, nam
     bad = []
     itemsize = torch.finfo(head.weight.dtype).bits // 8
     fits = n * (d + 1 + c) * itemsize <= cache_mb * 2**20
-    cache = [] if fits and need_dot else None
+    # The cache is two preallocated N-row buffers (one allocation each, outside the heap where
+    # per-batch temporaries come and go), not a list of per-batch tensors: the latter fragments
+    # the allocator and made the peak RSS grow far beyond the cache's own size.
+    cache = {} if fits and need_dot else None
     pos = 0
 
     def features(a):
@@ -110,14 +113,21 @@ def last_layer_terms(model: nn.Module, head: nn.Linear, dataset, indices, *, nam
             sq_out[rows] = s.double().cpu().numpy()
         loss_out[rows] = torch.where(finite, losses, torch.full_like(losses, float("nan"))).double().cpu().numpy()
         if cache is not None:
-            cache.append((rows, at, delta, gid, finite))
+            if not cache:
+                cache.update(at=at.new_empty((n, at.shape[1])), delta=delta.new_empty((n, delta.shape[1])),
+                             gid=gid.new_zeros(n), finite=finite.new_ones(n))
+            sl = slice(rows[0], rows[-1] + 1)
+            cache["at"][sl] = at
+            cache["delta"][sl] = delta
+            cache["gid"][sl] = gid
+            cache["finite"][sl] = finite
     if reduce_fn is not None:
         reduce_fn([g_all, counts])
     means = g_all / counts.clamp_min(1).view(-1, 1, 1)
     dot_out = None
     if need_dot:
         dot_out = np.full(n, np.nan)
-        batches = cache if cache is not None else _recompute(model, head, dataset, indices, loss_fn,
+        batches = _from_cache(cache, batch_size) if cache else _recompute(model, head, dataset, indices, loss_fn,
                                                              batch_size, device, num_workers, progress,
                                                              groups, features, use_weight)
         for rows, at, delta, gid, finite in batches:
@@ -135,6 +145,13 @@ def last_layer_terms(model: nn.Module, head: nn.Linear, dataset, indices, *, nam
         sums["bias"] = g_all[:, :, d]
     return {"sums": sums, "counts": counts.cpu().numpy().astype(np.int64), "sq": sq_out, "dot": dot_out,
             "loss": loss_out, "bad": sorted(bad)}
+
+
+def _from_cache(cache, batch_size):
+    n = len(cache["at"])
+    for start in range(0, n, batch_size):
+        sl = slice(start, min(n, start + batch_size))
+        yield np.arange(sl.start, sl.stop), cache["at"][sl], cache["delta"][sl], cache["gid"][sl], cache["finite"][sl]
 
 
 def _recompute(model, head, dataset, indices, loss_fn, batch_size, device, num_workers, progress, groups,
