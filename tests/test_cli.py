@@ -19,12 +19,14 @@ def test_demo_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out)] + TINY) == 0
     printed = capsys.readouterr().out
-    assert "| moso |" in printed and "| random |" in printed and "Full data" in printed
+    assert "| moso |" in printed and "| moso_class+auto |" in printed and "| random |" in printed
+    assert "Full data" in printed
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert {"method", "ratio", "seed", "test_acc"} <= set(rows[0])
     assert sorted((r["method"], r["ratio"]) for r in rows) == [
-        ("full", "0"), ("moso", "0.5"), ("moso", "0.9"), ("random", "0.5"), ("random", "0.9")]
+        ("full", "0"), ("moso", "0.5"), ("moso", "0.9"), ("moso_class+auto", "0.5"), ("moso_class+auto", "0.9"),
+        ("random", "0.5"), ("random", "0.9")]
     assert all(0 <= float(r["test_acc"]) <= 1 for r in rows)
     assert (out / "accuracy_vs_ratio.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     scores = np.load(out / "scores" / "moso-seed0.npy")

@@ -12,7 +12,7 @@ import numpy as np
 
 EPILOG = {
     "demo": """examples:
-  dataprune demo                              # mnist5k, MoSo vs random, ratios 0.3-0.9 (~2 min on 2 cores)
+  dataprune demo                              # mnist5k: MoSo, the recommended default and random, ratios 0.3-0.9
   dataprune demo --out runs/demo --seeds 2    # also write results.csv, scores, indices and a plot
   dataprune demo --label-noise 0.2 --out runs/noisy""",
     "train": """examples:
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, epilog=EPILOG.get(name),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    p = add("demo", "run the whole job on mnist5k: surrogate, MoSo and random scores, pruning, retraining")
+    p = add("demo", "run the whole job on mnist5k: surrogate; MoSo, class-wise MoSo + auto and random; pruning; retraining")
     _grid_args(p)
 
     p = add("bench", "compare scoring methods: score once per method and seed, prune, retrain, tabulate")
@@ -316,7 +316,8 @@ def _dataset_meta(args, split):
 # ---------------------------------------------------------------- commands --
 
 
-DEMO = dict(dataset="mnist5k", model="cnn", epochs=10, checkpoints="1,3,5,7,9", methods=["moso", "random"],
+DEMO = dict(dataset="mnist5k", model="cnn", epochs=10, checkpoints="1,3,5,7,9",
+            methods=["moso", "moso_class+auto", "random"],
             ratios=[0.3, 0.5, 0.7, 0.9], seeds=1)
 BENCH = dict(DEMO, methods=None, seeds=3)
 
