@@ -4,7 +4,7 @@ Also per-sample dot products by per-layer hooks vs forward-mode jvp.
     python benchmarks/kernels.py            # ResNet-18 layouts (width 16, 32) and the small CNN, batch 256
 
 For every distinct conv layer shape: the forward time of the layer, the time of norms by each
-strategy (shift, unfold, ghost), the strategy ``choose_strategy`` picks and the fastest one.
+strategy (shift, unfold, ghost, grouped), the strategy ``choose_strategy`` picks and the fastest one.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main():
         hooks_ms = best_ms(lambda: _hook_dots(model, sel, x, y, vec))
         jvp_ms = best_ms(lambda: _jvp_dots(model, sel, x, y, cross_entropy, vec))
         print(f"\n{name}, batch {b}: per-sample dots for the whole model: hooks {hooks_ms:.0f} ms, jvp {jvp_ms:.0f} ms")
-        print(f"  {'layer':28s} {'fwd':>6} {'shift':>7} {'unfold':>7} {'ghost':>7}  chosen / fastest")
+        print(f"  {'layer':28s} {'fwd':>6} {'shift':>7} {'unfold':>7} {'ghost':>7} {'grouped':>7}  chosen / fastest")
         seen = set()
         for mod, names in sel.modules.items():
             if not isinstance(mod, torch.nn.Conv2d):
@@ -70,8 +70,8 @@ def main():
             seen.add(key)
             kern = kernel_for(mod)
             times = {}
-            for strategy in ("shift", "unfold", "ghost"):
-                if strategy == "shift" and s != (1, 1):
+            for strategy in ("shift", "unfold", "ghost", "grouped"):
+                if (strategy == "shift" and s != (1, 1)) or (strategy in ("ghost", "grouped") and mod.groups != 1):
                     continue
                 ck.FORCE_STRATEGY = strategy
                 times[strategy] = best_ms(lambda: kern.stats(mod, r.inputs, r.grad_out, names, None, True, False))
@@ -82,7 +82,7 @@ def main():
             total += 1
             fwd = best_ms(lambda: mod(r.inputs[0]))
             label = f"{a.shape[1]}->{d.shape[1]} k{k[0]} s{s[0]} L={d.shape[2] * d.shape[3]}"
-            cells = " ".join(f"{times[t]:7.1f}" if t in times else f"{'-':>7}" for t in ("shift", "unfold", "ghost"))
+            cells = " ".join(f"{times[t]:7.1f}" if t in times else f"{'-':>7}" for t in ("shift", "unfold", "ghost", "grouped"))
             print(f"  {label:28s} {fwd:6.1f} {cells}  {chosen} / {fastest}")
     print(f"\ncost model within 15% of the fastest strategy on {hits}/{total} layer shapes")
 

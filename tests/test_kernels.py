@@ -92,7 +92,7 @@ def test_kernels_match_batch_size_one_oracle(name):
     print(name, f"max relative error {report['max_rel_error']:.2e}")
 
 
-@pytest.mark.parametrize("strategy", ["shift", "unfold", "ghost"])
+@pytest.mark.parametrize("strategy", ["shift", "unfold", "ghost", "grouped"])
 def test_every_conv_norm_strategy_is_exact(monkeypatch, strategy):
     monkeypatch.setattr(conv_kernels, "FORCE_STRATEGY", strategy)
     torch.manual_seed(1)
@@ -108,7 +108,7 @@ def test_every_conv_norm_strategy_is_exact(monkeypatch, strategy):
     assert torch.allclose(dots, ref_dots, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("strategy", ["shift", "unfold", "ghost"])
+@pytest.mark.parametrize("strategy", ["shift", "unfold", "ghost", "grouped"])
 def test_odd_convs_under_every_strategy(monkeypatch, strategy):
     monkeypatch.setattr(conv_kernels, "FORCE_STRATEGY", strategy)
     torch.manual_seed(0)

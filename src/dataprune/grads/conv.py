@@ -10,9 +10,13 @@ by a fixed cost model (so results never depend on timing):
   of delta_i (padded to the input's row width) with that slice -- no im2col copy at all;
 * ``unfold`` (any stride): im2col, then one batched GEMM;
 * ``ghost``: ``||G_i||^2 = sum_{p,q} (U_i^T U_i)_{pq} (delta_i^T delta_i)_{pq}`` from two
-  L x L Gram matrices -- cheapest when the output has few positions L (deep layers).
+  L x L Gram matrices -- cheapest when the output has few positions L (deep layers);
+* ``grouped``: the batch folded into the channels, ``(1, B*C_in, H, W)``, and one
+  weight-gradient convolution with ``groups=B`` -- the library's own (vectorised) weight-gradient
+  kernel yields every G_i at once. Fastest on early layers (few channels, many positions),
+  slow once the per-sample weight count is large, where the backends fall off their fast path.
 
-The first two materialise G_i, which then gives the dot product for free; ``ghost`` takes
+All but ``ghost`` materialise G_i, which then gives the dot product for free; ``ghost`` takes
 dots from the layer's own convolution, ``g_i . V = sum delta_i * conv(a_i, V)``.
 """
 
@@ -33,6 +37,11 @@ FORCE_STRATEGY: str | None = None
 # (benchmarks/kernels.py). Small GEMMs are dominated by writing their output, im2col by memory.
 _GEMM_OUTPUT_OVERHEAD = 64
 _UNFOLD_MEMORY_COST = 16
+# ``grouped`` is preferred wherever it is inside these bounds: there it was the fastest strategy
+# on every layer shape of benchmarks/kernels.py (CPU); outside them (few input channels, or
+# large per-sample weights) the grouped weight-gradient kernels fall off their fast path and
+# were up to 20x slower than the alternatives.
+_GROUPED_MAX_WEIGHTS, _GROUPED_MIN_CHANNELS = 40_000, 8
 
 
 def _geometry(layer, a, d):
@@ -81,6 +90,8 @@ def choose_strategy(layer, a_shape, d_shape, k, s, pad, need_dot: bool) -> str:
     if g == 1:
         options["ghost"] = (positions * positions * (c_in * ksz + c_out) + _UNFOLD_MEMORY_COST * c_in * ksz * positions
                             + conv * int(need_dot))  # the dots by a convolution
+        in_bounds = weights <= _GROUPED_MAX_WEIGHTS and c_in >= _GROUPED_MIN_CHANNELS
+        options["grouped"] = 0 if in_bounds else math.inf
     if FORCE_STRATEGY in options:
         return FORCE_STRATEGY
     return min(options, key=options.get)
@@ -123,6 +134,17 @@ def _unfold_grads(layer, a, d, k, s, dil, pad):
     u = u.view(b * g, -1, u.shape[-1])                              # (B*g, C_in/g*kh*kw, L)
     dd = d.reshape(b * g, -1, u.shape[-1])                          # (B*g, C_out/g, L)
     return torch.bmm(dd, u.transpose(1, 2)).reshape(b, -1)
+
+
+def _grouped_grads(a, d, k, s, dil, pad):
+    """Per-sample weight gradients (B, C_out * C_in * kh * kw) of an ungrouped conv, by one
+    weight-gradient convolution over the batch folded into the channels (``groups=B``)."""
+    b, c_in, c_out = a.shape[0], a.shape[1], d.shape[1]
+    weight = a.new_zeros(()).expand(b * c_out, c_in, k[0], k[1])     # only its shape is read
+    gw = torch.ops.aten.convolution_backward(
+        d.reshape(1, b * c_out, *d.shape[2:]), a.reshape(1, b * c_in, *a.shape[2:]), weight, None,
+        list(s), list(pad), list(dil), False, [0, 0], b, [False, True, False])[1]
+    return gw.reshape(b, -1)
 
 
 def _ghost_sq(a, d, k, s, dil, pad):
@@ -169,11 +191,12 @@ class ConvKernel(LayerKernel):
                         sq[rows] += torch.linalg.vector_norm(flat, dim=1) ** 2
                         if need_dot:
                             dot[rows] += flat @ v[:, :, off].reshape(-1)
-            elif strategy == "unfold":
+            elif strategy in ("unfold", "grouped"):
                 v = vecs["weight"].reshape(-1).to(a.dtype) if need_dot else None
-                per_row = layer.weight.numel() + math.prod(a.shape[1:]) * k[0] * k[1]
+                per_row = layer.weight.numel() + math.prod(a.shape[1:]) * (k[0] * k[1] if strategy == "unfold" else 1)
                 for rows in row_chunks(b, per_row):
-                    flat = _unfold_grads(layer, a[rows], d[rows], k, s, dil, pad)      # (b, P)
+                    flat = (_unfold_grads(layer, a[rows], d[rows], k, s, dil, pad) if strategy == "unfold"
+                            else _grouped_grads(a[rows], d[rows], k, s, dil, pad))      # (b, P)
                     sq[rows] += torch.linalg.vector_norm(flat, dim=1) ** 2
                     if need_dot:
                         dot[rows] += flat @ v
