@@ -506,7 +506,8 @@ def cmd_select(args, log):
         rho = float(np.mean(np.asarray(popts["disagreement"]) > 0.5))
         out_meta.update(plan, estimated_noise=rho)
         log(f"auto: {rho:.1%} of the labels look wrong to the surrogate; setting aside {plan['cutoff']:.1%} "
-            f"of each class by gradient norm, keeping the rest by {plan['sampling']} score")
+            f"of each class by gradient norm, then "
+            + ("keeping the highest scores" if plan["sampling"] == "top" else "sampling evenly across score strata"))
     if not args.out.endswith(".npy"):
         raise CLIError(f"--out must end in .npy, got {args.out!r}")
     io.save_array(args.out, keep, out_meta, overwrite=args.force)
