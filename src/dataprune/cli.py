@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, epilog=EPILOG.get(name),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    p = add("demo", "run the whole job on mnist5k: surrogate; MoSo, class-wise MoSo + auto and random; pruning; retraining")
+    p = add("demo", "run the whole job on mnist5k: surrogate; MoSo, class-wise MoSo + auto and random; "
+                    "pruning; retraining")
     _grid_args(p)
 
     p = add("bench", "compare scoring methods: score once per method and seed, prune, retrain, tabulate")
@@ -503,10 +504,9 @@ def cmd_select(args, log):
     if args.policy == "auto":
         from .select import auto_plan
         plan = auto_plan(popts["disagreement"], args.ratio)
-        rho = float(np.mean(np.asarray(popts["disagreement"]) > 0.5))
-        out_meta.update(plan, estimated_noise=rho)
-        log(f"auto: {rho:.1%} of the labels look wrong to the surrogate; setting aside {plan['cutoff']:.1%} "
-            f"of each class by gradient norm, then "
+        out_meta.update(plan)
+        log(f"auto: {plan['estimated_noise']:.1%} of the labels look wrong to the surrogate; "
+            f"setting aside {plan['cutoff']:.1%} of each class by gradient norm, then "
             + ("keeping the highest scores" if plan["sampling"] == "top" else "sampling evenly across score strata"))
     if not args.out.endswith(".npy"):
         raise CLIError(f"--out must end in .npy, got {args.out!r}")

@@ -172,20 +172,26 @@ def auto_cutoff(disagreement: np.ndarray, ratio: float) -> float:
     The constants were set on ``mnist5k`` (see ``docs/when-does-moso-help.md``); ``digits``
     was measured with them unchanged.
     """
-    rho = float(np.mean(np.asarray(disagreement, dtype=np.float64) > 0.5))
+    rho = estimated_noise_rate(disagreement)
     s = min(1.0, max(0.0, (ratio - 0.7) / 0.2))
     return float(min(0.9 * ratio, rho + 0.1 * s))
 
 
+def estimated_noise_rate(disagreement: np.ndarray) -> float:
+    """Share of samples whose label the surrogate contradicts at a majority of checkpoints."""
+    return float(np.mean(np.asarray(disagreement, dtype=np.float64) > 0.5))
+
+
 def auto_plan(disagreement: np.ndarray, ratio: float) -> dict:
-    """What ``policy="auto"`` does at this ratio: ``{"cutoff": ..., "sampling": ...}``.
+    """What ``policy="auto"`` does at this ratio: ``{"cutoff", "sampling", "estimated_noise"}``.
 
     The cutoff is :func:`auto_cutoff`; the trusted samples are kept by top score below a
     pruning ratio of ``AUTO_STRATIFIED_FROM`` (0.8) and sampled across score strata from it
     on, where a top-k of the most typical samples would be redundant.
     """
     return {"cutoff": auto_cutoff(disagreement, ratio),
-            "sampling": "stratified" if ratio >= AUTO_STRATIFIED_FROM - 1e-12 else "top"}
+            "sampling": "stratified" if ratio >= AUTO_STRATIFIED_FROM - 1e-12 else "top",
+            "estimated_noise": estimated_noise_rate(disagreement)}
 
 
 def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int = 0,

@@ -212,20 +212,11 @@ def score(model: torch.nn.Module, checkpoints, dataset, *, batch_size: int = 256
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     if backend == "jvp" and form != "alignment":
         raise ValueError("backend='jvp' gives dot products only; use form='alignment' or backend='hooks'")
-    cks = as_checkpoints(checkpoints)
-    if len(dataset) < 2:
-        raise ValueError(f"MoSo needs at least 2 samples, got {len(dataset)}")
-    cfg = _Config(batch_size=batch_size, device=device, params=params, loss_fn=loss_fn, backend=backend,
-                  accumulate=accumulate, num_workers=num_workers, progress=progress, cache_mb=cache_mb)
-    work = prepare_model(model, cfg.device)
-    store = None
-    if work_dir is not None:
-        from ..io import PartStore, dataset_fingerprint
-
-        store = PartStore(work_dir, {"method": "moso", "need_sq": form == "exact", "params": repr(params),
-                                     "loss": getattr(cfg.loss_fn, "__name__", repr(cfg.loss_fn)),
-                                     "backend": backend, "accumulate": accumulate,
-                                     "fingerprint": dataset_fingerprint(dataset)})
+    key = {"method": "moso", "need_sq": form == "exact"}
+    cks, cfg, work, store = setup_run(model, checkpoints, dataset, work_dir, key,
+                                      batch_size=batch_size, device=device, params=params, loss_fn=loss_fn,
+                                      backend=backend, accumulate=accumulate, num_workers=num_workers,
+                                      progress=progress, cache_mb=cache_mb)
     total = np.zeros(len(dataset))
     bad: set[int] = set()
     for k, ck in enumerate(cks):
@@ -237,9 +228,34 @@ def score(model: torch.nn.Module, checkpoints, dataset, *, batch_size: int = 256
     return total
 
 
-def _fresh_terms(work, ck, k, total, dataset, cfg, form):
+def setup_run(model, checkpoints, dataset, work_dir, key: dict, **config):
+    """What every MoSo-family scorer starts with: checkpoints, a :class:`_Config`, a private
+    copy of the model, and (with ``work_dir``) the :class:`~dataprune.io.PartStore` whose run
+    key is ``key`` plus everything in the configuration that changes the terms."""
+    cks = as_checkpoints(checkpoints)
+    if len(dataset) < 2:
+        raise ValueError(f"MoSo needs at least 2 samples, got {len(dataset)}")
+    cfg = _Config(**config)
+    work = prepare_model(model, cfg.device)
+    store = None
+    if work_dir is not None:
+        from ..io import PartStore, dataset_fingerprint
+
+        store = PartStore(work_dir, {**key, "params": repr(config["params"]),
+                                     "loss": getattr(cfg.loss_fn, "__name__", repr(cfg.loss_fn)),
+                                     "backend": config["backend"], "accumulate": config["accumulate"],
+                                     "fingerprint": dataset_fingerprint(dataset)})
+    return cks, cfg, work, store
+
+
+def load_checkpoint(work, ck, k: int) -> None:
+    """Checkpoint ``k``'s weights into the private model, in eval mode."""
     load_state(work, ck.state, what=f"checkpoint {k} (epoch {ck.epoch})")
     work.eval()
+
+
+def _fresh_terms(work, ck, k, total, dataset, cfg, form):
+    load_checkpoint(work, ck, k)
     return checkpoint_terms(work, dataset, cfg, need_sq=form == "exact", desc=f"ckpt {k + 1}/{total}")
 
 

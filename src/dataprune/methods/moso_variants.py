@@ -27,37 +27,27 @@ import numpy as np
 
 from ..data import get_targets
 from ..train import predict
-from ..trajectory import as_checkpoints, load_state
-from .moso import _Config, _resumable_terms, checkpoint_terms, prepare_model
+from .moso import _resumable_terms, checkpoint_terms, load_checkpoint, setup_run
 
 AUX = ("gradnorm", "disagreement")
 
 
 def _family(model, checkpoints, dataset, *, kind, batch_size, device, params, loss_fn, backend, accumulate,
             num_workers, progress, cache_mb, work_dir):
-    cks = as_checkpoints(checkpoints)
-    if len(dataset) < 2:
-        raise ValueError(f"MoSo needs at least 2 samples, got {len(dataset)}")
-    cfg = _Config(batch_size=batch_size, device=device, params=params, loss_fn=loss_fn, backend=backend,
-                  accumulate=accumulate, num_workers=num_workers, progress=progress, cache_mb=cache_mb)
-    work = prepare_model(model, cfg.device)
+    cks, cfg, work, store = setup_run(model, checkpoints, dataset, work_dir, {"method": f"moso-{kind}"},
+                                      batch_size=batch_size, device=device, params=params, loss_fn=loss_fn,
+                                      backend=backend, accumulate=accumulate, num_workers=num_workers,
+                                      progress=progress, cache_mb=cache_mb)
     labels = get_targets(dataset)
     classes, groups = np.unique(labels, return_inverse=True)
     # Class-sorted order keeps every batch within one class: one mean gradient per batch.
     order = np.argsort(groups, kind="stable")
-    store = None
-    if work_dir is not None:
-        from ..io import PartStore, dataset_fingerprint
-
-        store = PartStore(work_dir, {"method": f"moso-{kind}", "params": repr(params), "backend": backend,
-                                     "accumulate": accumulate, "fingerprint": dataset_fingerprint(dataset)})
     n = len(dataset)
     score, gradnorm, wrong = np.zeros(n), np.zeros(n), np.zeros(n)
     bad: set[int] = set()
     for k, ck in enumerate(cks):
         def compute(ck=ck, k=k):
-            load_state(work, ck.state, what=f"checkpoint {k} (epoch {ck.epoch})")
-            work.eval()
+            load_checkpoint(work, ck, k)
             t = checkpoint_terms(work, dataset, cfg, need_sq=True, groups=groups, num_groups=len(classes),
                                  order=order, desc=f"ckpt {k + 1}/{len(cks)}")
             pred = predict(work, dataset, batch_size=max(batch_size, 512), device=cfg.device,
