@@ -101,18 +101,29 @@ def parse_checkpoints(spec: str, total_epochs: int, seed: int = 0) -> list[int]:
 
 
 def _data_args(p, default="mnist5k"):
-    from .data import DATASETS
+    from .data import DATASETS, NOISE_KINDS, NPY_NORMALIZE
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default=default, choices=list(DATASETS),
                    help="dataset name (default %s)" % (default or "mnist5k, or the preset's"))
-    g.add_argument("--data-root", help="folder holding on-disk datasets (cifar10, cifar100, imagefolder)")
+    g.add_argument("--data-root", help="folder holding on-disk datasets (cifar10, cifar100, imagefolder, npy)")
     g.add_argument("--label-noise", type=float, default=0.0, metavar="RATE",
-                   help="flip this fraction of training labels to another class (symmetric noise)")
-    g.add_argument("--noise-seed", type=int, default=0, help="seed of the label noise (default 0)")
+                   help="change this fraction of the training labels (the test set is never touched)")
+    g.add_argument("--label-noise-kind", default="symmetric", choices=list(NOISE_KINDS),
+                   help="symmetric: to a uniformly drawn other class; pair: class c -> c+1 (default %(default)s)")
+    g.add_argument("--imbalance", type=float, default=1.0, metavar="R",
+                   help="long-tailed training classes: the largest R times the smallest, sizes decaying "
+                        "geometrically with the label (default 1: as shipped)")
+    g.add_argument("--noise-seed", type=int, default=0,
+                   help="seed of the generated variants: noise, long tail, --train-limit, --val-split (default 0)")
     g.add_argument("--image-size", type=int, help="imagefolder: resize images to this side (default 64)")
+    g.add_argument("--normalize", choices=list(NPY_NORMALIZE),
+                   help="npy: per-channel mean/std of the training set (train, the default) or none")
     g.add_argument("--train-limit", type=int, metavar="N",
-                   help="use only N training samples (class-stratified, fixed): for quick checks")
+                   help="use only N training samples, the same share of every class, drawn at random (fixed "
+                        "by --noise-seed): for quick checks")
+    g.add_argument("--val-split", type=float, default=0.0, metavar="F",
+                   help="hold out this fraction of the training set (stratified) as validation data")
 
 
 def _recipe_args(p, epochs=10, prefix="", title="training recipe"):
@@ -268,22 +279,10 @@ class _Log:
 def _load_split(args):
     from .data import load_dataset
 
-    split = load_dataset(args.dataset, root=os.path.expanduser(args.data_root) if args.data_root else None,
-                         label_noise=args.label_noise, noise_seed=args.noise_seed, image_size=args.image_size)
-    if getattr(args, "train_limit", None):
-        from .data import SubsetView, get_targets
-        from .select import select
-
-        n = len(split.train)
-        if not 0 < args.train_limit <= n:
-            raise CLIError(f"--train-limit must be in [1, {n}], got {args.train_limit}")
-        labels = get_targets(split.train)
-        keep = select(np.zeros(n), 1 - args.train_limit / n, labels=labels, policy="random", seed=12345) \
-            if args.train_limit < n else np.arange(n)
-        split.train = SubsetView(split.train, keep)
-        if split.flipped is not None:
-            split.flipped, split.clean_targets = split.flipped[keep], split.clean_targets[keep]
-    return split
+    return load_dataset(args.dataset, root=os.path.expanduser(args.data_root) if args.data_root else None,
+                        label_noise=args.label_noise, noise_kind=args.label_noise_kind, noise_seed=args.noise_seed,
+                        imbalance=args.imbalance, train_limit=args.train_limit, val_split=args.val_split,
+                        image_size=args.image_size, normalize=args.normalize)
 
 
 def _recipe(args, split, prefix=""):
@@ -310,8 +309,8 @@ def _model_factory(args, split):
 
 
 def _dataset_meta(args, split):
-    return {"dataset": args.dataset, "data_root": args.data_root, "label_noise": args.label_noise,
-            "noise_seed": args.noise_seed, "train_limit": getattr(args, "train_limit", None)}
+    return {"dataset": args.dataset, "data_root": args.data_root, **{k: v for k, v in split.options.items()
+                                                                      if k != "root"}}
 
 
 # ---------------------------------------------------------------- commands --

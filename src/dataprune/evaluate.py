@@ -23,7 +23,7 @@ from .data import get_targets
 from .methods import get_method
 from .select import auto_plan, select
 
-from .train import TrainConfig, accuracy, train
+from .train import TrainConfig, train
 from .utils import seed_everything
 
 # Policies that need per-sample evidence, and the method that provides it for scores without any.
@@ -45,7 +45,8 @@ def retrain(make_model: Callable[[], torch.nn.Module], train_set, test_set, keep
 
     Returns
     -------
-    dict with ``test_acc`` (fraction in [0, 1]), ``n_kept``, ``steps``, ``epochs``,
+    dict with ``test_acc`` (fraction in [0, 1]), ``test_bacc`` (balanced accuracy: the mean of the
+    per-class recalls), ``n_kept``, ``steps``, ``epochs``,
     ``train_seconds`` and ``budget``.
     """
     n = len(train_set)
@@ -61,9 +62,21 @@ def retrain(make_model: Callable[[], torch.nn.Module], train_set, test_set, keep
     model = make_model()
     result = train(model, train_set, config=cfg, indices=keep, reference_size=n, seed=seed, device=device,
                    num_workers=num_workers, progress=progress, desc=desc)
-    acc = accuracy(result.model, test_set, device=device, num_workers=num_workers)
-    return {"test_acc": acc, "n_kept": int(len(keep)), "steps": result.steps, "epochs": len(result.history),
-            "train_seconds": result.seconds, "budget": cfg.budget}
+    acc, bacc = accuracies(result.model, test_set, device=device, num_workers=num_workers)
+    return {"test_acc": acc, "test_bacc": bacc, "n_kept": int(len(keep)), "steps": result.steps,
+            "epochs": len(result.history), "train_seconds": result.seconds, "budget": cfg.budget}
+
+
+def accuracies(model, dataset, *, device=None, num_workers: int = 0) -> tuple[float, float]:
+    """Top-1 accuracy and balanced accuracy (the mean of per-class recalls, over the classes present)."""
+    from .train import predict
+
+    pred = predict(model, dataset, device=device, num_workers=num_workers).argmax(1).numpy()
+    y = get_targets(dataset)
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    recalls = [float(np.mean(pred[y == c] == c)) for c in np.unique(y)]
+    return float(np.mean(pred == y)), float(np.mean(recalls))
 
 
 # ---------------------------------------------------------------- grids -----

@@ -69,6 +69,15 @@ class ArrayDataset(Dataset):
         x, y = self.get_batch([int(i)])
         return x[0], int(y[0])
 
+    def subset(self, positions) -> "ArrayDataset":
+        """A dataset of the samples at ``positions`` (a copy of their inputs, same preprocessing)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        out = ArrayDataset.__new__(ArrayDataset)
+        out.__dict__.update(self.__dict__)
+        out.inputs = self.inputs[torch.from_numpy(positions)]
+        out.targets = self.targets[positions]
+        return out
+
     def with_targets(self, targets) -> "ArrayDataset":
         """A dataset sharing these inputs with other labels (used for label noise)."""
         out = ArrayDataset.__new__(ArrayDataset)
@@ -178,23 +187,38 @@ def stratified_split(targets: np.ndarray, test_fraction: float, seed: int) -> tu
 
 
 class SubsetView(Dataset):
-    """``dataset[indices]`` that keeps ``get_batch`` and ``targets`` (unlike ``torch.utils.data.Subset``)."""
+    """``dataset[indices]`` that keeps ``get_batch`` and ``targets`` (unlike ``torch.utils.data.Subset``).
 
-    def __init__(self, dataset: Dataset, indices):
+    ``targets`` (one integer label per kept sample) replaces the base dataset's labels: a relabelled
+    view (label noise) of a dataset that cannot be copied.
+    """
+
+    def __init__(self, dataset: Dataset, indices, targets=None):
         self.dataset = dataset
         self.indices = np.asarray(indices, dtype=np.int64)
         if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= len(dataset)):
             raise IndexError(f"subset indices must lie in [0, {len(dataset)}); got "
                              f"[{self.indices.min()}, {self.indices.max()}]")
-        self.targets = get_targets(dataset)[self.indices]
+        if targets is None:
+            self.targets = get_targets(dataset)[self.indices]
+        else:
+            self.targets = np.asarray(targets, dtype=np.int64)
+            if self.targets.shape != self.indices.shape:
+                raise ValueError(f"targets has shape {self.targets.shape}; expected {self.indices.shape}")
         if hasattr(dataset, "get_batch"):
-            self.get_batch = lambda idx: dataset.get_batch(self.indices[np.asarray(idx, dtype=np.int64)])
+            self.get_batch = self._get_batch
+
+    def _get_batch(self, idx):
+        idx = np.asarray(idx, dtype=np.int64)
+        x, _ = self.dataset.get_batch(self.indices[idx])
+        return x, torch.from_numpy(self.targets[idx])
 
     def __len__(self):
         return len(self.indices)
 
     def __getitem__(self, i):
-        return self.dataset[int(self.indices[i])]
+        x, _ = self.dataset[int(self.indices[i])]
+        return x, int(self.targets[i])
 
 
 class NpyDataset(Dataset):

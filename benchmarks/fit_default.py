@@ -1,0 +1,236 @@
+"""Fit the recommended default's constants on validation splits of mnist5k (never the test set).
+
+Phase 1 (``evidence``): for every setting (a generated variant of mnist5k x an architecture) and
+tuning seed, train the surrogate on the training part of a stratified 80/20 split of the
+(varied) training set and record, at every epoch, everything a selection rule may use:
+class-wise MoSo terms over all parameters and over the last layer, per-sample gradient norms,
+eval-mode softmax outputs, and the training pass's own per-sample records. Saved as one .npz
+per setting and seed.
+
+Phase 2 (``eval``): every candidate rule selects a subset at ratios 0.3/0.5/0.7/0.9 from that
+evidence; each subset is retrained with the preset's recipe and scored on the *validation* part
+(accuracy and balanced accuracy, the mean of per-class recalls: the test sets are balanced, the
+long-tailed training sets are not). One CSV row per (setting, seed, candidate, ratio).
+
+The test set is never loaded here. ``python benchmarks/fit_default.py evidence|eval|table
+--out runs/fit-default [--jobs 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+SETTINGS = {  # name -> load_dataset keywords (on top of mnist5k, val_split 0.2)
+    "clean": {},
+    "sym20": {"label_noise": 0.2},
+    "sym40": {"label_noise": 0.4},
+    "pair20": {"label_noise": 0.2, "noise_kind": "pair"},
+    "pair40": {"label_noise": 0.4, "noise_kind": "pair"},
+    "lt10": {"imbalance": 10},
+    "lt50": {"imbalance": 50},
+}
+GRID = [(s, "cnn") for s in SETTINGS] + [(s, "mlp") for s in ("clean", "sym40", "pair40", "lt50")]
+SEEDS = (10, 11)
+RATIOS = (0.3, 0.5, 0.7, 0.9)
+EPOCHS, BATCH, LR = 10, 32, 0.05
+VAL_SPLIT = 0.2
+
+
+def _split(setting):
+    from dataprune.data import load_dataset
+
+    return load_dataset("mnist5k", val_split=VAL_SPLIT, noise_seed=0, **SETTINGS[setting])
+
+
+def _make(arch, split):
+    from dataprune.models import build_model
+
+    return lambda: build_model(arch, split.num_classes, split.input_shape)
+
+
+def evidence(setting, arch, seed, out):
+    import torch
+
+    torch.set_num_threads(1)
+    from dataprune.data import get_targets
+    from dataprune.methods import moso_variants
+    from dataprune.methods.dynamics import DynamicsRecorder
+    from dataprune.methods.uncertainty import probabilities
+    from dataprune.train import TrainConfig, train
+    from dataprune.utils import seed_everything
+
+    path = os.path.join(out, "evidence", f"{setting}-{arch}-seed{seed}.npz")
+    if os.path.exists(path):
+        return path
+    split = _split(setting)
+    make = _make(arch, split)
+    ds = split.train
+    labels = get_targets(ds)
+    rec = DynamicsRecorder(len(ds))
+    seed_everything(seed)
+    t0 = time.perf_counter()
+    run = train(make(), ds, config=TrainConfig(epochs=EPOCHS, batch_size=BATCH, lr=LR), seed=seed,
+                checkpoint_epochs=range(1, EPOCHS + 1), callbacks=[rec])
+    t_train = time.perf_counter() - t0
+    hist = rec.history()
+    out_arrays = {"labels": labels, "flipped": split.flipped if split.flipped is not None else np.zeros(len(ds), bool),
+                  "lr": np.array([c.lr for c in run.checkpoints]), "epoch": np.array([c.epoch for c in run.checkpoints]),
+                  "train_target_prob": hist.target_prob, "train_margin": hist.margin, "train_correct": hist.correct,
+                  "train_seconds": np.array(t_train)}
+    cls_all, cls_last, gn_all, gn_last, probs = [], [], [], [], []
+    for ck in run.checkpoints:
+        s, aux = moso_variants.classwise_score(make(), [(ck.state, 1.0)], ds, return_aux=True)
+        cls_all.append(s)
+        gn_all.append(aux["gradnorm"])
+        s, aux = moso_variants.classwise_score(make(), [(ck.state, 1.0)], ds, return_aux=True, params="last_layer")
+        cls_last.append(s)
+        gn_last.append(aux["gradnorm"])
+        probs.append(next(probabilities(make(), [ck], ds)).numpy().astype(np.float32))
+    out_arrays.update(cls_all=np.stack(cls_all), cls_last=np.stack(cls_last), gn_all=np.stack(gn_all),
+                      gn_last=np.stack(gn_last), probs=np.stack(probs))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, **out_arrays)
+    os.replace(tmp, path)
+    return path
+
+
+# ------------------------------------------------------------------ candidates --
+
+def _ev(e, epochs=None, params="all"):
+    """Sums over the chosen epochs (1-based, default all) of lr-weighted class-wise scores etc."""
+    sel = np.arange(len(e["epoch"])) if epochs is None else np.flatnonzero(np.isin(e["epoch"], epochs))
+    lr = e["lr"][sel][:, None]
+    cls = (e["cls_all"] if params == "all" else e["cls_last"])[sel]
+    gn = (e["gn_all"] if params == "all" else e["gn_last"])[sel]
+    return {"score": (lr * cls).sum(0), "gradnorm": (lr * gn).sum(0), "probs": e["probs"][sel].mean(0),
+            "wrong": (e["probs"][sel].argmax(2) != e["labels"][None]).mean(0)}
+
+
+def candidate(name, e, ratio, seed):
+    from dataprune import select as S
+
+    labels = e["labels"]
+    n = len(labels)
+    k = S.num_kept(n, ratio)
+    if name == "random":
+        return S.select(np.zeros(n), ratio, labels=labels, policy="random", seed=seed)
+    if name == "auto_v1":   # the shipped default: epochs 1,3,5,7,9, gradient-norm cutoff
+        v = _ev(e, [1, 3, 5, 7, 9])
+        return S.select(v["score"], ratio, labels=labels, policy="auto", evidence=v["gradnorm"],
+                        disagreement=(v["wrong"] > 0.5).astype(float), seed=seed)
+    opts = dict(part.split("=") for part in name.split(":")[1:]) if ":" in name else {}
+    epochs = {"all": None, "odd": [1, 3, 5, 7, 9], "early2": [1, 2], "early3": [1, 2, 3]}[opts.get("ev", "odd")]
+    v = _ev(e, epochs, opts.get("params", "all"))
+    return S.auto2_indices(v["score"], labels, k, probs=v["probs"], ratio=ratio,
+                           alpha=float(opts.get("alpha", 1.0)), noise=opts.get("noise", "cl"),
+                           within=opts.get("within", "auto"), rng=np.random.default_rng(seed))
+
+
+CANDIDATES = ["random", "auto_v1",
+              "v2:alpha=1", "v2:alpha=0.5", "v2:alpha=0",
+              "v2:alpha=0.5:within=random", "v2:alpha=0.5:noise=none"]
+
+
+def evaluate(setting, arch, seed, names, out):
+    import torch
+
+    torch.set_num_threads(1)
+    from dataprune.evaluate import retrain
+    from dataprune.train import TrainConfig
+
+    split = _split(setting)
+    e = dict(np.load(os.path.join(out, "evidence", f"{setting}-{arch}-seed{seed}.npz")))
+    rows = []
+    for name in names:
+        for ratio in RATIOS:
+            keep = candidate(name, e, ratio, seed)
+            res = retrain(_make(arch, split), split.train, split.val, keep,
+                          config=TrainConfig(epochs=EPOCHS, batch_size=BATCH, lr=LR), seed=seed)
+            rows.append({"setting": setting, "arch": arch, "seed": seed, "candidate": name, "ratio": ratio,
+                         "val_acc": res["test_acc"], "val_bacc": res["test_bacc"], "n_kept": len(keep),
+                         "kept_flipped": float(e["flipped"][keep].mean())})
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("phase", choices=["evidence", "eval", "table"])
+    ap.add_argument("--out", default="runs/fit-default")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--candidates", default=",".join(CANDIDATES))
+    ap.add_argument("--grid", help="comma-separated setting-arch pairs, e.g. clean-cnn,lt50-mlp")
+    args = ap.parse_args()
+    grid = GRID if not args.grid else [tuple(g.split("-")) for g in args.grid.split(",")]
+    units = [(s, a, seed) for s, a in grid for seed in SEEDS]
+    if args.phase == "evidence":
+        with ProcessPoolExecutor(args.jobs) as pool:
+            futs = [pool.submit(evidence, s, a, seed, args.out) for s, a, seed in units]
+            for f in as_completed(futs):
+                print("done", f.result(), flush=True)
+        return
+    path = os.path.join(args.out, "results.csv")
+    done = set()
+    if os.path.exists(path):
+        with open(path) as f:
+            done = {(r["setting"], r["arch"], r["seed"], r["candidate"]) for r in csv.DictReader(f)}
+    if args.phase == "table":
+        table(path)
+        return
+    names = args.candidates.split(",")
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futs = []
+        for s, a, seed in units:
+            todo = [c for c in names if (s, a, str(seed), c) not in done]
+            for c in todo:
+                futs.append(pool.submit(evaluate, s, a, seed, [c], args.out))
+        for f in as_completed(futs):
+            rows = f.result()
+            new = not os.path.exists(path)
+            with open(path, "a", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                if new:
+                    w.writeheader()
+                w.writerows(rows)
+            print(rows[0]["setting"], rows[0]["arch"], rows[0]["seed"], rows[0]["candidate"],
+                  " ".join(f"{r['val_bacc']:.3f}" for r in rows), flush=True)
+
+
+def table(path):
+    import collections
+
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    acc = collections.defaultdict(list)
+    for r in rows:
+        acc[(r["setting"] + "-" + r["arch"], r["candidate"], float(r["ratio"]))].append(float(r["val_bacc"]))
+    settings = sorted({k[0] for k in acc})
+    cands = list(dict.fromkeys(r["candidate"] for r in rows))
+    for s in settings:
+        print(f"\n{s}  (validation balanced accuracy %, mean over seeds; diff to random)")
+        for c in cands:
+            cells = []
+            for ratio in RATIOS:
+                v = acc.get((s, c, ratio))
+                base = acc.get((s, "random", ratio))
+                cells.append("   -   " if not v else f"{100 * np.mean(v):5.1f} ({100 * (np.mean(v) - np.mean(base)):+.1f})"
+                             if base else f"{100 * np.mean(v):5.1f}")
+            print(f"  {c:32s} " + "  ".join(cells))
+    print("\nmean difference to random over all settings and ratios:")
+    for c in cands:
+        d = [np.mean(acc[k]) - np.mean(acc[(k[0], "random", k[2])]) for k in acc if k[1] == c and (k[0], "random", k[2]) in acc]
+        worst = min(d) if d else float("nan")
+        print(f"  {c:32s} mean {100 * np.mean(d):+.2f}  worst {100 * worst:+.2f}  cells {len(d)}")
+
+
+if __name__ == "__main__":
+    main()
