@@ -68,15 +68,14 @@ def main():
             if key in seen:
                 continue
             seen.add(key)
-            kern = kernel_for(mod)
             times = {}
             for strategy in ("shift", "unfold", "ghost", "grouped"):
                 if (strategy == "shift" and s != (1, 1)) or (strategy in ("ghost", "grouped") and mod.groups != 1):
                     continue
-                ck.FORCE_STRATEGY = strategy
-                times[strategy] = best_ms(lambda: kern.stats(mod, r.inputs, r.grad_out, names, None, True, False))
-            ck.FORCE_STRATEGY = None
-            chosen = ck.choose_strategy(mod, a.shape, d.shape, k, s, pad, False)
+                kern = ck.ConvKernel(strategy=strategy)
+                times[strategy] = best_ms(lambda: kern.stats(mod, r.inputs, r.grad_out, names, need_sq=True,
+                                                             need_dot=False))
+            chosen = ck.choose_strategy(mod, a.shape, d.shape, k, s, pad, need_dot=False)
             fastest = min(times, key=times.get)
             hits += chosen == fastest or times[chosen] <= 1.15 * times[fastest]
             total += 1
@@ -90,7 +89,7 @@ def main():
 def _hook_dots(model, sel, x, y, vec):
     with LayerCapture(model, sel) as cap:
         cap.forward_backward(x, y, cross_entropy)
-        return cap.stats(vec, False, True, x.shape[0], x.dtype, x.device)[1]
+        return cap.stats(vec, need_sq=False, need_dot=True, batch=x.shape[0], dtype=x.dtype, device=x.device).dot
 
 
 if __name__ == "__main__":

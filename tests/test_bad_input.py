@@ -51,7 +51,7 @@ def test_npy_memory_mapped_dataset_scores_like_in_memory(tmp_path):
     for split in ("train", "test"):
         np.save(tmp_path / f"{split}_x.npy", x.numpy())
         np.save(tmp_path / f"{split}_y.npy", y)
-    data = load_dataset("npy", root=str(tmp_path))
+    data = load_dataset("npy", root=str(tmp_path), normalize="none")
     assert isinstance(data.train.inputs, np.memmap)
     mem = ArrayDataset(x, y, scale=1 / 255)
     torch.manual_seed(0)
@@ -60,3 +60,21 @@ def test_npy_memory_mapped_dataset_scores_like_in_memory(tmp_path):
     assert np.allclose(moso.score(model, ck, data.train, batch_size=7), moso.score(model, ck, mem, batch_size=7))
     with pytest.raises(FileNotFoundError, match="train_x.npy.*expected memory-mapped arrays"):
         load_dataset("npy", root=str(tmp_path / "nowhere"))
+
+
+def test_npy_is_standardised_with_training_statistics_by_default(tmp_path):
+    g = np.random.default_rng(0)
+    x = g.integers(0, 256, (50, 3, 4, 4), dtype=np.uint8)
+    y = g.integers(0, 3, 50)
+    for split in ("train", "test"):
+        np.save(tmp_path / f"{split}_x.npy", x if split == "train" else x[:10])
+        np.save(tmp_path / f"{split}_y.npy", y if split == "train" else y[:10])
+    data = load_dataset("npy", root=str(tmp_path))
+    scaled = x.astype(np.float64) / 255
+    mean, std = scaled.mean(axis=(0, 2, 3)), scaled.std(axis=(0, 2, 3))
+    assert np.allclose(data.train.normalization["mean"], mean) and np.allclose(data.train.normalization["std"], std)
+    batch = data.train.get_batch(np.arange(50))[0].numpy()
+    assert np.allclose(batch.mean(axis=(0, 2, 3)), 0, atol=1e-5) and np.allclose(batch.std(axis=(0, 2, 3)), 1, atol=1e-4)
+    assert np.allclose(data.test[0][0].numpy(), (scaled[0] - mean[:, None, None]) / std[:, None, None], atol=1e-5)
+    with pytest.raises(ValueError, match="normalize must be one of train, none"):
+        load_dataset("npy", root=str(tmp_path), normalize="imagenet")

@@ -129,7 +129,7 @@ def test_classwise_scores_carry_evidence_for_the_auto_policy(tmp_path, capsys):
     assert cli.main(["score", *data, "--method", "moso_class", "--epochs", "2", "--checkpoints", "1,2",
                      "--out", sc, "--quiet"]) == 0
     meta = json.loads(open(sc + ".json").read())
-    assert meta["aux"]["arrays"] == ["disagreement", "gradnorm"] and os.path.exists(str(tmp_path / "s.aux.npz"))
+    assert meta["aux"]["arrays"] == ["disagreement", "gradnorm", "probs"] and os.path.exists(str(tmp_path / "s.aux.npz"))
     assert cli.main(["select", *data, "--scores", sc, "--ratio", "0.5", "--policy", "auto", "--out", keep,
                      "--quiet"]) == 0
     assert len(np.load(keep)) == 100

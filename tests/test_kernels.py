@@ -93,27 +93,40 @@ def test_kernels_match_batch_size_one_oracle(name):
 
 
 @pytest.mark.parametrize("strategy", ["shift", "unfold", "ghost", "grouped"])
-def test_every_conv_norm_strategy_is_exact(monkeypatch, strategy):
-    monkeypatch.setattr(conv_kernels, "FORCE_STRATEGY", strategy)
+def test_every_conv_norm_strategy_is_exact(strategy):
+    forced = {torch.nn.Conv2d: conv_kernels.ConvKernel(strategy=strategy)}
     torch.manual_seed(1)
     model = randomize_norm_stats(resnet18(10, (3, 16, 16), width=4).double()).eval()
     x, y = _image_batch((3, 16, 16), b=3)
     ref = grads.reference_per_sample_grads(model, x, y)
     flat = torch.cat([g.reshape(3, -1) for g in ref.values()], 1)
-    sq = grads.per_sample_sq_norms(model, x, y)
+    sq = grads.per_sample_sq_norms(model, x, y, kernels=forced)
     assert torch.allclose(sq, (flat * flat).sum(1), rtol=1e-10)
     vec = {n: torch.randn_like(p) for n, p in model.named_parameters()}
-    dots = grads.per_sample_dots(model, x, y, vec)
+    dots = grads.per_sample_dots(model, x, y, vec, kernels=forced)
     ref_dots = flat @ torch.cat([v.reshape(-1) for v in vec.values()])
     assert torch.allclose(dots, ref_dots, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("strategy", ["shift", "unfold", "ghost", "grouped"])
-def test_odd_convs_under_every_strategy(monkeypatch, strategy):
-    monkeypatch.setattr(conv_kernels, "FORCE_STRATEGY", strategy)
+def test_odd_convs_under_every_strategy(strategy):
+    forced = conv_kernels.ConvKernel(strategy=strategy)
     torch.manual_seed(0)
     model, (x, y) = CASES["odd"]()
-    grads.check_kernels(randomize_norm_stats(model.double()).eval(), x, y, rtol=RTOL)
+    grads.check_kernels(randomize_norm_stats(model.double()).eval(), x, y, rtol=RTOL,
+                        kernels={torch.nn.Conv1d: forced, torch.nn.Conv2d: forced})
+
+
+def test_a_forced_strategy_is_used_and_an_unknown_one_refused(monkeypatch):
+    calls = []
+    real = conv_kernels._ghost_sq
+    monkeypatch.setattr(conv_kernels, "_ghost_sq", lambda *a: calls.append(1) or real(*a))
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 14 * 14, 10)).double()
+    x, y = _image_batch((3, 16, 16), b=2)
+    grads.per_sample_sq_norms(model, x, y, kernels={torch.nn.Conv2d: conv_kernels.ConvKernel(strategy="ghost")})
+    assert calls
+    with pytest.raises(ValueError, match="unknown conv strategy 'fast'"):
+        conv_kernels.ConvKernel(strategy="fast")
 
 
 def test_sequence_linear_ghost_and_materialised_agree():

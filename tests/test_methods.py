@@ -7,7 +7,8 @@ import torch.nn as nn
 
 from dataprune.data import ArrayDataset
 from dataprune.methods import METHODS, dynamics, geometry, uncertainty
-from dataprune.pipeline import call_method, surrogate_scores
+from dataprune.methods import call_method
+from dataprune.pipeline import surrogate_scores
 from dataprune.select import ccs_indices, select
 from dataprune.train import TrainConfig
 from dataprune.trajectory import Checkpoint

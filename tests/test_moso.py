@@ -15,6 +15,7 @@ from dataprune.data import ArrayDataset
 from dataprune.grads import NonFiniteLossWarning
 from dataprune.models import SmallCNN
 from dataprune.train import train
+from dataprune.trajectory import Checkpoint
 from conftest import randomize_norm_stats
 
 
@@ -235,3 +236,44 @@ def test_plain_dataset_through_dataloader_workers():
     for workers in (0, 2):
         got = moso.score(model, cks, plain, batch_size=16, num_workers=workers)
         assert np.allclose(got, ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("params", ["last_layer", ["3.weight"]])
+def test_bias_free_head_last_layer_matches_brute_force(params):
+    """A classifier head without a bias: the closed form's feature columns must line up with the sums."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 4, bias=False)).double()
+    x, y, ds = _data((20,), 33, classes=4)
+    cks = _trajectory(model, 2)
+    got = moso.score(model, cks, ds, batch_size=7, params=params)
+    ref = brute_force_moso(model, cks, x, y, params={"3.weight"})
+    assert _rel(got, ref) <= 1e-8
+    # the same head with a bias: weight and bias, and the bias alone
+    model = nn.Sequential(nn.Flatten(), nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 4)).double()
+    cks = _trajectory(model, 2)
+    for names in (["3.weight", "3.bias"], ["3.bias"]):
+        got = moso.score(model, cks, ds, batch_size=7, params="last_layer" if len(names) == 2 else names)
+        assert _rel(got, brute_force_moso(model, cks, x, y, params=set(names))) <= 1e-8
+
+
+@pytest.mark.parametrize("method", ["moso", "moso_class", "grand", "el2n"])
+@pytest.mark.parametrize("keep", ["hard", "easy"])
+def test_a_sample_without_finite_loss_is_pruned_first_by_every_method(method, keep):
+    from dataprune.methods import METHODS, call_method
+    from dataprune.select import select
+
+    torch.manual_seed(0)
+    x, y, _ = _data((1, 12, 12), 24)
+    x[5] = float("nan")
+    ds = ArrayDataset(x, y.numpy())
+    model = SmallCNN(1, 10)
+    cks = [Checkpoint(s, lr, k + 1) for k, (s, lr) in enumerate(_trajectory(model, 2))]
+    spec = METHODS[method]
+    options = {"keep": keep} if "keep" in spec.options else {}
+    if keep == "easy" and not options:
+        pytest.skip("no keep option")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = call_method(spec, model, cks, ds, options=options)
+    assert np.isneginf(s[5]) and np.isfinite(np.delete(s, 5)).all()
+    assert 5 not in select(s, 0.5)

@@ -6,7 +6,6 @@ its own (``train``, ``moso.score``, ``select``, ``evaluate.retrain``).
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from dataclasses import dataclass, field
@@ -16,12 +15,9 @@ import numpy as np
 import torch
 
 from .data import SubsetView, get_targets
-from .methods import MethodSpec, get_method
+from .methods import call_method, get_method
 from .train import TrainConfig, TrainResult, train
 from .utils import seed_everything
-
-COMMON = ("batch_size", "device", "progress", "num_workers", "seed", "work_dir")
-
 
 def partition(labels: np.ndarray, parts: int, seed: int = 0) -> list[np.ndarray]:
     """Split positions into ``parts`` disjoint, class-stratified, seeded parts (sorted indices)."""
@@ -36,27 +32,6 @@ def partition(labels: np.ndarray, parts: int, seed: int = 0) -> list[np.ndarray]
     order = rng.permutation(n)
     order = order[np.argsort(labels[order], kind="stable")]  # class-sorted, random within class
     return [np.sort(order[k::parts]) for k in range(parts)]
-
-
-def call_method(spec: MethodSpec, model, checkpoints, dataset, *, options: dict | None = None, **common):
-    """Call a method with its defaults, the user's options and the common keywords it accepts."""
-    options = dict(options or {})
-    aux = common.pop("return_aux", False)
-    sig = inspect.signature(spec.fn)
-    accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-    unknown = [k for k in options if k not in sig.parameters and not accepts_any]
-    if unknown:
-        valid = [p for p in sig.parameters if p not in ("model", "checkpoints", "dataset")]
-        raise TypeError(f"method {spec.name!r} has no option(s) {unknown}; valid: {valid}")
-    kwargs = {k: v for k, v in common.items() if k in sig.parameters or accepts_any}
-    kwargs.update(spec.defaults)
-    kwargs.update(options)
-    if spec.aux:
-        scores, extra = spec.fn(model, checkpoints, dataset, return_aux=True, **kwargs)
-        scores = np.asarray(scores, dtype=np.float64)
-        return (scores, extra) if aux else scores
-    scores = np.asarray(spec.fn(model, checkpoints, dataset, **kwargs), dtype=np.float64)
-    return (scores, {}) if aux else scores
 
 
 @dataclass
@@ -130,7 +105,9 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                 part_scores, part_aux = call_method(s, template, cks or [], view, options=options.get(s.name),
                                                     return_aux=True, **common)
                 for key, arr in part_aux.items():
-                    run.aux.setdefault(s.name, {}).setdefault(key, np.zeros(len(dataset)))[part] = arr
+                    arr = np.asarray(arr)
+                    run.aux.setdefault(s.name, {}).setdefault(
+                        key, np.zeros((len(dataset),) + arr.shape[1:], dtype=arr.dtype))[part] = arr
             if part_scores.shape != (len(view),):
                 raise RuntimeError(f"method {s.name!r} returned shape {part_scores.shape}, expected ({len(view)},)")
             scores[s.name][part] = part_scores

@@ -283,3 +283,111 @@ def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int
             keep.append(members[_top(scores[members], q)])
         keep = np.concatenate(keep)
     return np.sort(keep).astype(np.int64)
+
+
+def confident_noise(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Which labels look wrong, by confident learning (Northcutt et al., JAIR 2021), per class.
+
+    ``probs`` (N, C) are the surrogate's class probabilities (averaged over checkpoints). Class j's
+    threshold ``t_j`` is the mean probability of class j over the samples labelled j; a sample is
+    confidently of class j when ``probs[i, j] >= t_j`` (the most probable such j when several), and
+    *suspect* when that class is not its label. Thresholds per class make the estimate hold under
+    class-dependent noise and imbalance: a rare class the model underfits gets a low threshold, so
+    its hard samples are not taken for mislabelled ones.
+
+    Returns ``{"suspect": (N,) bool, "margin": (N,)`` probability of the label minus the largest other
+    probability (low = suspicious), ``"rate": {class: share of its samples suspect}``, ``"confident":
+    (N,)`` the confident class or -1}.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    n, c = probs.shape
+    if labels.shape != (n,):
+        raise ValueError(f"probs has {n} rows but labels has shape {labels.shape}")
+    thresholds = np.full(c, np.inf)
+    for j in np.unique(labels):
+        thresholds[j] = probs[labels == j, j].mean()
+    above = probs >= thresholds[None, :]
+    masked = np.where(above, probs, -np.inf)
+    confident = np.where(above.any(1), masked.argmax(1), -1)
+    suspect = (confident >= 0) & (confident != labels)
+    own = probs[np.arange(n), labels]
+    others = probs.copy()
+    others[np.arange(n), labels] = -np.inf
+    margin = own - others.max(1)
+    rate = {int(j): float(suspect[labels == j].mean()) for j in np.unique(labels)}
+    return {"suspect": suspect, "margin": margin, "rate": rate, "confident": confident}
+
+
+def waterfill_quotas(sizes: dict, k: int, alpha: float = 1.0) -> dict:
+    """Split ``k`` kept samples among classes with ``sizes`` available: class c's target is proportional
+    to ``size_c ** alpha`` and capped at ``size_c``; what a capped class cannot take goes to the others
+    in the same proportions. ``alpha=1`` keeps every class's share, ``alpha=0`` equalises the counts as
+    far as the class sizes allow (the small classes are kept whole first). Integer quotas sum to
+    ``min(k, sum(sizes))`` (largest remainders; ties to the larger class, then the lower label).
+    """
+    classes = sorted(sizes)
+    size = np.array([sizes[c] for c in classes], dtype=np.float64)
+    k = int(min(k, size.sum()))
+    weight = np.where(size > 0, np.power(np.maximum(size, 1e-300), alpha), 0.0)
+    quota = np.zeros(len(classes))
+    free = size > 0
+    left = float(k)
+    # Raise the water level until every class is either full or at its share of the level.
+    while left > 1e-9 and free.any():
+        share = left * weight * free / (weight * free).sum()
+        full = free & (quota + share >= size)
+        if not full.any():
+            quota += share
+            break
+        left -= float((size - quota)[full].sum())
+        quota[full] = size[full]
+        free &= ~full
+    base = np.floor(quota + 1e-9).astype(np.int64)
+    rest = k - int(base.sum())
+    order = sorted(range(len(classes)), key=lambda j: (-(quota[j] - base[j]), -size[j], classes[j]))
+    for j in order:
+        if rest <= 0:
+            break
+        if base[j] < size[j]:
+            base[j] += 1
+            rest -= 1
+    return {int(c): int(q) for c, q in zip(classes, base)}
+
+
+def auto2_indices(scores, labels, k, *, probs, ratio, alpha=1.0, noise="cl", within="auto", strata=10,
+                  hard_cut=0.0, rng):
+    """Exploration form of the next ``auto`` policy (see benchmarks/fit_default.py)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if noise == "cl":
+        info = confident_noise(probs, labels)
+        suspect, margin = info["suspect"], info["margin"]
+    else:
+        margin = np.zeros(len(labels))
+        suspect = np.zeros(len(labels), bool)
+    trusted = ~suspect
+    if hard_cut:
+        for c in np.unique(labels):
+            members = np.flatnonzero((labels == c) & trusted)
+            n_cut = int(np.floor(hard_cut * len(members)))
+            if n_cut:
+                trusted[members[np.argsort(margin[members], kind="stable")[:n_cut]]] = False
+    sizes = {int(c): int(((labels == c) & trusted).sum()) for c in np.unique(labels)}
+    quotas = waterfill_quotas(sizes, k, alpha)
+    keep = []
+    for c, q in quotas.items():
+        members = np.flatnonzero((labels == c) & trusted)
+        if q == 0:
+            continue
+        if within == "random":
+            keep.append(rng.choice(members, size=q, replace=False))
+        elif within == "top" or (within == "auto" and ratio < AUTO_STRATIFIED_FROM - 1e-12):
+            keep.append(members[_top(scores[members], q)])
+        else:
+            keep.append(members[ccs_indices(scores[members], q, beta=0.0, strata=strata, rng=rng)])
+    keep = np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
+    if len(keep) < k:   # fewer trusted samples than the budget: the least suspicious of the rest
+        rest = np.setdiff1d(np.arange(len(labels)), keep)
+        keep = np.concatenate([keep, rest[np.argsort(-margin[rest], kind="stable")[:k - len(keep)]]])
+    return np.sort(keep).astype(np.int64)

@@ -10,6 +10,7 @@ respect to a layer output, restricted to sample i, is exactly sample i's backpro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -109,6 +110,12 @@ def select_params(model: nn.Module, params="all", *, example: torch.Tensor | Non
                           qualified)
 
 
+class BatchStats(NamedTuple):
+    sq: torch.Tensor | None      # (B,) per-sample squared gradient norms over the selection
+    dot: torch.Tensor | None     # (B,) per-sample dot products with the vector
+    layer_dots: dict             # module -> (sum of its share of the dots, sum of their absolute values)
+
+
 @dataclass
 class _Record:
     inputs: tuple
@@ -126,9 +133,10 @@ class LayerCapture:
     re-run with copies for those layers.
     """
 
-    def __init__(self, model: nn.Module, selection: ParamSelection):
+    def __init__(self, model: nn.Module, selection: ParamSelection, *, kernels: dict | None = None):
         self.model = model
         self.selection = selection
+        self.kernels = kernels            # per-call overrides of the registry: {module type: kernel}
         self.records: dict[nn.Module, list[_Record]] = {}
         self._copy: set[nn.Module] = set()
         self._handles = []
@@ -202,8 +210,9 @@ class LayerCapture:
             r.grad_out = torch.zeros_like(r.output) if g is None else g
         return losses.detach(), logits.detach()
 
-    def stats(self, vectors: dict | None, need_sq: bool, need_dot: bool, batch: int, dtype, device):
-        """Per-sample ``(sq_norms, dots, {module: (sum of its dots, sum of their absolute values)})``."""
+    def stats(self, vectors: dict | None = None, *, need_sq: bool, need_dot: bool, batch: int, dtype,
+              device) -> BatchStats:
+        """Per-sample statistics of the captured batch over the selected parameters."""
         with torch.no_grad():
             return self._stats(vectors, need_sq, need_dot, batch, dtype, device)
 
@@ -213,18 +222,19 @@ class LayerCapture:
         layer_dots = {}
         if batch == 0:
             self.records.clear()
-            return sq, dot, layer_dots
+            return BatchStats(sq, dot, layer_dots)
         for module, names in self.selection.modules.items():
             recs = self.records.get(module, [])
             if not recs:
                 continue  # the layer did not run: its per-sample gradient is zero
-            kernel = kernel_for(module)
+            kernel = kernel_for(module, self.kernels)
             vecs = None
             if need_dot:
                 vecs = {n: vectors[self.selection.qualified[(id(module), n)]] for n in names}
             if len(recs) == 1:
                 r = recs[0]
-                s, d = kernel.stats(module, r.inputs, r.grad_out, names, vecs, need_sq, need_dot)
+                s, d = kernel.stats(module, r.inputs, r.grad_out, names, vectors=vecs, need_sq=need_sq,
+                                    need_dot=need_dot)
             else:
                 # A module called several times per forward: its gradient is the sum over calls,
                 # so norms need the summed per-sample gradient; dots are linear and add.
@@ -236,7 +246,8 @@ class LayerCapture:
                         acc = g if acc is None else {k: acc[k] + g[k] for k in g}
                     s = sum(torch.linalg.vecdot(v.reshape(batch, -1), v.reshape(batch, -1)) for v in acc.values())
                 if need_dot:
-                    d = sum(kernel.stats(module, r.inputs, r.grad_out, names, vecs, False, True)[1] for r in recs)
+                    d = sum(kernel.stats(module, r.inputs, r.grad_out, names, vectors=vecs, need_sq=False,
+                                         need_dot=True).dot for r in recs)
             if need_sq:
                 sq += s.to(dtype)
             if need_dot:
@@ -244,4 +255,4 @@ class LayerCapture:
                 dot += d
                 layer_dots[module] = (d.sum(), d.abs().sum())
         self.records.clear()
-        return sq, dot, layer_dots
+        return BatchStats(sq, dot, layer_dots)

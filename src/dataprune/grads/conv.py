@@ -28,10 +28,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .registry import LayerKernel, register_kernel, row_chunks
+from .base import KernelStats, LayerKernel, row_chunks
+from .registry import register_kernel
 
-# Tests set this to "shift", "unfold" or "ghost" to exercise one path everywhere it applies.
-FORCE_STRATEGY: str | None = None
+STRATEGIES = ("shift", "unfold", "ghost", "grouped")
 
 # Per-sample cost model, in multiply-add-equivalents; constants fitted to CPU measurements
 # (benchmarks/kernels.py). Small GEMMs are dominated by writing their output, im2col by memory.
@@ -72,10 +72,11 @@ def _geometry(layer, a, d):
     return a, d, k, s, dil, pad
 
 
-def choose_strategy(layer, a_shape, d_shape, k, s, pad, need_dot: bool) -> str:
+def choose_strategy(layer, a_shape, d_shape, k, s, pad, *, need_dot: bool, force: str | None = None) -> str:
     """Cheapest exact way to get per-sample squared norms for this layer and batch shape.
 
     Deterministic: a cost model of the shapes, never a timing, so results are reproducible.
+    ``force`` picks a strategy wherever it applies to the layer (tests, benchmarks).
     """
     c_in, c_out, g = a_shape[1], d_shape[1], layer.groups
     ksz = k[0] * k[1]
@@ -92,8 +93,8 @@ def choose_strategy(layer, a_shape, d_shape, k, s, pad, need_dot: bool) -> str:
                             + conv * int(need_dot))  # the dots by a convolution
         in_bounds = weights <= _GROUPED_MAX_WEIGHTS and c_in >= _GROUPED_MIN_CHANNELS
         options["grouped"] = 0 if in_bounds else math.inf
-    if FORCE_STRATEGY in options:
-        return FORCE_STRATEGY
+    if force in options:
+        return force
     return min(options, key=options.get)
 
 
@@ -161,12 +162,20 @@ def _ghost_sq(a, d, k, s, dil, pad):
 
 @register_kernel(nn.Conv1d, nn.Conv2d)
 class ConvKernel(LayerKernel):
+    """Exact per-sample statistics of a conv; ``strategy`` (one of ``STRATEGIES``) forces one way
+    wherever it applies, else the cost model of :func:`choose_strategy` picks per layer."""
+
+    def __init__(self, strategy: str | None = None):
+        if strategy is not None and strategy not in STRATEGIES:
+            raise ValueError(f"unknown conv strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+        self.strategy = strategy
+
     def grads(self, layer, inputs, grad_out, names):
         a, d, k, s, dil, pad = _geometry(layer, inputs[0], grad_out)
         b = a.shape[0]
         out = {}
         if "weight" in names:
-            if s == (1, 1) and FORCE_STRATEGY != "unfold":
+            if s == (1, 1) and self.strategy != "unfold":
                 out["weight"] = _shift_grads(layer, a, d, k, dil, pad).reshape(b, *layer.weight.shape)
             else:
                 out["weight"] = _unfold_grads(layer, a, d, k, s, dil, pad).reshape(b, *layer.weight.shape)
@@ -174,16 +183,17 @@ class ConvKernel(LayerKernel):
             out["bias"] = d.sum((2, 3))
         return out
 
-    def stats(self, layer, inputs, grad_out, names, vecs, need_sq, need_dot):
+    def stats(self, layer, inputs, grad_out, names, *, vectors=None, need_sq, need_dot):
         x = inputs[0]
         a, d, k, s, dil, pad = _geometry(layer, x, grad_out)
         b = a.shape[0]
         sq = d.new_zeros(b) if need_sq else None
         dot = d.new_zeros(b) if need_dot else None
         if "weight" in names:
-            strategy = choose_strategy(layer, a.shape, d.shape, k, s, pad, need_dot) if need_sq else "conv"
+            strategy = (choose_strategy(layer, a.shape, d.shape, k, s, pad, need_dot=need_dot, force=self.strategy)
+                        if need_sq else "conv")
             if strategy == "shift":
-                v = vecs["weight"].to(a.dtype).reshape(*layer.weight.shape[:2], -1) if need_dot else None
+                v = vectors["weight"].to(a.dtype).reshape(*layer.weight.shape[:2], -1) if need_dot else None
                 per_row = 3 * math.prod(a.shape[1:]) + layer.weight.numel() // (k[0] * k[1])
                 for rows in row_chunks(b, per_row):
                     for off, gk in _shift_offsets(layer, a[rows], d[rows], k, dil, pad):   # (b, Co, Ci/g)
@@ -192,7 +202,7 @@ class ConvKernel(LayerKernel):
                         if need_dot:
                             dot[rows] += flat @ v[:, :, off].reshape(-1)
             elif strategy in ("unfold", "grouped"):
-                v = vecs["weight"].reshape(-1).to(a.dtype) if need_dot else None
+                v = vectors["weight"].reshape(-1).to(a.dtype) if need_dot else None
                 per_row = layer.weight.numel() + math.prod(a.shape[1:]) * (k[0] * k[1] if strategy == "unfold" else 1)
                 for rows in row_chunks(b, per_row):
                     flat = (_unfold_grads(layer, a[rows], d[rows], k, s, dil, pad) if strategy == "unfold"
@@ -206,12 +216,12 @@ class ConvKernel(LayerKernel):
                 if need_dot:
                     # The layer's own convolution with V in place of its weight (the original
                     # input: _conv_forward applies the padding mode itself).
-                    conv = layer._conv_forward(x, vecs["weight"].to(x.dtype), None)
+                    conv = layer._conv_forward(x, vectors["weight"].to(x.dtype), None)
                     dot += torch.linalg.vecdot(conv.reshape(b, -1), grad_out.reshape(b, -1))
         if "bias" in names:
             db = grad_out.reshape(b, grad_out.shape[1], -1).sum(2)  # (B, C_out)
             if need_sq:
                 sq += torch.linalg.vector_norm(db, dim=1) ** 2
             if need_dot:
-                dot += db @ vecs["bias"].to(db.dtype)
-        return sq, dot
+                dot += db @ vectors["bias"].to(db.dtype)
+        return KernelStats(sq, dot)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .registry import LayerKernel, register_kernel
+from .base import KernelStats, LayerKernel
+from .registry import register_kernel
 
 
 def _flat(layer, inputs, grad_out):
@@ -41,7 +42,7 @@ class EmbeddingKernel(LayerKernel):
         g.scatter_add_(1, ids.unsqueeze(-1).expand_as(d), d)
         return {"weight": g}
 
-    def stats(self, layer, inputs, grad_out, names, vecs, need_sq, need_dot):
+    def stats(self, layer, inputs, grad_out, names, *, vectors=None, need_sq, need_dot):
         self._check(layer)
         ids, d = _flat(layer, inputs, grad_out)
         sq = dot = None
@@ -49,5 +50,5 @@ class EmbeddingKernel(LayerKernel):
             same = (ids.unsqueeze(2) == ids.unsqueeze(1)).to(d.dtype)  # (B, T, T)
             sq = (torch.bmm(d, d.transpose(1, 2)) * same).sum((1, 2))
         if need_dot:
-            dot = (vecs["weight"].to(d.dtype)[ids] * d).sum((1, 2))
-        return sq, dot
+            dot = (vectors["weight"].to(d.dtype)[ids] * d).sum((1, 2))
+        return KernelStats(sq, dot)

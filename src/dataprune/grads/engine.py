@@ -14,6 +14,7 @@ dots only, ``"jvp"`` (forward-mode: one forward pass with tangent v gives g_i . 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from ..data import iter_batches
 from ..utils import model_dtype, progress_bar
 from .capture import LayerCapture, ParamSelection, _Record
-from .registry import row_chunks
+from .base import row_chunks
 
 BACKENDS = ("hooks", "functorch", "jvp")
 
@@ -123,15 +124,43 @@ def _jvp_dots(model, selection, x, y, loss_fn, vecs):
     return dots
 
 
+@dataclass
+class SampleTerms:
+    """One streaming pass's per-sample results, aligned with the ``indices`` it was given.
+
+    ``sq`` and ``dot`` are (n,) float64 (or None when not asked for); a position whose loss was not
+    finite holds NaN there and is listed (as a dataset position) in ``bad``. ``loss`` is (n,).
+    ``layer_dot_sums`` maps each module to the sum over samples of its share of the dots and of
+    their absolute values (hooks backend: checks that per-sample gradients add up).
+    """
+
+    sq: np.ndarray | None
+    dot: np.ndarray | None
+    loss: np.ndarray
+    bad: list = field(default_factory=list)
+    layer_dot_sums: dict = field(default_factory=dict)
+    probs: np.ndarray | None = None     # (n, C) float32 softmax outputs of the same forward pass, if asked
+
+
 class _Accumulator:
     """Collects one pass's per-sample outputs, aligned with ``indices``."""
 
-    def __init__(self, n, need_sq, need_dot):
+    def __init__(self, n, need_sq, need_dot, need_probs=False):
+        self.n = n
         self.sq = np.full(n, np.nan) if need_sq else None
         self.dot = np.full(n, np.nan) if need_dot else None
         self.loss = np.full(n, np.nan)
+        self.need_probs = need_probs
+        self.probs = None
         self.layer_sums: dict = {}
         self.bad: list[int] = []
+
+    def store_probs(self, rows: np.ndarray, logits):
+        if not self.need_probs:
+            return
+        if self.probs is None:
+            self.probs = np.full((self.n, logits.shape[1]), np.nan, dtype=np.float32)
+        self.probs[rows] = torch.softmax(logits.detach().float(), 1).cpu().numpy()
 
     def store(self, rows: np.ndarray, sq, dot, losses):
         if self.sq is not None and sq is not None:
@@ -150,7 +179,8 @@ def per_sample_terms(model: nn.Module, dataset, indices, selection: ParamSelecti
                      vectors: dict | None = None, groups: np.ndarray | None = None,
                      need_sq: bool = True, need_dot: bool = True, loss_fn=cross_entropy,
                      batch_size: int = 256, device=None, backend: str = "hooks", num_workers: int = 0,
-                     progress: bool = False, desc: str = "per-sample"):
+                     progress: bool = False, desc: str = "per-sample", kernels: dict | None = None,
+                     need_probs: bool = False) -> SampleTerms:
     """Per-sample squared gradient norms and dot products with ``vectors``, streaming over batches.
 
     Parameters
@@ -159,24 +189,27 @@ def per_sample_terms(model: nn.Module, dataset, indices, selection: ParamSelecti
         The fixed vector(s) ``v``. With ``groups`` (group id per dataset position) sample
         i is dotted with ``v[groups[i]]``; otherwise with ``v[0]``.
 
+    kernels : dict, optional
+        Per-call overrides of the kernel registry, ``{module type: kernel}``.
+    need_probs : bool
+        Also keep the softmax of the pass's own logits (``probs``, (n, C) float32): the
+        surrogate's predictions at these weights, at no extra forward pass.
+
     Returns
     -------
-    dict with ``sq`` and ``dot`` (float64 arrays aligned with ``indices``, or None),
-    ``loss``, ``bad`` (positions with a non-finite loss; their terms are NaN) and
-    ``layer_dot_sums`` (per module: the sum over samples of its share of the dots and of
-    their absolute values; checks that per-sample gradients add up to the batch gradient).
+    :class:`SampleTerms`
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if backend == "jvp" and need_sq:
         raise ValueError("backend='jvp' computes dot products only; squared norms need 'hooks' or 'functorch'")
-    acc = _Accumulator(len(indices), need_sq, need_dot)
+    acc = _Accumulator(len(indices), need_sq, need_dot, need_probs)
     flat_vecs = None
     if need_dot and backend == "functorch":
         flat_vecs = torch.cat([vectors[nm].reshape(vectors[nm].shape[0], -1) for nm in selection.names], 1)
     pos = 0
     bar = progress_bar(total=len(indices), desc=desc, enabled=progress, unit="img")
-    capture = LayerCapture(model, selection) if backend == "hooks" else None
+    capture = LayerCapture(model, selection, kernels=kernels) if backend == "hooks" else None
     try:
         if capture is not None:
             capture.__enter__()
@@ -187,7 +220,8 @@ def per_sample_terms(model: nn.Module, dataset, indices, selection: ParamSelecti
             pos += b
             g_ids = _group_ids(groups, idx, x.device, b)
             if backend == "hooks":
-                losses, _ = capture.forward_backward(x, y, loss_fn)
+                losses, logits = capture.forward_backward(x, y, loss_fn)
+                acc.store_probs(rows, logits)
                 finite = torch.isfinite(losses)
                 if not bool(finite.all()):
                     # Re-run the finite rows only, so that no NaN reaches a kernel.
@@ -200,7 +234,9 @@ def per_sample_terms(model: nn.Module, dataset, indices, selection: ParamSelecti
                 capture.records.clear()
             else:
                 with torch.no_grad():
-                    losses = loss_fn(model(x), y)
+                    logits = model(x)
+                    losses = loss_fn(logits, y)
+                acc.store_probs(rows, logits)
                 finite = torch.isfinite(losses)
                 if not bool(finite.all()):
                     acc.bad += idx[~finite.cpu().numpy()].tolist()
@@ -226,8 +262,7 @@ def per_sample_terms(model: nn.Module, dataset, indices, selection: ParamSelecti
         warnings.warn(f"{len(bad)} sample(s) have a non-finite loss (dataset positions "
                       f"{bad[:20]}{' ...' if len(bad) > 20 else ''}); their per-sample terms "
                       "are NaN and they are left out of the sums", NonFiniteLossWarning, stacklevel=3)
-    return {"sq": acc.sq, "dot": acc.dot, "loss": acc.loss, "bad": sorted(acc.bad),
-            "layer_dot_sums": acc.layer_sums}
+    return SampleTerms(acc.sq, acc.dot, acc.loss, sorted(acc.bad), acc.layer_sums, acc.probs)
 
 
 def _hook_batch(capture, acc, rows, losses, vectors, g_ids, need_sq, need_dot):
@@ -236,19 +271,19 @@ def _hook_batch(capture, acc, rows, losses, vectors, g_ids, need_sq, need_dot):
     present = torch.unique(g_ids)
     if len(present) == 1 or not need_dot:
         vecs = {n: v[int(present[0])] for n, v in vectors.items()} if need_dot else None
-        sq, dot, lsums = capture.stats(vecs, need_sq, need_dot, b, dtype, device)
+        sq, dot, lsums = capture.stats(vecs, need_sq=need_sq, need_dot=need_dot, batch=b, dtype=dtype, device=device)
         acc.add_layer_sums(lsums)
         acc.store(rows, sq, dot, losses)
         return
     # Mixed groups in one batch: norms once, then dots per group on that group's rows.
     records = {m: list(r) for m, r in capture.records.items()}
-    sq = capture.stats(None, True, False, b, dtype, device)[0] if need_sq else None
+    sq = capture.stats(need_sq=True, need_dot=False, batch=b, dtype=dtype, device=device).sq if need_sq else None
     dot = torch.zeros(b, dtype=dtype, device=device)
     for gid in present:
         sel = (g_ids == gid).nonzero().squeeze(1)
         capture.records = {m: [_subset_record(r, sel) for r in recs] for m, recs in records.items()}
-        _, d, lsums = capture.stats({n: v[int(gid)] for n, v in vectors.items()}, False, True, len(sel),
-                                    dtype, device)
+        _, d, lsums = capture.stats({n: v[int(gid)] for n, v in vectors.items()}, need_sq=False, need_dot=True,
+                                    batch=len(sel), dtype=dtype, device=device)
         dot[sel] = d
         acc.add_layer_sums(lsums)
     acc.store(rows, sq, dot, losses)

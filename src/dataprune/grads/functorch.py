@@ -10,12 +10,10 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call, vjp, vmap
 
-from .registry import LayerKernel
+from .base import LayerKernel
 
 
 class FunctorchKernel(LayerKernel):
-    instance: "FunctorchKernel"
-
     def grads(self, layer, inputs, grad_out, names):
         params = {n: getattr(layer, n).detach() for n in names}
         buffers = {n: b for n, b in layer.named_buffers(recurse=False)}
@@ -37,6 +35,3 @@ class FunctorchKernel(LayerKernel):
 
         args = tuple(t for t, is_b in zip(inputs, batched) if is_b)
         return vmap(one, in_dims=(None, 0, 0))(params, args, grad_out)
-
-
-FunctorchKernel.instance = FunctorchKernel()

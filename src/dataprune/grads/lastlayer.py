@@ -13,6 +13,8 @@ fit in ``cache_mb``, so the dots need no second pass; otherwise the forward is r
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -22,10 +24,34 @@ from ..data import iter_batches
 from ..utils import model_dtype, progress_bar
 from .engine import cross_entropy
 
+# Default memory budget of the last-layer feature cache (MB): one constant for every caller.
+CACHE_MB = 256
+
+
+@dataclass
+class LastLayerTerms:
+    """Gradient sums and per-sample terms of a classifier head over ``dataset[indices]``.
+
+    ``sums`` maps "weight" to (G, C, D) and "bias" to (G, C) (only the selected ones);
+    ``counts`` (G,) samples with a finite loss per group; ``sq``/``dot`` (n,) float64 aligned
+    with ``indices`` (``dot`` against the group *mean* gradient; NaN where the loss is not
+    finite); ``loss`` (n,); ``probs`` (n, C) float32 softmax outputs when asked for; ``bad``
+    the dataset positions whose loss was not finite.
+    """
+
+    sums: dict
+    counts: np.ndarray
+    sq: np.ndarray | None
+    dot: np.ndarray | None
+    loss: np.ndarray
+    probs: np.ndarray | None = None
+    bad: list = field(default_factory=list)
+
 
 def _head_pass(model, head: nn.Linear, dataset, indices, loss_fn, batch_size, device, num_workers,
                progress, desc):
-    """Yield ``(idx, a (B, D), delta (B, C), losses (B,))`` per batch, no autograd through the body."""
+    """Yield ``(idx, a (B, D), delta (B, C), losses (B,), logits (B, C))`` per batch, no autograd
+    through the body."""
     captured = {}
     handle = head.register_forward_hook(lambda m, inp, out: captured.__setitem__("a", inp[0]))
     bar = progress_bar(total=len(indices), desc=desc, enabled=progress, unit="img")
@@ -49,7 +75,7 @@ def _head_pass(model, head: nn.Linear, dataset, indices, loss_fn, batch_size, de
                     (delta,) = torch.autograd.grad(losses.sum(), z)
                 losses = losses.detach()
             bar.update(len(idx))
-            yield idx, a, delta, losses
+            yield idx, a, delta, losses, logits
     finally:
         handle.remove()
         bar.close()
@@ -57,27 +83,32 @@ def _head_pass(model, head: nn.Linear, dataset, indices, loss_fn, batch_size, de
 
 def last_layer_terms(model: nn.Module, head: nn.Linear, dataset, indices, *, names=("weight", "bias"),
                      loss_fn=cross_entropy, groups: np.ndarray | None = None, num_groups: int = 1,
-                     need_sq: bool = True, need_dot: bool = True, batch_size: int = 256, device=None,
-                     dtype=torch.float64, cache_mb: float = 1024, num_workers: int = 0,
-                     progress: bool = False, reduce_fn=None, desc: str = "last layer"):
+                     need_sq: bool = True, need_dot: bool = True, need_probs: bool = False,
+                     batch_size: int = 256, device=None, dtype=torch.float64, cache_mb: float = CACHE_MB,
+                     num_workers: int = 0, progress: bool = False, reduce_fn=None,
+                     desc: str = "last layer") -> LastLayerTerms:
     """Gradient sums and per-sample terms of the head ``head`` over ``dataset[indices]``.
 
-    Returns a dict: ``sums`` ({"weight": (G, C, D), "bias": (G, C)} in ``dtype``), ``counts``
-    (G,), ``sq``/``dot`` (float64 arrays aligned with ``indices``; ``dot`` uses the group
-    *mean* gradient), ``loss`` and ``bad`` (positions with a non-finite loss).
-    ``reduce_fn(list_of_tensors)`` sums tensors across processes (distributed scoring).
+    The per-sample gradient over the selected head parameters is ``delta_i f_i^T`` with the
+    feature row ``f_i = [a_i, 1]`` (weight and bias), ``a_i`` (weight only) or ``[1]`` (bias
+    only). ``reduce_fn(list_of_tensors)`` sums tensors across processes (distributed scoring).
+    Returns a :class:`LastLayerTerms`.
     """
     use_bias = "bias" in names and head.bias is not None
     use_weight = "weight" in names
+    if not (use_bias or use_weight):
+        raise ValueError(f"no parameter of the classifier head is selected (names {names})")
     n = len(indices)
     c, d = head.out_features, head.in_features
-    g_all = torch.zeros(num_groups, c, d + 1, dtype=dtype, device=device)
+    width = (d if use_weight else 0) + (1 if use_bias else 0)
+    g_all = torch.zeros(num_groups, c, width, dtype=dtype, device=device)
     counts = torch.zeros(num_groups, dtype=dtype, device=device)
     sq_out = np.full(n, np.nan) if need_sq else None
+    probs_out = np.full((n, c), np.nan, dtype=np.float32) if need_probs else None
     loss_out = np.full(n, np.nan)
     bad = []
     itemsize = torch.finfo(head.weight.dtype).bits // 8
-    fits = n * (d + 1 + c) * itemsize <= cache_mb * 2**20
+    fits = n * (width + c) * itemsize <= cache_mb * 2**20
     # The cache is two preallocated N-row buffers (one allocation each, outside the heap where
     # per-batch temporaries come and go), not a list of per-batch tensors: the latter fragments
     # the allocator and made the peak RSS grow far beyond the cache's own size.
@@ -85,10 +116,12 @@ def last_layer_terms(model: nn.Module, head: nn.Linear, dataset, indices, *, nam
     pos = 0
 
     def features(a):
-        return torch.cat([a, torch.ones_like(a[:, :1])], 1) if use_bias else a
+        # (B, width): [a, 1], a, or [1], matching the column layout of g_all.
+        cols = ([a] if use_weight else []) + ([torch.ones_like(a[:, :1])] if use_bias else [])
+        return torch.cat(cols, 1) if len(cols) > 1 else cols[0]
 
-    for idx, a, delta, losses in _head_pass(model, head, dataset, indices, loss_fn, batch_size, device,
-                                            num_workers, progress, desc):
+    for idx, a, delta, losses, logits in _head_pass(model, head, dataset, indices, loss_fn, batch_size, device,
+                                                    num_workers, progress, desc):
         b = len(idx)
         rows = np.arange(pos, pos + b)
         pos += b
@@ -98,19 +131,19 @@ def last_layer_terms(model: nn.Module, head: nn.Linear, dataset, indices, *, nam
             delta = torch.where(finite.unsqueeze(1), delta, torch.zeros_like(delta))
             a = torch.where(finite.unsqueeze(1), a, torch.zeros_like(a))
         at = features(a)
-        if not use_weight:
-            at = at[:, -1:]
         gid = torch.zeros(b, dtype=torch.long, device=a.device) if groups is None else \
             torch.from_numpy(groups[idx]).to(a.device)
-        # Sum of delta_i a_i^T per group, as one GEMM: (C, B) @ (B, D+1) per group.
+        # Sum of delta_i f_i^T per group, as one GEMM: (C, B) @ (B, width) per group.
         for g in torch.unique(gid[finite]):
             sel = (gid == g) & finite
-            g_all[int(g), :, -at.shape[1]:] += (delta[sel].t() @ at[sel]).to(dtype)
+            g_all[int(g)] += (delta[sel].t() @ at[sel]).to(dtype)
             counts[int(g)] += int(sel.sum())
         if need_sq:
             s = (delta * delta).sum(1) * (at * at).sum(1)
             s = torch.where(finite, s, torch.full_like(s, float("nan")))
             sq_out[rows] = s.double().cpu().numpy()
+        if need_probs:
+            probs_out[rows] = torch.softmax(logits.float(), 1).cpu().numpy()
         loss_out[rows] = torch.where(finite, losses, torch.full_like(losses, float("nan"))).double().cpu().numpy()
         if cache is not None:
             if not cache:
@@ -128,13 +161,13 @@ def last_layer_terms(model: nn.Module, head: nn.Linear, dataset, indices, *, nam
     if need_dot:
         dot_out = np.full(n, np.nan)
         batches = _from_cache(cache, batch_size) if cache else _recompute(model, head, dataset, indices, loss_fn,
-                                                             batch_size, device, num_workers, progress,
-                                                             groups, features, use_weight)
+                                                                           batch_size, device, num_workers, progress,
+                                                                           groups, features)
         for rows, at, delta, gid, finite in batches:
             dt = torch.zeros(len(rows), dtype=at.dtype, device=at.device)
             for g in torch.unique(gid):
                 sel = gid == g
-                m = means[int(g), :, -at.shape[1]:].to(at.dtype)  # (C, D+1)
+                m = means[int(g)].to(at.dtype)  # (C, width)
                 dt[sel] = ((at[sel] @ m.t()) * delta[sel]).sum(1)
             dt = torch.where(finite, dt, torch.full_like(dt, float("nan")))
             dot_out[rows] = dt.double().cpu().numpy()
@@ -142,9 +175,9 @@ def last_layer_terms(model: nn.Module, head: nn.Linear, dataset, indices, *, nam
     if use_weight:
         sums["weight"] = g_all[:, :, :d]
     if use_bias:
-        sums["bias"] = g_all[:, :, d]
-    return {"sums": sums, "counts": counts.cpu().numpy().astype(np.int64), "sq": sq_out, "dot": dot_out,
-            "loss": loss_out, "bad": sorted(bad)}
+        sums["bias"] = g_all[:, :, width - 1]
+    return LastLayerTerms(sums, counts.cpu().numpy().round().astype(np.int64), sq_out, dot_out, loss_out,
+                          probs_out, sorted(bad))
 
 
 def _from_cache(cache, batch_size):
@@ -155,15 +188,13 @@ def _from_cache(cache, batch_size):
 
 
 def _recompute(model, head, dataset, indices, loss_fn, batch_size, device, num_workers, progress, groups,
-               features, use_weight):
+               features):
     pos = 0
-    for idx, a, delta, losses in _head_pass(model, head, dataset, indices, loss_fn, batch_size, device,
-                                            num_workers, progress, "last layer (2nd pass)"):
+    for idx, a, delta, losses, _ in _head_pass(model, head, dataset, indices, loss_fn, batch_size, device,
+                                               num_workers, progress, "last layer (2nd pass)"):
         b = len(idx)
         finite = torch.isfinite(losses)
         at = features(torch.where(finite.unsqueeze(1), a, torch.zeros_like(a)))
-        if not use_weight:
-            at = at[:, -1:]
         delta = torch.where(finite.unsqueeze(1), delta, torch.zeros_like(delta))
         gid = torch.zeros(b, dtype=torch.long, device=a.device) if groups is None else \
             torch.from_numpy(groups[idx]).to(a.device)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .registry import LayerKernel, register_kernel
+from .base import KernelStats, LayerKernel
+from .registry import register_kernel
 
 
 def _flat(inputs, grad_out):
@@ -25,7 +26,7 @@ class LinearKernel(LayerKernel):
             out["bias"] = d.sum(1)
         return out
 
-    def stats(self, layer, inputs, grad_out, names, vecs, need_sq, need_dot):
+    def stats(self, layer, inputs, grad_out, names, *, vectors=None, need_sq, need_dot):
         a, d = _flat(inputs, grad_out)
         b, t, n_in = a.shape
         n_out = d.shape[-1]
@@ -42,7 +43,7 @@ class LinearKernel(LayerKernel):
                     g = torch.bmm(d.transpose(1, 2), a)
                     sq += (g * g).sum((1, 2))
             if need_dot:
-                w = vecs["weight"].to(a.dtype)
+                w = vectors["weight"].to(a.dtype)
                 # sum_t d_t^T V a_t, as one GEMM over all B*T rows.
                 if n_in <= n_out:
                     dot += ((d @ w) * a).sum((1, 2))
@@ -53,5 +54,5 @@ class LinearKernel(LayerKernel):
             if need_sq:
                 sq += (db * db).sum(1)
             if need_dot:
-                dot += db @ vecs["bias"].to(db.dtype)
-        return sq, dot
+                dot += db @ vectors["bias"].to(db.dtype)
+        return KernelStats(sq, dot)

@@ -12,13 +12,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .registry import LayerKernel, register_kernel
+from .base import KernelStats, LayerKernel
+from .registry import register_kernel
 
 
 class _AffineKernel(LayerKernel):
     """Kernels whose per-sample grads are (B, *shape) tensors cheap enough to build directly."""
 
-    def stats(self, layer, inputs, grad_out, names, vecs, need_sq, need_dot):
+    def stats(self, layer, inputs, grad_out, names, *, vectors=None, need_sq, need_dot):
         g = self.grads(layer, inputs, grad_out, names)
         b = grad_out.shape[0]
         sq = grad_out.new_zeros(b) if need_sq else None
@@ -28,8 +29,8 @@ class _AffineKernel(LayerKernel):
             if need_sq:
                 sq += torch.linalg.vector_norm(flat, dim=1) ** 2
             if need_dot:
-                dot += flat @ vecs[n].reshape(-1).to(flat.dtype)
-        return sq, dot
+                dot += flat @ vectors[n].reshape(-1).to(flat.dtype)
+        return KernelStats(sq, dot)
 
 
 @register_kernel(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)

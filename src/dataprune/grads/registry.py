@@ -1,26 +1,20 @@
-"""Per-layer kernel registry: one kernel class per ``nn.Module`` type.
+"""Per-layer kernel registry: one kernel per ``nn.Module`` type.
 
-A kernel turns what the hooks captured for one layer over a batch -- the layer's
-positional inputs and the gradient of the summed per-sample losses with respect to its
-output -- into per-sample quantities for the layer's own parameters:
-
-* ``grads``   the per-sample gradients themselves, ``{name: (B, *param.shape)}``;
-* ``sq_norms`` ``||g_i||^2`` over the selected parameters, ``(B,)``;
-* ``dots``     ``g_i . v`` for a fixed vector ``v`` given per parameter, ``(B,)``.
-
-Kernels are pure tensor functions: no hooks, files or training loops. A new layer
-type is a new subclass decorated with :func:`register_kernel`; layers without one
-use the ``torch.func`` fallback kernel.
+A new layer type is a new :class:`~dataprune.grads.base.LayerKernel` subclass decorated with
+:func:`register_kernel`; layers without one use the ``torch.func`` fallback kernel. A call can
+override the registry for some layer types (``kernels={nn.Conv2d: ConvKernel(strategy="ghost")}``)
+without touching it.
 """
 
 from __future__ import annotations
 
 import torch
 
-KERNELS: dict[type, "LayerKernel"] = {}
+from .base import LayerKernel
+from .functorch import FunctorchKernel
 
-# Default working memory for materialised per-sample tensors (elements, not bytes).
-CHUNK_ELEMENTS = 32 * 2**20
+KERNELS: dict[type, LayerKernel] = {}
+FALLBACK = FunctorchKernel()
 
 
 def register_kernel(*module_types):
@@ -31,52 +25,11 @@ def register_kernel(*module_types):
     return deco
 
 
-def kernel_for(module: torch.nn.Module) -> "LayerKernel":
+def kernel_for(module: torch.nn.Module, overrides: dict | None = None) -> LayerKernel:
+    """The kernel for ``module``'s type (or its nearest registered base class)."""
     for cls in type(module).__mro__:
+        if overrides and cls in overrides:
+            return overrides[cls]
         if cls in KERNELS:
             return KERNELS[cls]
-    from .functorch import FunctorchKernel
-
-    return FunctorchKernel.instance
-
-
-def row_chunks(batch: int, elements_per_row: int, budget: int = CHUNK_ELEMENTS):
-    """Slices of ``range(batch)`` whose materialised size stays under ``budget`` elements."""
-    step = max(1, budget // max(1, elements_per_row))
-    return [slice(i, min(i + step, batch)) for i in range(0, batch, step)]
-
-
-class LayerKernel:
-    """Base kernel: norms and dots from materialised per-sample gradients."""
-
-    def grads(self, layer, inputs, grad_out, names) -> dict:
-        raise NotImplementedError
-
-    def sq_norms(self, layer, inputs, grad_out, names) -> torch.Tensor:
-        return self.stats(layer, inputs, grad_out, names, None, True, False)[0]
-
-    def dots(self, layer, inputs, grad_out, names, vecs) -> torch.Tensor:
-        return self.stats(layer, inputs, grad_out, names, vecs, False, True)[1]
-
-    def stats(self, layer, inputs, grad_out, names, vecs, need_sq: bool, need_dot: bool):
-        """``(sq_norms or None, dots or None)``, each ``(B,)``.
-
-        This default materialises the per-sample gradients once, in chunks of samples.
-        """
-        batch = grad_out.shape[0]
-        per_row = sum(getattr(layer, n).numel() for n in names)
-        sq = grad_out.new_zeros(batch) if need_sq else None
-        dot = grad_out.new_zeros(batch) if need_dot else None
-        for rows in row_chunks(batch, per_row):
-            g = self.grads(layer, tuple(_rows(t, rows) for t in inputs), grad_out[rows], names)
-            for n, gi in g.items():
-                flat = gi.reshape(gi.shape[0], -1)
-                if need_sq:
-                    sq[rows] += torch.linalg.vector_norm(flat, dim=1) ** 2
-                if need_dot:
-                    dot[rows] += flat @ vecs[n].reshape(-1).to(flat.dtype)
-        return sq, dot
-
-
-def _rows(t, rows):
-    return t[rows] if isinstance(t, torch.Tensor) and t.dim() > 0 else t
+    return FALLBACK

@@ -4,17 +4,27 @@
 
 so one selector serves all. Methods that need more than checkpoints (forgetting events
 counted during training, say) also provide a training callback; the pipeline attaches it
-when it trains the surrogate.
+when it trains the surrogate. :func:`score` reaches every registered method by name.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import baseline, dynamics, geometry, gradnorm, moso, moso_variants, uncertainty
+import numpy as np
 
-__all__ = ["MethodSpec", "METHODS", "get_method", "register", "method_names"]
+from ..grads.terms import TermOptions
+from . import baseline, dynamics, geometry, gradnorm, moso, moso_variants, uncertainty
+from .common import finalize
+
+__all__ = ["MethodSpec", "METHODS", "get_method", "register", "method_names", "call_method", "score",
+           "RECOMMENDED"]
+
+# The name that always means the current recommended default (score + selection policy).
+RECOMMENDED = "recommended"
+_DATA_ARGS = ("model", "checkpoints", "dataset", "return_aux")
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,20 @@ class MethodSpec:
     needs_checkpoints: bool = True
     defaults: dict = field(default_factory=dict)
     aux: bool = False                      # fn(..., return_aux=True) -> (scores, {name: (N,) array})
+    policy: str | None = None              # the selection policy this method is meant to be used with
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """Every keyword option the method accepts (its own, plus the gradient options where it takes them)."""
+        params = inspect.signature(self.fn).parameters
+        own = [p for p, v in params.items() if p not in _DATA_ARGS and v.kind is not v.VAR_KEYWORD]
+        extra = TermOptions.names() if any(v.kind is v.VAR_KEYWORD for v in params.values()) else ()
+        return tuple(dict.fromkeys(own + list(extra)))
+
+    def check_options(self, options: dict) -> None:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise TypeError(f"method {self.name!r} has no option(s) {unknown}; valid: {', '.join(self.options)}")
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -48,6 +72,36 @@ def get_method(name: str) -> MethodSpec:
     return METHODS[name]
 
 
+def call_method(spec: MethodSpec, model, checkpoints, dataset, *, options: dict | None = None,
+                return_aux: bool = False, **common):
+    """Call a method with its defaults, the user's ``options`` (checked) and those of the ``common``
+    keywords (batch_size, device, seed, ...) it accepts. Returns scores, or ``(scores, aux)``."""
+    options = dict(options or {})
+    spec.check_options(options)
+    kwargs = {k: v for k, v in common.items() if k in spec.options}
+    kwargs.update(spec.defaults)
+    kwargs.update(options)
+    if spec.aux:
+        scores, extra = spec.fn(model, checkpoints, dataset, return_aux=True, **kwargs)
+    else:
+        scores, extra = spec.fn(model, checkpoints, dataset, **kwargs), {}
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(dataset),):
+        raise RuntimeError(f"method {spec.name!r} returned shape {scores.shape}, expected ({len(dataset)},)")
+    scores = finalize(scores, [], method=spec.name)
+    return (scores, extra) if return_aux else scores
+
+
+def score(model, checkpoints, dataset, *, method: str = "moso", return_aux: bool = False, **options):
+    """Scores of any registered method by name, shape ``(N,)`` float64, higher = keep.
+
+    ``options`` are the method's own (``dataprune list`` or ``METHODS[name].options``). Methods
+    recorded during training (forgetting, AUM, ...) fall back to the given checkpoints.
+    ``return_aux=True`` also returns the per-sample evidence dict (empty for most methods).
+    """
+    return call_method(get_method(method), model, checkpoints, dataset, options=options, return_aux=return_aux)
+
+
 register(MethodSpec("moso", moso.score, "MoSo, the authors' exact form over all parameters (Tan et al. 2023)"))
 register(MethodSpec("moso_align", moso.score, "MoSo's first-order alignment sum_t lr_t gbar.g_i",
                     defaults={"form": "alignment"}))
@@ -57,6 +111,8 @@ register(MethodSpec("moso_class", moso_variants.classwise_score,
                     "class-wise MoSo: alignment with the own class's mean gradient, self-term removed", aux=True))
 register(MethodSpec("moso_norm", moso_variants.normalized_score,
                     "class-wise MoSo per unit gradient norm (direction, not size)", aux=True))
+register(MethodSpec(RECOMMENDED, moso_variants.classwise_score,
+                    "the recommended default: class-wise MoSo scores + the `auto` policy", aux=True, policy="auto"))
 register(MethodSpec("random", baseline.random_scores, "uniform random scores: a random subset",
                     needs_checkpoints=False))
 register(MethodSpec("el2n", uncertainty.el2n_score, "EL2N, error L2-norm early in training (Paul et al. 2021)"))

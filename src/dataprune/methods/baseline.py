@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def random_scores(model=None, checkpoints=None, dataset=None, *, seed: int = 0, **_ignored) -> np.ndarray:
+def random_scores(model=None, checkpoints=None, dataset=None, *, seed: int = 0) -> np.ndarray:
     """Uniform random scores in [0, 1), shape ``(N,)``, seeded: keeping the top-k is a random subset.
 
-    Higher = keep (as for every method); the values carry no information.
+    Higher = keep (as for every method); the values carry no information. ``model`` and
+    ``checkpoints`` are not used (and may be None).
     """
     if dataset is None:
         raise ValueError("random_scores needs the dataset (for its length)")

@@ -23,11 +23,8 @@ import torch.nn.functional as F
 from ..train import predict
 from ..data import get_targets
 from ..trajectory import as_checkpoints, load_state
-from .moso import prepare_model
+from .common import finalize, orient, prepare_model
 from ..utils import resolve_device
-
-KEEP = ("hard", "easy")
-
 
 @dataclass
 class History:
@@ -58,7 +55,7 @@ class DynamicsRecorder:
     Memory: four float arrays of (epochs x N) plus the last log-probabilities (N x C).
     """
 
-    def __init__(self, n: int, epochs: int | None = None):
+    def __init__(self, n: int):
         self.n = n
         self.rows: list[dict] = []
         self._prev = None  # (N, C) last log-probabilities of each sample
@@ -126,12 +123,6 @@ def history_from_checkpoints(model, checkpoints, dataset, *, batch_size: int = 5
         out["change"].append(np.full(len(targets), np.nan) if change is None else change.double().numpy())
         out["seen"].append(np.ones(len(targets), bool))
     return History(**{k: np.stack(v) for k, v in out.items()})
-
-
-def _orient(score: np.ndarray, keep: str) -> np.ndarray:
-    if keep not in KEEP:
-        raise ValueError(f"keep must be 'hard' or 'easy', got {keep!r}")
-    return np.asarray(score, dtype=np.float64) * (1.0 if keep == "hard" else -1.0)
 
 
 def forgetting_counts(correct: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
@@ -219,7 +210,7 @@ def forgetting_score(model, checkpoints, dataset, *, keep: str = "hard", history
     given checkpoints.
     """
     h = _history(model, checkpoints, dataset, history, batch_size, device, num_workers)
-    return _orient(forgetting_counts(h.correct, h.seen), keep)
+    return finalize(orient(forgetting_counts(h.correct, h.seen), keep), [], method="forgetting")
 
 
 def aum_score(model, checkpoints, dataset, *, keep: str = "hard", history: History | None = None,
@@ -231,7 +222,7 @@ def aum_score(model, checkpoints, dataset, *, keep: str = "hard", history: Histo
     samples first; ``"easy"`` keeps high-AUM ones.
     """
     h = _history(model, checkpoints, dataset, history, batch_size, device, num_workers)
-    return _orient(-area_under_margin(h.margin, h.seen), keep)
+    return finalize(orient(-area_under_margin(h.margin, h.seen), keep), [], method="aum")
 
 
 def dynunc_score(model, checkpoints, dataset, *, window: int = 10, keep: str = "hard",
@@ -239,7 +230,7 @@ def dynunc_score(model, checkpoints, dataset, *, window: int = 10, keep: str = "
                  num_workers: int = 0) -> np.ndarray:
     """Dynamic uncertainty (He et al., 2023), higher = keep (more uncertain over training)."""
     h = _history(model, checkpoints, dataset, history, batch_size, device, num_workers)
-    return _orient(dynamic_uncertainty(h.target_prob, window), keep)
+    return finalize(orient(dynamic_uncertainty(h.target_prob, window), keep), [], method="dynunc")
 
 
 def tdds_score(model, checkpoints, dataset, *, window: int = 10, decay: float = 0.9, keep: str = "hard",
@@ -248,7 +239,7 @@ def tdds_score(model, checkpoints, dataset, *, window: int = 10, decay: float = 
     """Temporal dual-depth scoring (Zhang et al., CVPR 2024), higher = keep; see
     :func:`temporal_dual_depth`."""
     h = _history(model, checkpoints, dataset, history, batch_size, device, num_workers)
-    return _orient(temporal_dual_depth(h.change, window, decay), keep)
+    return finalize(orient(temporal_dual_depth(h.change, window, decay), keep), [], method="tdds")
 
 
 class HistoryCallback(DynamicsRecorder):

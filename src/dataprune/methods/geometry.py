@@ -16,8 +16,7 @@ from ..data import get_targets, iter_batches
 from ..grads import find_classifier
 from ..trajectory import as_checkpoints, load_state
 from ..utils import model_dtype, resolve_device
-from .dynamics import _orient
-from .moso import _example, prepare_model
+from .common import example_batch, orient, prepare_model
 
 
 @torch.no_grad()
@@ -27,7 +26,7 @@ def embeddings(model, checkpoints, dataset, *, batch_size: int = 512, device=Non
     work = prepare_model(model, device)
     ck = as_checkpoints(checkpoints)[-1]
     load_state(work, ck.state, what=f"checkpoint at epoch {ck.epoch}")
-    _, head = find_classifier(work, _example(dataset, device, model_dtype(work)))
+    _, head = find_classifier(work, example_batch(dataset, device, model_dtype(work)))
     feats = []
     handle = head.register_forward_hook(lambda m, inp, out: feats.append(inp[0].reshape(inp[0].shape[0], -1)
                                                                          .double().cpu()))
@@ -171,4 +170,4 @@ def ssp_score(model, checkpoints, dataset, *, clusters: int = 1, keep: str = "ha
         c = kmeans(x[idx], clusters, seed=seed + int(labels[idx[0]]))
         return torch.cdist(x[idx], c).min(1).values.numpy()
 
-    return _orient(_per_class(labels, dist, len(labels)), keep)
+    return orient(_per_class(labels, dist, len(labels)), keep)

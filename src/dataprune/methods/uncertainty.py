@@ -13,8 +13,7 @@ from ..data import get_targets
 from ..train import predict
 from ..trajectory import as_checkpoints, load_state
 from ..utils import resolve_device
-from .dynamics import _orient
-from .moso import prepare_model
+from .common import finalize, orient, prepare_model
 
 USE = ("all", "early", "last")
 
@@ -57,7 +56,7 @@ def el2n_score(model, checkpoints, dataset, *, use: str = "early", keep: str = "
     total = np.zeros(len(y))
     for p in probabilities(model, cks, dataset, batch_size=batch_size, device=device, num_workers=num_workers):
         total += torch.linalg.vector_norm(p - F.one_hot(y, p.shape[1]).double(), dim=1).numpy()
-    return _orient(total / len(cks), keep)
+    return finalize(orient(total / len(cks), keep), [], method="el2n")
 
 
 def _uncertainty(kind, model, checkpoints, dataset, use, keep, batch_size, device, num_workers):
@@ -72,7 +71,7 @@ def _uncertainty(kind, model, checkpoints, dataset, use, keep, batch_size, devic
             top2 = p.topk(2, dim=1).values
             u = -(top2[:, 0] - top2[:, 1])
         total = u.numpy() if total is None else total + u.numpy()
-    return _orient(total / len(cks), keep)
+    return finalize(orient(total / len(cks), keep), [], method=kind)
 
 
 def entropy_score(model, checkpoints, dataset, *, use: str = "last", keep: str = "hard", batch_size: int = 512,
