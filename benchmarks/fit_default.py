@@ -109,6 +109,7 @@ def evidence(setting, arch, seed, out):
 def _ev(e, epochs=None, params="all"):
     """Sums over the chosen epochs (1-based, default all) of lr-weighted class-wise scores etc."""
     sel = np.arange(len(e["epoch"])) if epochs is None else np.flatnonzero(np.isin(e["epoch"], epochs))
+    params = "last" if params == "last_layer" else params
     lr = e["lr"][sel][:, None]
     cls = (e["cls_all"] if params == "all" else e["cls_last"])[sel]
     gn = (e["gn_all"] if params == "all" else e["gn_last"])[sel]
@@ -117,28 +118,38 @@ def _ev(e, epochs=None, params="all"):
 
 
 def candidate(name, e, ratio, seed):
-    from dataprune import select as S
+    import importlib
+
+    S = importlib.import_module("dataprune.select")
 
     labels = e["labels"]
     n = len(labels)
     k = S.num_kept(n, ratio)
+    rng = np.random.default_rng(seed)
     if name == "random":
         return S.select(np.zeros(n), ratio, labels=labels, policy="random", seed=seed)
-    if name == "auto_v1":   # the shipped default: epochs 1,3,5,7,9, gradient-norm cutoff
+    if name == "auto_v1":   # the previous default: epochs 1,3,5,7,9, a global gradient-norm cutoff
         v = _ev(e, [1, 3, 5, 7, 9])
-        return S.select(v["score"], ratio, labels=labels, policy="auto", evidence=v["gradnorm"],
-                        disagreement=(v["wrong"] > 0.5).astype(float), seed=seed)
+        rho = float(np.mean(v["wrong"] > 0.5))
+        cutoff = min(0.9 * ratio, rho + 0.1 * min(1.0, max(0.0, (ratio - 0.7) / 0.2)))
+        return S.noise_cutoff_indices(v["score"], labels, k, v["gradnorm"], cutoff,
+                                      sampling="top" if ratio < 0.8 else "stratified", rng=rng)
     opts = dict(part.split("=") for part in name.split(":")[1:]) if ":" in name else {}
-    epochs = {"all": None, "odd": [1, 3, 5, 7, 9], "early2": [1, 2], "early3": [1, 2, 3]}[opts.get("ev", "odd")]
-    v = _ev(e, epochs, opts.get("params", "all"))
-    return S.auto2_indices(v["score"], labels, k, probs=v["probs"], ratio=ratio,
-                           alpha=float(opts.get("alpha", 1.0)), noise=opts.get("noise", "cl"),
-                           within=opts.get("within", "auto"), rng=np.random.default_rng(seed))
+    sets = {"all": None, "odd": [1, 3, 5, 7, 9], "early2": [1, 2], "early3": [1, 2, 3], "early5": [1, 2, 3, 4, 5],
+            "e2": [2], "e3": [3], "last": [10]}
+    v = _ev(e, sets[opts.get("ev", "odd")], opts.get("params", "all"))
+    probs = _ev(e, sets[opts.get("pev", "early3")])["probs"]
+    keep, _ = S.auto_indices(v["score"], labels, k, probs=probs, ratio=ratio, rng=rng,
+                             alpha=float(opts.get("alpha", S.AUTO_ALPHA)), noise=opts.get("noise", "confident"),
+                             within=opts.get("within", "auto"),
+                             stratified_from=float(opts.get("strat", S.AUTO_STRATIFIED_FROM)))
+    return keep
 
 
-CANDIDATES = ["random", "auto_v1",
-              "v2:alpha=1", "v2:alpha=0.5", "v2:alpha=0",
-              "v2:alpha=0.5:within=random", "v2:alpha=0.5:noise=none"]
+CANDIDATES = ["random", "auto_v1", "v2:alpha=1:pev=odd", "v2:alpha=0.5", "v2:alpha=0",
+              "v2:alpha=0.5:noise=argmax", "v2:alpha=0.5:noise=calibrated", "v2:alpha=0.5:within=random",
+              "v2:alpha=0.5:noise=none", "v2:alpha=0.5:strat=0.6", "v2:alpha=0.5:ev=early3",
+              "v2:alpha=0.5:params=last"]
 
 
 def evaluate(setting, arch, seed, names, out):

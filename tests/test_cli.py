@@ -3,79 +3,125 @@
 import csv
 import json
 import os
+import stat
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 
-from dataprune import cli, evaluate
+from dataprune import bench, cli, pipeline
 
 TINY = ["--epochs", "1", "--surrogate-epochs", "2", "--checkpoints", "1,2", "--train-limit", "300",
         "--ratios", "0.5,0.9", "--quiet"]
+DIGITS = ["--dataset", "digits", "--train-limit", "200"]
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
 
 
 def test_demo_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     out = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(out)] + TINY) == 0
+    assert cli.main(["demo", "--out", str(out), "--jobs", "1"] + TINY) == 0
     printed = capsys.readouterr().out
-    assert "| moso |" in printed and "| moso_class+auto |" in printed and "| random |" in printed
-    assert "Full data" in printed
-    with open(out / "results.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert {"method", "ratio", "seed", "test_acc"} <= set(rows[0])
-    assert sorted((r["method"], r["ratio"]) for r in rows) == [
-        ("full", "0"), ("moso", "0.5"), ("moso", "0.9"), ("moso_class+auto", "0.5"), ("moso_class+auto", "0.9"),
+    assert "| moso |" in printed and "| recommended |" in printed and "| random |" in printed
+    assert "Full data" in printed and "pruning cost" in printed
+    rows = _rows(out / "results.csv")
+    assert {"method", "ratio", "seed", "test_acc", "cost_fraction", "prune_seconds", "plan"} <= set(rows[0])
+    assert [(r["method"], r["ratio"]) for r in rows] == [
+        ("full", "0"), ("moso", "0.5"), ("moso", "0.9"), ("recommended", "0.5"), ("recommended", "0.9"),
         ("random", "0.5"), ("random", "0.9")]
     assert all(0 <= float(r["test_acc"]) <= 1 for r in rows)
-    assert (out / "accuracy_vs_ratio.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(r["policy"] == {"moso": "class_balanced", "recommended": "auto", "random": "class_balanced"}[r["method"]]
+               for r in rows if r["method"] != "full")
+    # every pruned cell carries a measured cost: surrogate + scoring over the measured full-data run
+    full = float(rows[0]["train_seconds"])
+    for r in rows[1:]:
+        assert float(r["cost_fraction"]) == pytest.approx(float(r["prune_seconds"]) / full, rel=1e-4)
+    for png in ("accuracy_vs_ratio.png", "accuracy_vs_cost.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| pruning cost |" in (out / "results.md").read_text()
     scores = np.load(out / "scores" / "moso-seed0.npy")
     meta = json.loads((out / "scores" / "moso-seed0.npy.json").read_text())
     assert scores.shape == (300,) and meta["method"] == "moso" and meta["fingerprint"]["n"] == 300
-    keep = np.load(out / "indices" / "moso-r0.9-seed0.npy")
+    keep = np.load(out / "indices" / "recommended-r0.9-seed0.npy")
+    kmeta = json.loads((out / "indices" / "recommended-r0.9-seed0.npy.json").read_text())
     assert len(keep) == 30 and np.all(np.diff(keep) > 0)
+    assert kmeta["decisions"]["sampling"] == "stratified" and "estimated_noise_per_class" in kmeta["decisions"]
 
     # Same command again: every cell is done, nothing is retrained.
-    monkeypatch.setattr(evaluate, "retrain", lambda *a, **k: pytest.fail("finished cell recomputed"))
+    monkeypatch.setattr(bench, "_retrain_unit", lambda *a, **k: pytest.fail("finished cell recomputed"))
     before = (out / "results.csv").read_text()
-    assert cli.main(["demo", "--out", str(out)] + TINY) == 0
+    assert cli.main(["demo", "--out", str(out), "--jobs", "1"] + TINY) == 0
     assert (out / "results.csv").read_text() == before
 
     # Other settings in the same folder are refused, with the differing fields named.
-    assert cli.main(["demo", "--out", str(out), "--seeds", "2"] + TINY) == 2
-    assert "different settings (seeds)" in capsys.readouterr().err
+    assert cli.main(["demo", "--out", str(out), "--lr", "0.1", "--jobs", "1"] + TINY) == 2
+    assert "different settings (retrain, surrogate)" in capsys.readouterr().err
+
+
+def test_tables_do_not_depend_on_threads_or_jobs(tmp_path, monkeypatch):
+    """Each unit runs with --threads compute threads whatever the process has and however many units run
+    at once: the same table from one job in a 2-thread process and from two 1-thread workers."""
+    args = ["demo", "--methods", "recommended,random", "--dataset", "digits", "--epochs", "2", "--checkpoints",
+            "1,2", "--train-limit", "240", "--ratios", "0.5,0.9", "--quiet"]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert cli.main(args + ["--out", str(tmp_path / "a"), "--jobs", "1"]) == 0
+        torch.set_num_threads(1)
+        assert cli.main(args + ["--out", str(tmp_path / "b"), "--jobs", "2"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    a, b = _rows(tmp_path / "a" / "results.csv"), _rows(tmp_path / "b" / "results.csv")
+    assert [(r["method"], r["ratio"], r["test_acc"]) for r in a] == [(r["method"], r["ratio"], r["test_acc"]) for r in b]
+    def accuracy_cells(folder):      # the table without its timing column
+        text = (folder / "results.md").read_text().split("Full data")[0]
+        return [line.rsplit("|", 2)[0] for line in text.splitlines() if line.startswith("| ")]
+
+    assert accuracy_cells(tmp_path / "a") == accuracy_cells(tmp_path / "b")
 
 
 def test_step_by_step_commands(tmp_path, capsys):
     ck, sc, keep, res = (str(tmp_path / n) for n in ("ck.pt", "s.npy", "keep.npy", "res.csv"))
-    data = ["--dataset", "digits", "--train-limit", "200"]
-    assert cli.main(["train", *data, "--epochs", "2", "--checkpoints", "1,2", "--out", ck, "--quiet"]) == 0
-    assert cli.main(["score", *data, "--checkpoints-file", ck, "--out", sc, "--quiet"]) == 0
+    assert cli.main(["train", *DIGITS, "--epochs", "2", "--checkpoints", "1,2", "--out", ck, "--quiet"]) == 0
+    assert cli.main(["score", *DIGITS, "--checkpoints-file", ck, "--out", sc, "--quiet"]) == 0
     meta = json.loads(open(sc + ".json").read())
     assert [c["epoch"] for c in meta["checkpoints"]] == [1, 2] and meta["checkpoints_file"] == ck
-    assert cli.main(["select", *data, "--scores", sc, "--ratio", "0.7", "--out", keep, "--quiet"]) == 0
+    assert meta["environment"]["git_commit"]            # run from a checkout: the commit is recorded
+    assert cli.main(["select", *DIGITS, "--scores", sc, "--ratio", "0.7", "--out", keep, "--quiet"]) == 0
     assert len(np.load(keep)) == 60
-    assert cli.main(["evaluate", *data, "--indices", keep, "--epochs", "1", "--out", res, "--quiet"]) == 0
+    lines = open(keep[:-4] + ".csv").read().splitlines()
+    assert lines[0] == "index,label,score,source_index" and len(lines) == 61
+    assert cli.main(["evaluate", *DIGITS, "--indices", keep, "--epochs", "1", "--out", res, "--quiet"]) == 0
     assert "test accuracy" in capsys.readouterr().out
-    with open(res) as f:
-        assert next(csv.DictReader(f))["n_kept"] == "60"
+    row = _rows(res)[0]
+    assert row["n_kept"] == "60" and row["policy"] == "class_balanced" and len(row["test_acc"]) <= 8
 
-    # Nothing is overwritten without --force.
-    assert cli.main(["select", *data, "--scores", sc, "--ratio", "0.5", "--out", keep, "--quiet"]) == 2
-    assert "already exists; pass --force" in capsys.readouterr().err
+    # Nothing is overwritten without --force, and select says so before doing any work.
+    assert cli.main(["select", *DIGITS, "--scores", sc, "--ratio", "0.5", "--out", keep, "--quiet"]) == 2
+    assert f"{keep} already exists; pass --force" in capsys.readouterr().err
     assert len(np.load(keep)) == 60
-    assert cli.main(["select", *data, "--scores", sc, "--ratio", "0.5", "--out", keep, "--quiet", "--force"]) == 0
+    assert cli.main(["select", *DIGITS, "--scores", sc, "--ratio", "0.5", "--out", keep, "--quiet", "--force"]) == 0
     assert len(np.load(keep)) == 100
 
-    # Scores made on clean labels are refused for the noisy-label dataset.
-    assert cli.main(["select", *data, "--label-noise", "0.2", "--scores", sc, "--ratio", "0.5",
+    # Scores made on clean labels are refused for the noisy-label dataset, naming the setting.
+    assert cli.main(["select", *DIGITS, "--label-noise", "0.2", "--scores", sc, "--ratio", "0.5",
                      "--out", str(tmp_path / "k2.npy"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "made for a different dataset" in err and "labels differ" in err
+    assert "made for a different dataset" in err and "labels differ" in err and "label_noise 0.0 there vs 0.2" in err
     assert not os.path.exists(tmp_path / "k2.npy")
 
+    # Files get the mode a plain open() would give them (umask), not mkstemp's private 0600.
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(os.stat(keep).st_mode) == 0o666 & ~mask
 
-def test_score_with_inline_surrogate_and_partitions(tmp_path):
+
+def test_score_with_inline_surrogate_partitions_and_default_checkpoints(tmp_path):
     out = str(tmp_path / "s.npy")
     assert cli.main(["score", "--dataset", "digits", "--train-limit", "240", "--epochs", "2", "--checkpoints",
                      "even:2", "--partitions", "2", "--params", "last_layer", "--out", out, "--quiet"]) == 0
@@ -83,66 +129,169 @@ def test_score_with_inline_surrogate_and_partitions(tmp_path):
     meta = json.loads(open(out + ".json").read())
     assert s.shape == (240,) and np.isfinite(s).all()
     assert meta["partitions"] == 2 and len(meta["checkpoints"]) == 4 and meta["options"] == {"params": "last_layer"}
+    assert meta["cost"]["cost_fraction"] > 0
+    # fewer than 9 epochs: the default checkpoints are spread over the epochs there are
+    out3 = str(tmp_path / "s3.npy")
+    assert cli.main(["score", *DIGITS, "--epochs", "3", "--params", "last_layer", "--out", out3, "--quiet"]) == 0
+    assert [c["epoch"] for c in json.loads(open(out3 + ".json").read())["checkpoints"]] == [1, 2, 3]
 
 
-def test_errors_are_one_clear_line(capsys):
-    assert cli.main(["score", "--method", "nope", "--out", "x.npy", "--quiet"]) == 2
-    assert "unknown method 'nope'; valid methods: moso" in capsys.readouterr().err
-    assert cli.main(["demo", "--checkpoints", "every:0", "--quiet"]) == 2
-    assert "--checkpoints 'every:0'" in capsys.readouterr().err
+def test_budget_picks_a_cheaper_plan_and_records_its_cost(tmp_path, capsys):
+    out = str(tmp_path / "b.npy")
+    assert cli.main(["score", *DIGITS, "--method", "recommended", "--epochs", "10", "--budget", "0.25",
+                     "--out", out]) == 0
+    err = capsys.readouterr().err
+    meta = json.loads(open(out + ".json").read())
+    cost = meta["cost"]
+    assert cost["budget"] == 0.25 and cost["expected_cost_fraction"] <= 0.25
+    assert cost["plan"] == pipeline.choose_plan(0.25, 10, [1, 3, 5, 7, 9]).name
+    assert max(c["epoch"] for c in meta["checkpoints"]) <= 3        # an early segment of the trajectory
+    assert "budget 0.25" in err and "of one full training run" in err
+    assert cli.main(["score", *DIGITS, "--budget", "0.001", "--out", str(tmp_path / "x.npy"), "--quiet"]) == 2
+    assert "no plan fits a budget of 0.001" in capsys.readouterr().err
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys):
+    def err(*argv):
+        assert cli.main(list(argv)) == 2
+        text = capsys.readouterr().err
+        assert text.count("\n") == 1 and "Traceback" not in text, text
+        return text
+
+    assert "unknown method 'nope'; valid methods: moso" in err("score", "--method", "nope", "--out", "x.npy", "--quiet")
+    assert "--checkpoints 'every:0'" in err("demo", "--checkpoints", "every:0", "--quiet")
+    if not torch.cuda.is_available():
+        assert "sees no CUDA GPU; use --device cpu" in err("score", *DIGITS, "--device", "cuda", "--out",
+                                                           str(tmp_path / "c.npy"), "--quiet")
+    assert "unknown device 'gpu0'" in err("score", *DIGITS, "--device", "gpu0", "--out", str(tmp_path / "g.npy"))
+    assert "train_limit must be in [1, 1438]" in err("score", "--dataset", "digits", "--train-limit", "0",
+                                                     "--out", str(tmp_path / "z.npy"), "--quiet")
+    os.makedirs(tmp_path / "d")
+    assert "is a folder; name the CSV file" in err("evaluate", *DIGITS, "--out", str(tmp_path / "d"), "--force")
     with pytest.raises(SystemExit):
         cli.main(["demo", "--ratios", "0.5,1.2"])
+    with pytest.raises(SystemExit):          # bench has no --seed: seeds are --seeds
+        cli.main(["bench", "--seed", "3"])
+    capsys.readouterr()
 
 
 def test_installed_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "dataprune", "score", "--help"], capture_output=True, text=True,
                          check=True).stdout
-    assert "examples:" in out and "--checkpoints-file" in out
+    assert "examples:" in out and "--checkpoints-file" in out and "--budget" in out
+    listing = subprocess.run([sys.executable, "-m", "dataprune", "list"], capture_output=True, text=True,
+                             check=True).stdout
+    from dataprune.methods import METHODS
+    from dataprune.select import POLICIES
+
+    assert all(f"  {m} " in listing for m in METHODS) and all(f"  {p} " in listing for p in POLICIES)
+    assert "robustness" in listing and "early2-head" in listing
 
 
-def test_bench_smoke_with_policy_suffix_and_resume(tmp_path, capsys):
-    out = tmp_path / "bench"
-    args = ["bench", "--dataset", "digits", "--train-limit", "200", "--methods", "moso,el2n,aum+ccs",
-            "--policy-set", "ccs.beta=0.05", "--epochs", "2", "--checkpoints", "1,2", "--seeds", "1",
-            "--ratios", "0.5", "--out", str(out), "--quiet"]
-    assert cli.main(args) == 0
-    with open(out / "results.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert {"score_seconds", "train_seconds", "policy"} <= set(rows[0])
-    by = {r["method"]: r for r in rows}
-    assert set(by) == {"full", "moso", "el2n", "aum+ccs"}
-    assert by["aum+ccs"]["policy"] == "ccs" and by["el2n"]["policy"] == "class_balanced"
-    meta = json.loads((out / "indices" / "aum+ccs-r0.5-seed0.npy.json").read_text())
-    assert meta["policy_options"] == {"beta": 0.05}
-    assert "± " in (out / "results.md").read_text()
-    capsys.readouterr()
-    assert cli.main(args) == 0                      # resumes: nothing left to do
+def test_bench_validates_everything_before_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline, "train", lambda *a, **k: pytest.fail("trained before validating"))
+    base = ["bench", *DIGITS, "--epochs", "2", "--checkpoints", "1,2", "--seeds", "1", "--ratios", "0.5",
+            "--jobs", "1", "--quiet"]
+    assert cli.main(base + ["--methods", "moso,el2n", "--set", "el2m.keep=easy"]) == 2
+    assert "--set names method 'el2m', which is not in the grid" in capsys.readouterr().err
+    assert cli.main(base + ["--methods", "random", "--set", "random.keep=easy"]) == 2
+    assert "method 'random' has no option(s) ['keep']" in capsys.readouterr().err
+    assert cli.main(base + ["--methods", "aum+ccs", "--policy-set", "ccs.bta=0.1"]) == 2
+    assert "policy 'ccs' has no option(s) ['bta']" in capsys.readouterr().err
+    assert cli.main(base + ["--methods", "moso+best"]) == 2
+    assert "unknown policy 'best'" in capsys.readouterr().err
     assert cli.main(["bench", "--preset", "nope", "--quiet"]) == 2
     assert "unknown preset 'nope'; valid presets: mnist5k-cpu" in capsys.readouterr().err
-    assert cli.main(["bench", "--dataset", "digits", "--methods", "moso+best", "--quiet"]) == 2
-    assert "unknown policy 'best'" in capsys.readouterr().err
 
 
-def test_classwise_scores_carry_evidence_for_the_auto_policy(tmp_path, capsys):
-    data = ["--dataset", "digits", "--train-limit", "200"]
+def test_bench_extends_splits_by_seed_and_merges(tmp_path, capsys, monkeypatch):
+    a, b, merged = tmp_path / "a", tmp_path / "b", tmp_path / "m"
+    base = ["bench", *DIGITS, "--epochs", "2", "--checkpoints", "1,2", "--ratios", "0.5", "--jobs", "1"]
+    assert cli.main(base + ["--methods", "moso,aum+ccs", "--policy-set", "ccs.beta=0.05", "--seeds", "0-0",
+                            "--out", str(a)]) == 0
+    err = capsys.readouterr().err
+    assert "[1/3]" in err and "aum+ccs r=0.5 seed 0" in err          # one line per finished cell
+    rows = _rows(a / "results.csv")
+    by = {r["method"]: r for r in rows}
+    assert set(by) == {"full", "moso", "aum+ccs"} and by["aum+ccs"]["policy"] == "ccs"
+    assert json.loads((a / "indices" / "aum+ccs-r0.5-seed0.npy.json").read_text())["policy_options"] == {"beta": 0.05}
+
+    # Adding a method to the folder reuses the saved surrogate and the full-data run.
+    calls = []
+    real = pipeline.train
+    monkeypatch.setattr(pipeline, "train", lambda *a_, **k: calls.append(1) or real(*a_, **k))
+    assert cli.main(base + ["--methods", "kcenter", "--seeds", "0-0", "--out", str(a), "--quiet"]) == 0
+    assert calls == [] and capsys.readouterr().err == ""               # --quiet: not even the cell lines
+    assert {r["method"] for r in _rows(a / "results.csv")} == {"full", "moso", "aum+ccs", "kcenter"}
+    assert json.loads((a / "run.json").read_text())["methods"] == ["moso", "aum+ccs", "kcenter"]
+
+    # Another seed in another folder (another machine), without the full-data run, then one merged folder.
+    assert cli.main(base + ["--methods", "moso,aum+ccs,kcenter", "--policy-set", "ccs.beta=0.05", "--seeds", "3-3",
+                            "--no-full", "--out", str(b), "--quiet"]) == 0
+    rows_b = _rows(b / "results.csv")
+    assert {r["seed"] for r in rows_b} == {"3"} and "full" not in {r["method"] for r in rows_b}
+    assert all(float(r["cost_fraction"]) > 0 for r in rows_b)          # estimated from the surrogate's speed
+    assert cli.main(["bench", "--merge", str(a), str(b), "--out", str(merged), "--quiet"]) == 0
+    m = _rows(merged / "results.csv")
+    assert sorted({r["seed"] for r in m}) == ["0", "3"] and len(m) == len(_rows(a / "results.csv")) + len(rows_b)
+    assert json.loads((merged / "run.json").read_text())["seeds"] == [0, 3]
+    assert (merged / "accuracy_vs_ratio.png").exists() and (merged / "scores" / "moso-seed3.npy").exists()
+
+
+def test_recommended_scores_carry_evidence_for_the_auto_policy(tmp_path, capsys):
     sc, keep = str(tmp_path / "s.npy"), str(tmp_path / "k.npy")
-    assert cli.main(["score", *data, "--method", "moso_class", "--epochs", "2", "--checkpoints", "1,2",
+    assert cli.main(["score", *DIGITS, "--method", "recommended", "--epochs", "2", "--checkpoints", "1,2",
                      "--out", sc, "--quiet"]) == 0
     meta = json.loads(open(sc + ".json").read())
     assert meta["aux"]["arrays"] == ["disagreement", "gradnorm", "probs"] and os.path.exists(str(tmp_path / "s.aux.npz"))
-    assert cli.main(["select", *data, "--scores", sc, "--ratio", "0.5", "--policy", "auto", "--out", keep,
-                     "--quiet"]) == 0
+    # no --policy: the method's own (auto)
+    assert cli.main(["select", *DIGITS, "--scores", sc, "--ratio", "0.5", "--out", keep]) == 0
+    assert "labels that look wrong" in capsys.readouterr().err
     assert len(np.load(keep)) == 100
     kmeta = json.loads(open(keep + ".json").read())
-    assert kmeta["sampling"] == "top" and 0 <= kmeta["cutoff"] == kmeta["estimated_noise"] < 0.45
-    assert cli.main(["select", *data, "--scores", sc, "--ratio", "0.9", "--policy", "auto", "--out",
-                     str(tmp_path / "k9.npy"), "--quiet"]) == 0
-    assert json.loads(open(str(tmp_path / "k9.npy.json")).read())["sampling"] == "stratified"
-    # scores without evidence are refused for auto, with the reason
+    assert kmeta["policy"] == "auto" and kmeta["decisions"]["sampling"] == "top"
+    assert 0 <= kmeta["decisions"]["estimated_noise"] < 0.45
+    assert cli.main(["select", *DIGITS, "--scores", sc, "--ratio", "0.9", "--out", str(tmp_path / "k9.npy"),
+                     "--quiet"]) == 0
+    assert json.loads(open(str(tmp_path / "k9.npy.json")).read())["decisions"]["sampling"] == "stratified"
+    # scores without evidence are refused for auto, with the way to get it; --evidence records it
     plain = str(tmp_path / "m.npy")
-    assert cli.main(["score", *data, "--method", "moso", "--epochs", "2", "--checkpoints", "1,2",
+    assert cli.main(["score", *DIGITS, "--method", "moso", "--epochs", "2", "--checkpoints", "1,2",
                      "--out", plain, "--quiet"]) == 0
     capsys.readouterr()
-    assert cli.main(["select", *data, "--scores", plain, "--ratio", "0.5", "--policy", "auto",
+    assert cli.main(["select", *DIGITS, "--scores", plain, "--ratio", "0.5", "--policy", "auto",
                      "--out", str(tmp_path / "k2.npy"), "--quiet"]) == 2
-    assert "needs the per-sample evidence" in capsys.readouterr().err
+    assert "needs the per-sample evidence (probs)" in capsys.readouterr().err
+    assert cli.main(["score", *DIGITS, "--method", "moso", "--evidence", "--epochs", "2", "--checkpoints", "1,2",
+                     "--out", plain, "--force", "--quiet"]) == 0
+    assert cli.main(["select", *DIGITS, "--scores", plain, "--ratio", "0.5", "--policy", "auto",
+                     "--out", str(tmp_path / "k2.npy"), "--quiet"]) == 0
+
+
+def test_prune_in_one_step_and_its_report(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert cli.main(["prune", *DIGITS, "--epochs", "2", "--checkpoints", "1,2", "--ratio", "0.7",
+                     "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "kept 60 of 200 samples" in printed and "labels that look wrong" in printed and "pruning cost" in printed
+    for f in ("keep.npy", "keep.csv", "scores.npy", "result.json", "report.html"):
+        assert (out / f).exists(), f
+    assert cli.main(["prune", *DIGITS, "--epochs", "2", "--ratio", "0.7", "--out", str(out), "--quiet"]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    os.remove(out / "report.html")
+    assert cli.main(["report", str(out), "--quiet"]) == 0
+    assert (out / "report.html").exists()
+
+
+def test_a_second_run_on_the_same_output_is_refused(tmp_path, capsys):
+    from dataprune.io import output_lock
+
+    out = str(tmp_path / "s.npy")
+    with output_lock(out):
+        assert cli.main(["score", *DIGITS, "--epochs", "1", "--checkpoints", "1", "--params", "last_layer",
+                         "--out", out, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is being written by another run (pid " in err and str(os.getpid()) in err
+    assert not os.path.exists(out + ".lock")                              # released on exit
+    assert cli.main(["score", *DIGITS, "--epochs", "1", "--checkpoints", "1", "--params", "last_layer",
+                     "--out", out, "--quiet"]) == 0

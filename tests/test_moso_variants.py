@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from dataprune.methods import moso_variants
 from dataprune.models import SmallCNN
-from dataprune.select import auto_cutoff, auto_plan, noise_cutoff_indices, select
+from dataprune.select import noise_cutoff_indices, select, selection
 from test_moso import _data, _rel, _trajectory
 
 
@@ -64,32 +64,16 @@ def test_noise_cutoff_sets_aside_the_most_suspicious_per_class():
     # the cutoff never empties a class below its quota
     keep = noise_cutoff_indices(scores, labels, 18, evidence, cutoff=0.5)
     assert np.bincount(labels[keep]).tolist() == [9, 9]
-    via = select(scores, 0.7, labels=labels, policy="noise_cutoff", evidence=evidence, cutoff=0.2)
+    via = select(scores, 0.7, labels=labels, policy="noise_cutoff", gradnorm=evidence, cutoff=0.2)
     assert via.tolist() == [5, 6, 7, 15, 16, 17]
-    # auto = noise_cutoff with the cutoff from the disagreement share: 2 of 20 look mislabeled
-    disagreement = np.zeros(20)
-    disagreement[[9, 19]] = 1.0
-    auto = select(scores, 0.5, labels=labels, policy="auto", evidence=evidence, disagreement=disagreement)
-    assert auto.tolist() == select(scores, 0.5, labels=labels, policy="noise_cutoff", evidence=evidence,
-                                   cutoff=0.1).tolist() == [4, 5, 6, 7, 8, 14, 15, 16, 17, 18]
-    with pytest.raises(ValueError, match="needs evidence"):
-        select(scores, 0.5, labels=labels, policy="auto", disagreement=np.zeros(20))
-
-
-def test_auto_cutoff_follows_the_estimated_noise_and_the_ratio():
-    clean, noisy = np.zeros(1000), np.r_[np.ones(200), np.zeros(800)]
-    assert auto_cutoff(clean, 0.5) < auto_cutoff(noisy, 0.5)
-    assert auto_cutoff(clean, 0.5) <= auto_cutoff(clean, 0.9)
-    for d in (clean, noisy):
-        for r in (0.1, 0.5, 0.9):
-            assert 0 <= auto_cutoff(d, r) <= 0.9 * r + 1e-12
-    # up to ratio 0.7 the cutoff is the noise estimate; at 0.9 it is 0.1 more
-    assert auto_cutoff(noisy, 0.7) == pytest.approx(0.2)
-    assert auto_cutoff(clean, 0.7) == 0.0
-    assert auto_cutoff(clean, 0.9) == pytest.approx(0.1)
-    assert auto_cutoff(noisy, 0.8) == pytest.approx(0.25)
-    assert auto_cutoff(noisy, 0.9) == pytest.approx(0.3)
-    assert [auto_plan(clean, r)["sampling"] for r in (0.5, 0.7, 0.8, 0.9)] == ["top", "top", "stratified", "stratified"]
+    # the older keyword for the same evidence still works
+    assert select(scores, 0.7, labels=labels, policy="noise_cutoff", evidence=evidence, cutoff=0.2).tolist() == via.tolist()
+    with pytest.raises(ValueError, match="needs the per-sample evidence gradnorm"):
+        select(scores, 0.5, labels=labels, policy="noise_cutoff", cutoff=0.2)
+    with pytest.raises(ValueError, match="needs cutoff"):
+        select(scores, 0.5, labels=labels, policy="noise_cutoff", gradnorm=evidence)
+    sel = selection(scores, 0.7, labels=labels, policy="noise_cutoff", gradnorm=evidence, cutoff=0.2)
+    assert sel.decisions == {"cutoff": 0.2, "sampling": "top"}
 
 
 def test_stratified_sampling_covers_the_score_range_of_the_trusted_samples():
@@ -109,7 +93,7 @@ def test_stratified_sampling_covers_the_score_range_of_the_trusted_samples():
     assert sorted(scores[top].tolist()) == sorted(list(range(60, 70)) * 2)
     with pytest.raises(ValueError, match="sampling must be one of"):
         noise_cutoff_indices(scores, labels, 20, evidence, cutoff=0.3, sampling="best", rng=rng)
-    a = select(scores, 0.9, labels=labels, policy="noise_cutoff", evidence=evidence, cutoff=0.3,
+    a = select(scores, 0.9, labels=labels, policy="noise_cutoff", gradnorm=evidence, cutoff=0.3,
                sampling="stratified", seed=3)
-    assert a.tolist() == select(scores, 0.9, labels=labels, policy="noise_cutoff", evidence=evidence, cutoff=0.3,
+    assert a.tolist() == select(scores, 0.9, labels=labels, policy="noise_cutoff", gradnorm=evidence, cutoff=0.3,
                                 sampling="stratified", seed=3).tolist()

@@ -1,4 +1,8 @@
-"""The ``dataprune`` command: a thin layer over the library."""
+"""The ``dataprune`` command: a thin layer over the library.
+
+Every choice list and its help text is built from the registries (datasets, models, methods,
+policies, plans, forms, backends, noise kinds, presets, suites), so they cannot drift.
+"""
 
 from __future__ import annotations
 
@@ -13,29 +17,40 @@ import numpy as np
 EPILOG = {
     "demo": """examples:
   dataprune demo                              # mnist5k: MoSo, the recommended default and random, ratios 0.3-0.9
-  dataprune demo --out runs/demo --seeds 2    # also write results.csv, scores, indices and a plot
+  dataprune demo --out runs/demo --seeds 2    # also write results.csv, scores, indices and plots
   dataprune demo --label-noise 0.2 --out runs/noisy""",
     "train": """examples:
   dataprune train --dataset mnist5k --model cnn --epochs 10 --checkpoints 1,3,5,7,9 --out ckpts.pt
   dataprune train --dataset cifar10 --data-root ~/data --model resnet18 --epochs 200 --lr 0.1 \\
       --checkpoints even:10 --out cifar10-ckpts.pt""",
     "score": """examples:
-  dataprune score --dataset mnist5k --model cnn --method moso --out scores.npy
+  dataprune score --dataset mnist5k --method recommended --out scores.npy
+  dataprune score --dataset mnist5k --method recommended --budget 0.25 --out cheap.npy
   dataprune score --dataset mnist5k --model cnn --method moso --checkpoints-file ckpts.pt --out scores.npy
   dataprune score --dataset cifar10 --data-root ~/data --model resnet18 --method moso --params last_layer \\
       --epochs 50 --checkpoints even:10 --partitions 4 --out cifar10-moso.npy""",
     "select": """examples:
   dataprune select --scores scores.npy --dataset mnist5k --ratio 0.7 --out keep.npy
   dataprune select --scores scores.npy --dataset mnist5k --ratio 0.5 --policy topk --out keep50.npy""",
+    "prune": """examples:
+  dataprune prune --dataset mnist5k --ratio 0.7 --out runs/prune70            # score + select, prints decisions
+  dataprune prune --dataset mnist5k --ratio 0.7 --budget 0.25 --out runs/cheap
+  dataprune prune --dataset imagefolder --data-root ~/pets --model resnet18 --ratio 0.5 --out runs/pets""",
+    "report": """examples:
+  dataprune report runs/prune70               # runs/prune70/report.html and its images
+  dataprune report runs/prune70 --bench runs/mnist5k""",
     "evaluate": """examples:
   dataprune evaluate --dataset mnist5k --model cnn --indices keep.npy --epochs 10
   dataprune evaluate --dataset mnist5k --model cnn --indices keep.npy --seeds 3 --budget steps --out res.csv""",
     "bench": """examples:
   dataprune bench --preset mnist5k-cpu --out runs/mnist5k                   # every baseline, 3 seeds
   dataprune bench --preset mnist5k-cpu --label-noise 0.2 --out runs/mnist5k-noisy
-  dataprune bench --dataset digits --methods moso,random,el2n,aum+ccs --seeds 2 --out runs/digits
-  dataprune bench --preset cifar10-resnet18 --data-root ~/data --device cuda --out runs/cifar10
-  dataprune bench --preset mnist5k-cpu --methods el2n --set el2n.keep=easy --out runs/el2n-easy""",
+  dataprune bench --dataset digits --methods recommended,random,kcenter,aum+ccs --seeds 2 --out runs/digits
+  dataprune bench --preset mnist5k-cpu --methods recommended,recommended@0.25,dual --out runs/cost
+  dataprune bench --preset mnist5k-cpu --seeds 3,4 --out runs/m2 && \\
+      dataprune bench --merge runs/mnist5k runs/m2 --out runs/all              # split by seed, then merge
+  dataprune bench --suite robustness --jobs 2 --out runs/robustness
+  dataprune bench --preset cifar10-resnet18 --data-root ~/data --device cuda --out runs/cifar10""",
     "list": """examples:
   dataprune list""",
 }
@@ -53,6 +68,55 @@ def _ratios(text: str) -> list[float]:
     for r in out:
         if not 0 <= r < 1:
             raise argparse.ArgumentTypeError(f"pruning ratios must be in [0, 1), got {r}")
+    return out
+
+
+def _ratio(text: str) -> float:
+    (r,) = _ratios(text) or [None]
+    if r is None:
+        raise argparse.ArgumentTypeError("expected a pruning ratio in [0, 1)")
+    return r
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _seeds(text: str) -> list[int]:
+    """``3`` = seeds 0,1,2; ``3,4,5`` = those seeds; ``2-4`` = 2,3,4."""
+    text = text.strip()
+    try:
+        if "," in text:
+            out = [int(t) for t in text.split(",") if t.strip()]
+        elif "-" in text.lstrip("-"):
+            a, b = text.split("-", 1)
+            out = list(range(int(a), int(b) + 1))
+        else:
+            n = int(text)
+            if n < 1:
+                raise ValueError
+            out = list(range(n))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes a count (3 = seeds 0,1,2), a list (3,4,5) or a range "
+                                         f"(2-4; one seed: 4-4); got {text!r}") from None
+    if not out or len(set(out)) != len(out) or min(out) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds needs distinct seeds >= 0, got {text!r}")
     return out
 
 
@@ -77,10 +141,13 @@ def _options(pairs) -> dict:
     return out
 
 
-def parse_checkpoints(spec: str, total_epochs: int, seed: int = 0) -> list[int]:
-    """``1,3,5`` | ``every:k`` | ``even:T`` | ``random:T`` -> sorted epochs."""
+def parse_checkpoints(spec: str | None, total_epochs: int, seed: int = 0) -> list[int]:
+    """``1,3,5`` | ``every:k`` | ``even:T`` | ``random:T`` -> sorted epochs; None = the default
+    (1,3,5,7,9 for recipes of at least 9 epochs, else evenly spaced ``even:min(5, epochs)``)."""
     from .trajectory import choose_epochs
 
+    if spec is None:
+        return [1, 3, 5, 7, 9] if total_epochs >= 9 else choose_epochs(total_epochs, count=min(5, total_epochs))
     try:
         if ":" in spec:
             kind, val = spec.split(":", 1)
@@ -98,6 +165,9 @@ def parse_checkpoints(spec: str, total_epochs: int, seed: int = 0) -> list[int]:
 
 
 # ------------------------------------------------------------- arguments ----
+
+CHECKPOINTS_HELP = ("epochs kept for scoring: 1,3,5 | every:K | even:T | random:T (default 1,3,5,7,9 for 9 "
+                    "epochs or more, else even:min(5, epochs))")
 
 
 def _data_args(p, default="mnist5k"):
@@ -126,108 +196,140 @@ def _data_args(p, default="mnist5k"):
                    help="hold out this fraction of the training set (stratified) as validation data")
 
 
-def _recipe_args(p, epochs=10, prefix="", title="training recipe"):
+def _recipe_args(p, epochs=10, title="training recipe", budget=False):
     g = p.add_argument_group(title)
-    g.add_argument(f"--{prefix}epochs", type=int, default=epochs, help="epochs (default %(default)s)")
-    g.add_argument(f"--{prefix}batch-size", type=int, help="batch size (default: the dataset's, see "
+    g.add_argument("--epochs", type=_positive_int, default=epochs, help="epochs (default %(default)s)")
+    _recipe_rest(g)
+    if budget:
+        g.add_argument("--budget", default="epochs", choices=["epochs", "steps"],
+                       help="same epochs on the subset (default) or as many steps as the full data")
+
+
+def _recipe_rest(g):
+    g.add_argument("--batch-size", type=_positive_int, help="batch size (default: the dataset's, see "
                    "`dataprune list`; 128 otherwise)")
-    g.add_argument(f"--{prefix}lr", type=float, help="peak learning rate of the cosine schedule (default: the "
+    g.add_argument("--lr", type=float, help="peak learning rate of the cosine schedule (default: the "
                    "dataset's; 0.05 otherwise)")
-    g.add_argument(f"--{prefix}weight-decay", type=float, default=5e-4, help="default %(default)s")
-    g.add_argument(f"--{prefix}momentum", type=float, default=0.9, help="Nesterov momentum (default %(default)s)")
-    g.add_argument(f"--{prefix}augment", default="auto", choices=["auto", "none", "flip_crop"],
+    g.add_argument("--weight-decay", type=float, default=5e-4, help="default %(default)s")
+    g.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum (default %(default)s)")
+    g.add_argument("--augment", default="auto", choices=["auto", "none", "flip_crop"],
                    help="training augmentation; auto = the dataset's default (flip+crop for CIFAR/images)")
 
 
-def _common_args(p, model_default="cnn"):
+def _run_args(p, model_default="cnn", seed=True):
+    from .models import MODELS
+
     g = p.add_argument_group("run")
-    g.add_argument("--model", default=model_default, help="model name: mlp, cnn, resnet18, resnet50 "
-                   "(default cnn, or the preset's)")
-    g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    g.add_argument("--seed", type=int, default=0, help="default %(default)s")
+    g.add_argument("--model", default=model_default, help=f"model name: {', '.join(MODELS)} or torchvision.<name> "
+                   f"(default {model_default or 'cnn, or the preset’s'})")
+    g.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
+    if seed:
+        g.add_argument("--seed", type=int, default=0, help="default %(default)s")
     g.add_argument("--num-workers", type=int, default=0, help="DataLoader workers for on-disk datasets")
-    g.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    g.add_argument("--quiet", action="store_true", help="print only the result (no progress, no log lines)")
 
 
-def _surrogate_args(p, epochs=10, checkpoints="1,3,5,7,9"):
-    _recipe_args(p, epochs=epochs, title="surrogate training (used when no --checkpoints-file is given)")
-    p.add_argument("--checkpoints", default=checkpoints,
-                   help="epochs kept for scoring: 1,3,5 | every:K | even:T | random:T (default %(default)s)")
-    p.add_argument("--partitions", type=int, default=1,
+def _scoring_args(p, method_default="recommended"):
+    from .grads.engine import BACKENDS
+    from .methods import METHODS
+    from .methods.moso import FORMS
+
+    _recipe_args(p, title="surrogate training (used when no --checkpoints-file is given)")
+    p.add_argument("--checkpoints", help=CHECKPOINTS_HELP)
+    p.add_argument("--partitions", type=_positive_int, default=1,
                    help="train one surrogate per each of K disjoint parts and score each part with its own "
                         "(default 1)")
+    p.add_argument("--method", default=method_default, metavar="METHOD",
+                   help=f"scoring method, one of: {', '.join(METHODS)} (default %(default)s)")
+    p.add_argument("--budget", type=_fraction, metavar="F",
+                   help="spend at most F of one full training run on pruning (surrogate + scoring): picks the best "
+                        "plan expected to fit (see `dataprune list`) and records what it cost")
+    p.add_argument("--checkpoints-file", help="checkpoints from `dataprune train` (skips surrogate training)")
+    p.add_argument("--params", help="gradient methods: all | last_layer | comma-separated parameter names")
+    p.add_argument("--form", choices=list(FORMS), help="MoSo form (default exact)")
+    p.add_argument("--backend", choices=list(BACKENDS), help="per-sample gradient backend (default hooks)")
+    p.add_argument("--score-batch-size", type=_positive_int, default=256, help="batch size for scoring (default 256)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra method option, repeatable")
 
 
 def _grid_args(p):
     """Options shared by `demo` and `bench`; None means: the preset's, else the command's default."""
     _data_args(p, default=None)
-    _common_args(p, model_default=None)
+    _run_args(p, model_default=None, seed=False)
     g = p.add_argument_group("retraining recipe (the surrogate's too, unless --surrogate-epochs)")
-    g.add_argument("--epochs", type=int, help="retraining epochs (default 10)")
-    g.add_argument("--batch-size", type=int, help="batch size (default: the dataset's, see `dataprune list`)")
-    g.add_argument("--lr", type=float, help="peak learning rate (default: the dataset's)")
-    g.add_argument("--weight-decay", type=float, default=5e-4, help="default %(default)s")
-    g.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum (default %(default)s)")
-    g.add_argument("--augment", default="auto", choices=["auto", "none", "flip_crop"],
-                   help="training augmentation; auto = the dataset's default")
-    g.add_argument("--budget", choices=["epochs", "steps"],
+    g.add_argument("--epochs", type=_positive_int, help="retraining epochs (default 10)")
+    _recipe_rest(g)
+    g.add_argument("--retrain-budget", choices=["epochs", "steps"],
                    help="retraining budget: same epochs (fewer steps, default) or same steps as full data")
     g = p.add_argument_group("grid")
-    g.add_argument("--surrogate-epochs", type=int, help="surrogate epochs (default: --epochs)")
-    g.add_argument("--checkpoints", help="surrogate epochs scored: 1,3,5 | every:K | even:T | random:T "
-                   "(default 1,3,5,7,9)")
-    g.add_argument("--partitions", type=int, help="surrogates on K disjoint parts (default 1)")
+    g.add_argument("--surrogate-epochs", type=_positive_int, help="surrogate epochs (default: --epochs)")
+    g.add_argument("--checkpoints", help=CHECKPOINTS_HELP)
+    g.add_argument("--partitions", type=_positive_int, help="surrogates on K disjoint parts (default 1)")
     g.add_argument("--methods", type=_names, help="comma-separated; METHOD+POLICY selects with another "
-                   "policy, e.g. aum+ccs (demo default: moso,random)")
+                   "policy (aum+ccs), METHOD@F scores on a budget of F training runs (recommended@0.25)")
     g.add_argument("--ratios", type=_ratios, help="pruning ratios (default 0.3,0.5,0.7,0.9)")
-    g.add_argument("--seeds", type=int, help="number of seeds, 0..N-1 (demo default 1, bench 3)")
-    g.add_argument("--policy", help="selection policy (default class_balanced)")
+    g.add_argument("--seeds", type=_seeds, help="a count (3 = seeds 0,1,2), a list (3,4,5) or a range (2-4) "
+                   "(demo default 1, bench 3)")
+    g.add_argument("--policy", help="selection policy for methods without their own (default class_balanced)")
     g.add_argument("--policy-set", action="append", metavar="POLICY.KEY=VALUE",
                    help="policy option, e.g. ccs.beta=0.2 (repeatable)")
     g.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE",
                    help="method option, e.g. el2n.keep=easy (repeatable)")
-    g.add_argument("--out", help="folder for results.csv, scores/, indices/, results.md and the plot")
-    g.add_argument("--force", action="store_true", help="start over in --out (else a run there resumes)")
+    g.add_argument("--no-full", action="store_true",
+                   help="skip the full-data retraining (the pruning cost is then estimated from the surrogate)")
+    g.add_argument("--jobs", type=_positive_int,
+                   help="work units run at once, in worker processes (default: CPU cores, at most 4; 1 with a "
+                        "GPU); results do not depend on it")
+    g.add_argument("--threads", type=_positive_int, default=1,
+                   help="compute threads per work unit (default 1; part of the settings, since the numbers "
+                        "depend on it)")
+    g.add_argument("--out", help="folder for results.csv, scores/, indices/, results.md and the plots")
+    g.add_argument("--force", action="store_true", help="start over in --out (else a run there resumes or extends)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .presets import SUITES
+    from .select import POLICIES
 
     parser = argparse.ArgumentParser(prog="dataprune", description="Find the training samples a model can do "
-                                     "without: MoSo data pruning, baselines and retraining.")
+                                     "without: MoSo data pruning, baselines and retraining.", allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"dataprune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name, help_):
-        return sub.add_parser(name, help=help_, description=help_, epilog=EPILOG.get(name),
+        # No abbreviations: a misspelled or truncated option is an error, never another option.
+        return sub.add_parser(name, help=help_, description=help_, epilog=EPILOG.get(name), allow_abbrev=False,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    p = add("demo", "run the whole job on mnist5k: surrogate; MoSo, class-wise MoSo + auto and random; "
+    p = add("demo", "run the whole job on mnist5k: surrogate; MoSo, the recommended default and random; "
                     "pruning; retraining")
     _grid_args(p)
 
     p = add("bench", "compare scoring methods: score once per method and seed, prune, retrain, tabulate")
     p.add_argument("--preset", help="fill unset options from a preset (see `dataprune list`)")
+    p.add_argument("--suite", choices=list(SUITES), help="run a suite of generated settings (see `dataprune list`)")
+    p.add_argument("--only", type=_names, help="with --suite: only these settings (names as printed by "
+                   "`dataprune list`, e.g. mnist5k-cnn-pair40)")
+    p.add_argument("--merge", nargs="+", metavar="DIR", help="merge these bench folders (same settings, other "
+                   "seeds, methods or ratios) into --out")
     _grid_args(p)
 
     p = add("train", "train a surrogate and save the checkpoints chosen for scoring")
     _data_args(p)
-    _common_args(p)
+    _run_args(p)
     _recipe_args(p)
-    p.add_argument("--checkpoints", default="1,3,5,7,9", help="epochs kept: 1,3,5 | every:K | even:T | random:T")
+    p.add_argument("--checkpoints", help=CHECKPOINTS_HELP)
     p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
 
     p = add("score", "score every training sample (higher = keep)")
     _data_args(p)
-    _common_args(p)
-    _surrogate_args(p)
-    p.add_argument("--method", default="moso", help="scoring method (see `dataprune list`; default moso)")
-    p.add_argument("--checkpoints-file", help="checkpoints from `dataprune train` (skips surrogate training)")
-    p.add_argument("--params", help="MoSo/gradient methods: all | last_layer | comma-separated parameter names")
-    p.add_argument("--form", choices=["exact", "alignment"], help="MoSo form (default exact)")
-    p.add_argument("--score-batch-size", type=int, default=256, help="batch size for scoring (default 256)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra method option, repeatable")
+    _run_args(p)
+    _scoring_args(p, method_default="moso")
+    p.add_argument("--evidence", action="store_true",
+                   help="also record the surrogate's class probabilities (what --policy auto reads) for methods "
+                        "that do not record them")
     p.add_argument("--out", required=True, help="scores file to write (.npy, with a .json sidecar)")
     p.add_argument("--work-dir", help="partial results for resuming an interrupted run (default: OUT.parts/, "
                    "removed after success)")
@@ -236,29 +338,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("select", "turn scores into the indices to keep")
     _data_args(p)
     p.add_argument("--scores", required=True, help="scores .npy from `dataprune score`")
-    p.add_argument("--ratio", type=float, required=True, help="pruning ratio: fraction REMOVED, in [0, 1)")
-    p.add_argument("--policy", default="class_balanced",
-                   help="topk | class_balanced | random | ccs | noise_cutoff | auto (default %(default)s); "
-                        "noise_cutoff and auto need scores from --method moso_class or moso_norm")
+    p.add_argument("--ratio", type=_ratio, required=True, help="pruning ratio: fraction REMOVED, in [0, 1)")
+    p.add_argument("--policy", choices=list(POLICIES),
+                   help="; ".join(f"{k}: {v.summary}" for k, v in POLICIES.items())
+                   + " (default: the scoring method's own policy, else class_balanced)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="policy option, e.g. beta=0.2 for ccs, cutoff=0.2 for noise_cutoff (repeatable)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="indices file to write (.npy, with a .json sidecar)")
+    p.add_argument("--out", required=True, help="indices file to write (.npy with a .json sidecar, and a .csv)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.add_argument("--quiet", action="store_true")
+
+    p = add("prune", "score and select in one step; prints what it estimated and decided")
+    _data_args(p)
+    _run_args(p)
+    _scoring_args(p)
+    p.add_argument("--ratio", type=_ratio, required=True, help="pruning ratio: fraction REMOVED, in [0, 1)")
+    p.add_argument("--policy", choices=list(POLICIES), help="selection policy (default: the method's own, else "
+                   "class_balanced)")
+    p.add_argument("--policy-set", action="append", metavar="KEY=VALUE", help="policy option (repeatable)")
+    p.add_argument("--out", required=True, help="folder for keep.npy, keep.csv, scores.npy, result.json and the "
+                   "report")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--force", action="store_true", help="overwrite the files in --out")
+
+    p = add("report", "write the HTML report of a `dataprune prune` folder (kept and removed samples, why)")
+    p.add_argument("folder", help="a folder written by `dataprune prune`")
+    p.add_argument("--bench", help="a bench folder whose accuracy plots the report shows too")
     p.add_argument("--quiet", action="store_true")
 
     p = add("evaluate", "retrain from scratch on kept indices and report test accuracy")
     _data_args(p)
-    _common_args(p)
-    _recipe_args(p)
+    _run_args(p)
+    _recipe_args(p, budget=True)
     p.add_argument("--indices", help="indices .npy from `dataprune select` (default: all training data)")
-    p.add_argument("--seeds", type=int, default=1, help="retrain with seeds 0..N-1 (default 1)")
-    p.add_argument("--budget", default="epochs", choices=["epochs", "steps"],
-                   help="same epochs on the subset (default) or as many steps as the full data")
+    p.add_argument("--seeds", type=_positive_int, default=1, help="retrain with seeds 0..N-1 (default 1)")
     p.add_argument("--out", help="CSV file for the results")
     p.add_argument("--force", action="store_true", help="overwrite --out")
 
-    add("list", "list datasets, models, methods and selection policies")
+    add("list", "list datasets, models, methods, policies, plans, presets and suites")
     return parser
 
 
@@ -285,41 +403,58 @@ def _load_split(args):
                         image_size=args.image_size, normalize=args.normalize)
 
 
-def _recipe(args, split, prefix=""):
+def _recipe(args, split, epochs=None, budget="epochs"):
+    from .data import DATASETS
     from .train import TrainConfig
 
-    from .data import DATASETS
-
-    g = lambda k: getattr(args, prefix + k)  # noqa: E731
-    augment = g("augment")
+    augment = args.augment
     augment = split.augment if augment == "auto" else (None if augment == "none" else augment)
     recipe = DATASETS[args.dataset].recipe
-    batch_size = g("batch_size") or recipe.get("batch_size", 128)
-    lr = g("lr") or recipe.get("lr", 0.05)
-    return TrainConfig(epochs=g("epochs"), batch_size=batch_size, lr=lr, momentum=g("momentum"),
-                       nesterov=g("momentum") > 0, weight_decay=g("weight_decay"), augment=augment,
-                       budget=getattr(args, "budget", "epochs"))
+    return TrainConfig(epochs=epochs or args.epochs, batch_size=args.batch_size or recipe.get("batch_size", 128),
+                       lr=args.lr or recipe.get("lr", 0.05), momentum=args.momentum, nesterov=args.momentum > 0,
+                       weight_decay=args.weight_decay, augment=augment, budget=budget)
 
 
 def _model_factory(args, split):
-    from .models import build_model
+    from .models import ModelFactory, build_model
 
     build_model(args.model, split.num_classes, split.input_shape)  # fail early on a bad name
-    return lambda: build_model(args.model, split.num_classes, split.input_shape)
+    return ModelFactory(args.model, split.num_classes, tuple(split.input_shape))
 
 
 def _dataset_meta(args, split):
-    return {"dataset": args.dataset, "data_root": args.data_root, **{k: v for k, v in split.options.items()
-                                                                      if k != "root"}}
+    return {"dataset": args.dataset, "data_root": args.data_root,
+            **{k: v for k, v in split.options.items() if k != "root"}}
+
+
+def _check_device(args):
+    if getattr(args, "device", None):
+        from .utils import resolve_device
+
+        resolve_device(args.device)
+
+
+def _method_options(args, method):
+    from .methods import get_method
+
+    spec = get_method(method)
+    options = _options(args.set)
+    if args.params:
+        options["params"] = args.params if args.params in ("all", "last_layer") else _names(args.params)
+    if args.form:
+        options["form"] = args.form
+    if args.backend:
+        options["backend"] = args.backend
+    spec.check_options(options)
+    return options
 
 
 # ---------------------------------------------------------------- commands --
 
 
-DEMO = dict(dataset="mnist5k", model="cnn", epochs=10, checkpoints="1,3,5,7,9",
-            methods=["moso", "moso_class+auto", "random"],
-            ratios=[0.3, 0.5, 0.7, 0.9], seeds=1)
-BENCH = dict(DEMO, methods=None, seeds=3)
+DEMO = dict(dataset="mnist5k", model="cnn", epochs=10, checkpoints=None,
+            methods=["moso", "recommended", "random"], ratios=[0.3, 0.5, 0.7, 0.9], seeds=[0])
+BENCH = dict(DEMO, methods=None, seeds=[0, 1, 2])
 
 
 def _dotted(pairs, what) -> dict:
@@ -332,55 +467,93 @@ def _dotted(pairs, what) -> dict:
     return out
 
 
-def _resolve_grid(args, defaults: dict) -> None:
-    """Fill unset grid options: explicit flags first, then the preset, then the command's defaults."""
-    from .presets import get_preset
+def _resolve_grid(args, defaults: dict, preset: dict | None = None) -> None:
+    """Fill unset grid options: explicit flags first, then the preset, then the command's defaults.
 
-    preset = get_preset(args.preset) if getattr(args, "preset", None) else {}
+    An explicit ``--epochs`` also sets the surrogate's epochs unless ``--surrogate-epochs`` is given
+    (a preset's surrogate length belongs to its own epoch count)."""
+    preset = preset or {}
+    explicit_epochs = args.epochs is not None
     for key in ("dataset", "model", "epochs", "surrogate_epochs", "batch_size", "lr", "checkpoints", "methods",
-                "ratios", "seeds", "image_size", "partitions", "policy", "budget"):
+                "ratios", "seeds", "image_size", "partitions", "policy", "retrain_budget"):
         if getattr(args, key, None) is None:
-            setattr(args, key, preset.get(key, defaults.get(key)))
+            if key == "surrogate_epochs" and explicit_epochs:
+                continue
+            if key == "checkpoints" and explicit_epochs and "checkpoints" in preset:
+                continue          # the preset's checkpoints belong to its epoch count
+            value = preset.get(key, defaults.get(key))
+            if key == "seeds" and isinstance(value, int):
+                value = list(range(value))
+            setattr(args, key, value)
     if args.methods is None:
         raise CLIError("name the methods to compare with --methods (or pick a --preset)")
     args.partitions = args.partitions or 1
     args.policy = args.policy or "class_balanced"
-    args.budget = args.budget or "epochs"
+    args.retrain_budget = args.retrain_budget or "epochs"
 
 
-def _run_grid(args, log, defaults: dict, title: str):
-    from .evaluate import GridSpec, markdown_table, run_grid, parse_entry
-    from .methods import get_method
-    from .select import POLICIES
+def _grid_spec(args, split):
+    from .bench import GridSpec
 
-    _resolve_grid(args, defaults)
-    for m in args.methods:
-        method, policy = parse_entry(m, args.policy)
-        get_method(method)
-        if policy not in POLICIES:
-            raise CLIError(f"unknown policy {policy!r} in {m!r}; valid: {', '.join(POLICIES)}")
-    split = _load_split(args)
-    make = _model_factory(args, split)
-    rcfg = _recipe(args, split)
+    rcfg = _recipe(args, split, budget=args.retrain_budget)
     scfg = rcfg.replace(epochs=args.surrogate_epochs or rcfg.epochs, budget="epochs")
     epochs = parse_checkpoints(args.checkpoints, scfg.epochs)
-    spec = GridSpec(dataset=args.dataset, model=args.model, methods=list(args.methods),
-                    ratios=list(args.ratios), seeds=list(range(args.seeds)), surrogate=dict(scfg.__dict__),
-                    retrain=dict(rcfg.__dict__), checkpoint_epochs=epochs, policy=args.policy,
-                    partitions=args.partitions, label_noise=args.label_noise, options=_dotted(args.set, "--set"),
-                    policy_options=_dotted(args.policy_set, "--policy-set"), data=_dataset_meta(args, split))
+    return GridSpec(dataset=args.dataset, model=args.model, methods=list(args.methods), ratios=list(args.ratios),
+                    seeds=list(args.seeds), surrogate=dict(scfg.__dict__), retrain=dict(rcfg.__dict__),
+                    checkpoint_epochs=epochs, policy=args.policy, partitions=args.partitions,
+                    label_noise=args.label_noise, options=_dotted(args.set, "--set"),
+                    policy_options=_dotted(args.policy_set, "--policy-set"), data=_dataset_meta(args, split),
+                    full=not args.no_full, threads=args.threads)
+
+
+def _jobs(args):
+    if args.jobs:
+        return args.jobs
+    import torch
+
+    if (args.device and str(args.device).startswith("cuda")) or (args.device is None and torch.cuda.is_available()):
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _run_grid(args, log, defaults: dict, title: str, preset: dict | None = None):
+    from .bench import run_grid, validate
+    from .io import output_lock
+    from .report import markdown_table
+
+    _resolve_grid(args, defaults, preset)
+    _check_device(args)
+    split = _load_split(args)
+    make = _model_factory(args, split)
+    spec = _grid_spec(args, split)
+    validate(spec)                      # every check that can fail before any training
     log(f"dataprune {title}: {args.dataset} ({len(split.train)} train / {len(split.test)} test"
-        + (f", {args.label_noise:.0%} label noise" if args.label_noise else "") + f"), model {args.model}, "
-        f"methods {', '.join(args.methods)}, ratios {', '.join(f'{r:g}' for r in args.ratios)}, "
-        f"{args.seeds} seed(s); surrogate {scfg.epochs} epochs (checkpoints {epochs}), retraining "
-        f"{rcfg.epochs} epochs at batch {rcfg.batch_size}, lr {rcfg.lr:g}, budget {rcfg.budget}")
+        + (f", {len(split.val)} validation" if split.val is not None else "")
+        + (f", {args.label_noise:.0%} {args.label_noise_kind} label noise" if args.label_noise else "")
+        + (f", long tail {args.imbalance:g}:1" if args.imbalance != 1 else "")
+        + f"), model {args.model}, methods {', '.join(spec.methods)}, ratios {', '.join(f'{r:g}' for r in spec.ratios)}, "
+        f"seeds {spec.seeds}; surrogate {spec.surrogate['epochs']} epochs (checkpoints {spec.checkpoint_epochs}), "
+        f"retraining {spec.retrain['epochs']} epochs at batch {spec.retrain['batch_size']}, lr {spec.retrain['lr']:g}; "
+        f"{_jobs(args)} job(s) x {spec.threads} thread(s)")
     t0 = time.perf_counter()
-    rows = run_grid(spec, split, make, args.out, device=args.device, num_workers=args.num_workers,
-                    progress=not args.quiet, force=args.force, log=log)
-    print(f"\nTest accuracy (%) after retraining {rcfg.epochs} epochs on the kept subset "
-          f"({args.policy} selection unless a method says +policy; mean ± std over {args.seeds} seed(s)):\n")
-    print(markdown_table(rows))
+    lock = output_lock(os.path.join(args.out, "run.json")) if args.out else _nullcontext()
+    with lock:
+        rows = run_grid(spec, split, make, args.out, device=args.device, jobs=_jobs(args),
+                        progress=not args.quiet and _jobs(args) == 1, force=args.force, log=log)
+    print(f"\n{title}: test accuracy (%) after retraining {spec.retrain['epochs']} epochs on the kept subset "
+          f"({spec.policy} selection unless a method has its own policy or says +policy; mean ± std over seeds "
+          f"{spec.seeds}); pruning cost in full-data training runs:\n")
+    print(markdown_table(rows, spec.methods))
     log(f"done in {time.perf_counter() - t0:.0f}s" + (f"; outputs in {args.out}" if args.out else ""))
+    return rows
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def cmd_demo(args, log):
@@ -388,31 +561,75 @@ def cmd_demo(args, log):
 
 
 def cmd_bench(args, log):
-    _run_grid(args, log, BENCH, "bench")
+    from .presets import get_preset
+
+    if args.merge:
+        from .bench import merge_runs
+        from .report import markdown_table
+
+        if not args.out:
+            raise CLIError("--merge needs --out, the folder to write")
+        rows = merge_runs(args.merge, args.out, force=args.force)
+        methods = json.load(open(os.path.join(args.out, "run.json")))["methods"]
+        print(markdown_table(rows, methods))
+        log(f"merged {len(args.merge)} folders ({len(rows)} rows) into {args.out}")
+        return
+    if args.suite:
+        return _run_suite(args, log)
+    preset = get_preset(args.preset) if args.preset else None
+    _run_grid(args, log, BENCH, "bench", preset)
+
+
+def _run_suite(args, log):
+    import copy
+
+    from .presets import get_preset, suite_settings
+    from .report import write_suite_summary
+
+    if not args.out:
+        raise CLIError("--suite needs --out, the folder that holds one sub-folder per setting")
+    settings = suite_settings(args.suite, args.only)
+    log(f"suite {args.suite}: {len(settings)} settings: {', '.join(s['name'] for s in settings)}")
+    for s in settings:
+        sub = copy.copy(args)
+        sub.suite = None
+        for k, v in s["data"].items():
+            setattr(sub, k, v)
+        sub.model = s["model"]
+        sub.out = os.path.join(args.out, s["name"])
+        for key in ("methods", "ratios", "seeds"):
+            if getattr(args, key) is None:
+                setattr(sub, key, s[key])
+        if args.val_split == 0.0:
+            sub.val_split = s.get("val_split", 0.0)
+        log(f"\n=== {s['name']} ===")
+        _run_grid(sub, log, BENCH, f"suite {args.suite}: {s['name']}", get_preset(s["preset"]))
+    write_suite_summary(args.out, [s["name"] for s in settings])
+    log(f"suite summary: {os.path.join(args.out, 'summary.md')}")
 
 
 def cmd_train(args, log):
-    from .io import OutputExistsError, dataset_fingerprint
+    from . import distributed as dist
+    from .io import check_writable, dataset_fingerprint, output_lock
     from .train import train
     from .trajectory import save_checkpoints
     from .utils import seed_everything
 
-    if os.path.exists(args.out) and not args.force:
-        raise OutputExistsError(f"{args.out} already exists; pass --force to overwrite it")
+    check_writable(args.out, overwrite=args.force)
+    _check_device(args)
     split = _load_split(args)
     make = _model_factory(args, split)
     cfg = _recipe(args, split)
     epochs = parse_checkpoints(args.checkpoints, cfg.epochs)
-    seed_everything(args.seed)
-    res = train(make(), split.train, config=cfg, seed=args.seed, device=args.device, checkpoint_epochs=epochs,
-                num_workers=args.num_workers, progress=not args.quiet)
-    from . import distributed as dist
-
-    if dist.rank() != 0:
-        return
-    meta = {**_dataset_meta(args, split), "model": args.model, "recipe": dict(cfg.__dict__), "seed": args.seed,
-            "fingerprint": dataset_fingerprint(split.train), "history": res.history}
-    save_checkpoints(res.checkpoints, args.out, overwrite=args.force, meta=meta)
+    with output_lock(args.out) if dist.rank() == 0 else _nullcontext():
+        seed_everything(args.seed)
+        res = train(make(), split.train, config=cfg, seed=args.seed, device=args.device, checkpoint_epochs=epochs,
+                    num_workers=args.num_workers, progress=not args.quiet)
+        if dist.rank() != 0:
+            return
+        meta = {**_dataset_meta(args, split), "model": args.model, "recipe": dict(cfg.__dict__), "seed": args.seed,
+                "fingerprint": dataset_fingerprint(split.train), "history": res.history}
+        save_checkpoints(res.checkpoints, args.out, overwrite=args.force, meta=meta)
     log(f"trained {cfg.epochs} epochs in {res.seconds:.1f}s (final train accuracy "
         f"{res.history[-1]['train_acc']:.3f}); saved {len(res.checkpoints)} checkpoints "
         f"(epochs {[c.epoch for c in res.checkpoints]}) to {args.out}")
@@ -421,155 +638,251 @@ def cmd_train(args, log):
 def cmd_score(args, log):
     from . import distributed as dist
     from . import io
-    from .io import OutputExistsError
-    from .pipeline import surrogate_scores
+    from .methods import get_method
+    from .pipeline import Plan, choose_plan, surrogate_scores
     from .trajectory import load_checkpoints
 
     if not args.out.endswith(".npy"):
         raise CLIError(f"--out must end in .npy, got {args.out!r}")
-    for p in (args.out, io.sidecar_path(args.out)):
-        if os.path.exists(p) and not args.force:
-            raise OutputExistsError(f"{p} already exists; pass --force to overwrite it")
+    io.check_writable(args.out, overwrite=args.force)
+    _check_device(args)
+    spec = get_method(args.method)
+    options = _method_options(args, args.method)
     split = _load_split(args)
     make = _model_factory(args, split)
     cfg = _recipe(args, split)
-    options = _options(args.set)
-    if args.params:
-        options["params"] = args.params if args.params in ("all", "last_layer") else _names(args.params)
-    if args.form:
-        options["form"] = args.form
     fingerprint = io.dataset_fingerprint(split.train)
     checkpoints, ck_meta = None, {}
     if args.checkpoints_file:
+        if args.budget is not None:
+            raise CLIError("--budget buys a cheaper surrogate; with --checkpoints-file there is none to train")
         checkpoints, ck_meta = load_checkpoints(args.checkpoints_file)
         io.check_fingerprint(ck_meta.get("fingerprint"), fingerprint, args.checkpoints_file)
         epochs = [c.epoch for c in checkpoints]
+        plan = Plan(name="given checkpoints")
     else:
         epochs = parse_checkpoints(args.checkpoints, cfg.epochs, seed=args.seed)
+        plan = Plan(**spec.plan) if spec.plan and args.budget is None else \
+            choose_plan(args.budget, cfg.epochs, epochs, fused_ok=spec.fused is not None and args.partitions == 1)
+    from .select import POLICIES
+
+    needs_probs = args.evidence or (spec.policy and "probs" in POLICIES[spec.policy].evidence)
     work_dir = args.work_dir or args.out + ".parts"
-    t0 = time.perf_counter()
-    run = surrogate_scores([args.method], split.train, make, config=cfg, checkpoint_epochs=epochs,
-                           partitions=args.partitions, seed=args.seed, device=args.device,
-                           batch_size=args.score_batch_size, num_workers=args.num_workers,
-                           progress=not args.quiet and dist.rank() == 0, options={args.method: options},
-                           checkpoints=checkpoints, work_dir=work_dir)
-    scores = run.scores[args.method]
-    if dist.rank() != 0:
-        return
-    meta = {"kind": "scores", "method": args.method, "options": options, "higher_is": "keep",
-            **_dataset_meta(args, split), "model": args.model, "seed": args.seed, "partitions": args.partitions,
-            "surrogate": ck_meta.get("recipe", dict(cfg.__dict__)),
-            "checkpoints": [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part],
-            "checkpoints_file": args.checkpoints_file, "seconds": run.seconds[args.method],
-            "surrogate_seconds": run.surrogate_seconds, "fingerprint": fingerprint}
-    if args.method in run.aux:
-        meta["aux"] = io.save_aux(args.out, run.aux[args.method])
-    io.save_array(args.out, scores, meta, overwrite=args.force)
-    if not args.work_dir:
-        io.PartStore(work_dir, {}).clear()
+    with io.output_lock(args.out) if dist.rank() == 0 else _nullcontext():
+        if args.budget is not None:
+            log(f"budget {args.budget:g}: {plan.name} ({plan.describe(cfg.epochs, epochs)}), expected cost "
+                f"{plan.expected_cost(cfg.epochs, epochs):.3f} of a training run")
+        run = surrogate_scores([args.method], split.train, make, config=cfg, checkpoint_epochs=epochs,
+                               plan=None if checkpoints is not None else plan, partitions=args.partitions,
+                               seed=args.seed, device=args.device, batch_size=args.score_batch_size,
+                               num_workers=args.num_workers, progress=not args.quiet and dist.rank() == 0,
+                               options={args.method: options}, checkpoints=checkpoints, work_dir=work_dir,
+                               evidence_for=[args.method] if needs_probs else [])
+        scores = run.scores[args.method]
+        if dist.rank() != 0:
+            return
+        cost = run.cost(args.method)
+        if args.budget is not None:
+            cost.update(budget=args.budget, expected_cost_fraction=plan.expected_cost(cfg.epochs, epochs))
+        meta = {"kind": "scores", "method": args.method, "options": options, "higher_is": "keep",
+                **_dataset_meta(args, split), "model": args.model, "seed": args.seed, "partitions": args.partitions,
+                "surrogate": ck_meta.get("recipe", dict(cfg.__dict__)),
+                "checkpoints": [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part],
+                "checkpoints_file": args.checkpoints_file, "seconds": run.seconds[args.method],
+                "surrogate_seconds": run.surrogate_seconds, "cost": cost, "fingerprint": fingerprint}
+        if args.method in run.aux:
+            meta["aux"] = io.save_aux(args.out, run.aux[args.method])
+        io.save_array(args.out, scores, meta, overwrite=args.force)
+        if not args.work_dir:
+            io.PartStore(work_dir, {}).clear()
     finite = scores[np.isfinite(scores)]
-    log(f"scored {len(scores)} samples with {args.method} in {time.perf_counter() - t0:.1f}s "
-        f"(surrogate {run.surrogate_seconds:.1f}s, scoring {run.seconds[args.method]:.1f}s); "
-        f"range [{finite.min():.4g}, {finite.max():.4g}]; wrote {args.out}")
+    log(f"scored {len(scores)} samples with {args.method}: surrogate {cost['surrogate_seconds']:.1f}s, scoring "
+        f"{cost['scoring_seconds']:.1f}s = {cost['cost_fraction']:.2f} of one full training run (estimated from "
+        f"the surrogate's speed); range [{finite.min():.4g}, {finite.max():.4g}]; wrote {args.out}")
 
 
 def cmd_select(args, log):
     from . import io
     from .data import get_targets
-    from .select import select
+    from .prune import default_policy
+    from .select import POLICIES, selection
 
-    split = _load_split(args)
+    if not args.out.endswith(".npy"):
+        raise CLIError(f"--out must end in .npy, got {args.out!r}")
+    io.check_writable(args.out, overwrite=args.force)
+    if os.path.exists(args.out[:-4] + ".csv") and not args.force:
+        raise io.OutputExistsError(args.out[:-4] + ".csv")
     scores, meta = io.load_array(args.scores)
     if meta.get("kind") not in (None, "scores"):
         raise CLIError(f"{args.scores} holds {meta.get('kind')}, not scores")
-    io.check_fingerprint(meta.get("fingerprint"), io.dataset_fingerprint(split.train), args.scores)
+    split = _load_split(args)
+    io.check_fingerprint(meta.get("fingerprint"), io.dataset_fingerprint(split.train), args.scores,
+                         expected_data=meta, actual_data=_dataset_meta(args, split))
     labels = get_targets(split.train)
+    method = meta.get("method")
+    policy = args.policy or (default_policy(method) if method else "class_balanced")
     popts = _options(args.set)
-    if args.policy in ("noise_cutoff", "auto"):
-        aux = io.load_aux(args.scores, meta)
-        if "gradnorm" not in aux:
-            raise CLIError(f"policy {args.policy!r} needs the per-sample evidence that `dataprune score --method "
-                           f"moso_class` (or moso_norm) saves next to the scores; {args.scores} was made by "
-                           f"{meta.get('method', 'an unknown method')} and has none")
-        popts["evidence"] = aux["gradnorm"]
-        if args.policy == "auto":
-            popts["disagreement"] = aux["disagreement"]
-    keep = select(scores, args.ratio, labels=labels, policy=args.policy, seed=args.seed,
-                  num_samples=len(split.train), **popts)
-    out_meta = {"kind": "indices", "ratio": args.ratio, "policy": args.policy, "seed": args.seed,
-                "policy_options": {k: v for k, v in popts.items() if not isinstance(v, np.ndarray)},
-                "scores_file": os.path.abspath(args.scores), "method": meta.get("method"),
+    evidence = io.load_aux(args.scores, meta) if meta.get("aux") else {}
+    missing = [e for e in POLICIES[policy].evidence if e not in evidence]
+    if missing:
+        raise CLIError(f"policy {policy!r} needs the per-sample evidence ({', '.join(missing)}) recorded with the "
+                       f"scores; {args.scores} was made by {method or 'an unknown method'} without it. Score with "
+                       f"--method recommended (or add --evidence to `dataprune score`)")
+    sel = selection(scores, args.ratio, labels=labels, policy=policy, seed=args.seed, num_samples=len(split.train),
+                    **popts, **evidence)
+    out_meta = {"kind": "indices", "ratio": args.ratio, "policy": policy, "seed": args.seed, "policy_options": popts,
+                "decisions": sel.decisions, "scores_file": os.path.abspath(args.scores), "method": method,
                 **_dataset_meta(args, split), "fingerprint": io.dataset_fingerprint(split.train)}
-    if args.policy == "auto":
-        from .select import auto_plan
-        plan = auto_plan(popts["disagreement"], args.ratio)
-        out_meta.update(plan)
-        log(f"auto: {plan['estimated_noise']:.1%} of the labels look wrong to the surrogate; "
-            f"setting aside {plan['cutoff']:.1%} of each class by gradient norm, then "
-            + ("keeping the highest scores" if plan["sampling"] == "top" else "sampling evenly across score strata"))
-    if not args.out.endswith(".npy"):
-        raise CLIError(f"--out must end in .npy, got {args.out!r}")
-    io.save_array(args.out, keep, out_meta, overwrite=args.force)
-    log(f"kept {len(keep)} of {len(scores)} samples (pruning ratio {args.ratio:g}, {args.policy}); wrote {args.out}")
+    io.save_array(args.out, sel.keep, out_meta, overwrite=args.force)
+    _write_csv(args.out[:-4] + ".csv", sel.keep, labels, scores, split, args.force)
+    from .prune import PruneResult
+
+    result = PruneResult(sel.keep, scores, labels, args.ratio, method or "?", policy, {}, sel.decisions)
+    log(result.summary() + f"\nwrote {args.out} and {args.out[:-4] + '.csv'}")
 
 
-def cmd_evaluate(args, log):
+def _write_csv(path, keep, labels, scores, split, force):
+    from .prune import PruneResult, sample_paths
+
+    PruneResult(keep, scores, labels, 0.0, "", "").to_csv(path, overwrite=True, positions=split.train_positions,
+                                                          paths=sample_paths(split.train))
+
+
+def cmd_prune(args, log):
     from . import io
-    from .evaluate import RESULT_COLUMNS, retrain
+    from .methods import get_method
+    from .prune import RESULT_FILES, prune, sample_paths
 
-    if args.out and os.path.exists(args.out) and not args.force:
-        raise io.OutputExistsError(f"{args.out} already exists; pass --force to overwrite it")
+    if not args.force:
+        for f in RESULT_FILES:
+            if os.path.exists(os.path.join(args.out, f)):
+                raise io.OutputExistsError(os.path.join(args.out, f), "pass --force to overwrite it")
+    _check_device(args)
+    options = _method_options(args, args.method)
+    get_method(args.method)
     split = _load_split(args)
     make = _model_factory(args, split)
     cfg = _recipe(args, split)
+    checkpoints = None
+    if args.checkpoints_file:
+        from .trajectory import load_checkpoints
+
+        checkpoints, ck_meta = load_checkpoints(args.checkpoints_file)
+        io.check_fingerprint(ck_meta.get("fingerprint"), io.dataset_fingerprint(split.train), args.checkpoints_file)
+    with io.output_lock(os.path.join(args.out, "result.json")):
+        result = prune(make if checkpoints is None else make(), split.train, args.ratio, method=args.method,
+                       budget=args.budget, checkpoints=checkpoints, policy=args.policy, config=cfg,
+                       checkpoint_epochs=None if args.checkpoints is None else parse_checkpoints(args.checkpoints,
+                                                                                                 cfg.epochs),
+                       seed=args.seed, device=args.device, batch_size=args.score_batch_size, options=options,
+                       policy_options=_options(args.policy_set), progress=not args.quiet,
+                       num_workers=args.num_workers)
+        result.provenance.update(_dataset_meta(args, split), model=args.model)
+        result.save(args.out, overwrite=True, positions=split.train_positions, paths=sample_paths(split.train))
+        page = None if args.no_report else result.report(args.out, overwrite=True)
+    print(result.summary())
+    log(f"wrote {', '.join(RESULT_FILES)}" + (f" and {os.path.basename(page)}" if page else "") + f" in {args.out}")
+
+
+def cmd_report(args, log):
+    from .data import load_dataset
+    from .prune import PruneResult
+
+    for f in ("keep.npy", "scores.npy", "result.json"):
+        if not os.path.isfile(os.path.join(args.folder, f)):
+            raise CLIError(f"{args.folder} is not a `dataprune prune` folder (no {f})")
+    result = PruneResult.load(args.folder)
+    prov = result.provenance
+    dataset = None
+    if prov.get("dataset"):
+        try:
+            split = load_dataset(prov["dataset"], root=prov.get("data_root"),
+                                 **{k: prov[k] for k in ("label_noise", "noise_kind", "noise_seed", "imbalance",
+                                                         "train_limit", "val_split", "image_size", "normalize")
+                                    if k in prov})
+            dataset = split.train
+        except (ValueError, FileNotFoundError, ImportError) as exc:
+            log(f"(the dataset could not be loaded again, so the report shows tables instead of images: {exc})")
+    page = result.report(args.folder, dataset=dataset, bench_dir=args.bench, overwrite=True)
+    print(page)
+
+
+def cmd_evaluate(args, log):
+    import csv
+    import io as _io
+
+    from . import io
+    from .evaluate import retrain
+
+    if args.out:
+        if os.path.isdir(args.out):
+            raise CLIError(f"--out {args.out} is a folder; name the CSV file to write, e.g. {args.out}/results.csv")
+        io.check_writable(args.out, overwrite=args.force)
+    _check_device(args)
+    split = _load_split(args)
+    make = _model_factory(args, split)
+    cfg = _recipe(args, split, budget=args.budget)
     keep, meta = (None, {})
     if args.indices:
         keep, meta = io.load_array(args.indices)
         if meta.get("kind") not in (None, "indices"):
             raise CLIError(f"{args.indices} holds {meta.get('kind')}, not indices")
-        io.check_fingerprint(meta.get("fingerprint"), io.dataset_fingerprint(split.train), args.indices)
+        keep = io.as_indices(keep, args.indices)
+        io.check_fingerprint(meta.get("fingerprint"), io.dataset_fingerprint(split.train), args.indices,
+                             expected_data=meta, actual_data=_dataset_meta(args, split))
     rows = []
     for seed in range(args.seeds):
         res = retrain(make, split.train, split.test, keep, config=cfg, seed=seed, device=args.device,
-                      num_workers=args.num_workers, progress=not args.quiet)
+                      num_workers=args.num_workers, progress=not args.quiet, val_set=split.val)
         rows.append({"method": meta.get("method", "full" if keep is None else "given"),
-                     "ratio": float(meta.get("ratio", 0.0)), "seed": seed, "score_seconds": "", **res})
-        print(f"seed {seed}: kept {res['n_kept']} samples, {res['steps']} steps, "
-              f"test accuracy {res['test_acc']:.4f}")
+                     "policy": meta.get("policy", ""), "plan": meta.get("plan", ""),
+                     "ratio": float(meta.get("ratio", 0.0)), "seed": seed, "retrain_budget": res["budget"], **res})
+        print(f"seed {seed}: kept {res['n_kept']} samples, {res['steps']} steps, test accuracy {res['test_acc']:.4f}"
+              + (f", validation {res['val_acc']:.4f}" if "val_acc" in res else ""))
     accs = [r["test_acc"] for r in rows]
     print(f"test accuracy: {np.mean(accs):.4f} ± {np.std(accs):.4f} over {len(accs)} seed(s)")
     if args.out:
-        import csv
-        import io as _io
+        from .bench import RESULT_COLUMNS, _fmt
 
         buf = _io.StringIO()
         w = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({k: _fmt(r.get(k)) for k in RESULT_COLUMNS} for r in rows)
         io.write_bytes(args.out, buf.getvalue().encode(), overwrite=args.force)
         log(f"wrote {args.out}")
 
 
 def cmd_list(args, log):
-    from .data import DATASETS
+    from .data import DATASETS, NOISE_KINDS
     from .methods import METHODS
     from .models import MODELS
+    from .pipeline import PLANS
+    from .presets import PRESETS, SUITES, suite_settings
     from .select import POLICIES
 
     print("datasets (default training recipe):")
     for k, v in DATASETS.items():
         recipe = ", ".join(f"{a} {b}" for a, b in v.recipe.items())
         print(f"  {k:12s} {v.about}" + (f" [{recipe}]" if recipe else ""))
+    print(f"  variants: --label-noise RATE --label-noise-kind {'|'.join(NOISE_KINDS)}, --imbalance R, "
+          "--train-limit N, --val-split F")
     print("models:\n  " + ", ".join(MODELS) + " (torchvision.<name> with the vision extra)")
     print("methods (higher score = keep):")
     for k, v in METHODS.items():
-        print(f"  {k:12s} {v.summary}")
-    print("selection policies:\n  " + ", ".join(POLICIES))
-    from .presets import PRESETS
-
+        print(f"  {k:16s} {v.summary}" + (f" [policy {v.policy}]" if v.policy else ""))
+    print("selection policies:")
+    for k, v in POLICIES.items():
+        print(f"  {k:16s} {v.summary}")
+    print("plans a --budget F picks from (expected cost for a 10-epoch recipe, checkpoints 1,3,5,7,9):")
+    for p in PLANS:
+        print(f"  {p.name:24s} {p.expected_cost(10, [1, 3, 5, 7, 9]):5.2f}  {p.describe(10, [1, 3, 5, 7, 9])}")
     print("bench presets:")
     for k, v in PRESETS.items():
         print(f"  {k:22s} {v['about']}")
+    print("bench suites:")
+    for k, v in SUITES.items():
+        names = [s["name"] for s in suite_settings(k)]
+        print(f"  {k:22s} {v['about']} ({len(names)} settings: {names[0]} ... {names[-1]})")
 
 
 DISTRIBUTED_COMMANDS = ("train", "score")
@@ -599,10 +912,12 @@ def _init_distributed(args) -> None:
 
 
 COMMANDS = {"demo": cmd_demo, "bench": cmd_bench, "train": cmd_train, "score": cmd_score, "select": cmd_select,
-            "evaluate": cmd_evaluate, "list": cmd_list}
+            "prune": cmd_prune, "report": cmd_report, "evaluate": cmd_evaluate, "list": cmd_list}
 
 
 def main(argv=None) -> int:
+    from .io import OutputExistsError, OutputLockedError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -619,7 +934,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as exc:
+    except OutputExistsError as exc:
+        if os.environ.get("DATAPRUNE_DEBUG"):
+            raise
+        print(f"dataprune {args.command}: error: {exc.path} already exists; pass --force to overwrite it",
+              file=sys.stderr)
+        return 2
+    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError,
+            OutputLockedError) as exc:
         if os.environ.get("DATAPRUNE_DEBUG"):
             raise
         print(f"dataprune {args.command}: error: {exc}", file=sys.stderr)

@@ -23,7 +23,54 @@ FORMAT_VERSION = 1
 
 
 class OutputExistsError(FileExistsError):
-    """Raised instead of overwriting a file the user did not ask to overwrite."""
+    """Raised instead of overwriting a file the user did not ask to overwrite (``.path`` names it)."""
+
+    def __init__(self, path: str, hint: str = "pass overwrite=True to replace it"):
+        self.path = os.fspath(path)
+        super().__init__(f"{self.path} already exists; {hint}")
+
+
+class OutputLockedError(RuntimeError):
+    """Another run holds the lock on the same output."""
+
+
+def check_writable(path: str, *, overwrite: bool = False) -> None:
+    """Fail early, before any work, when ``path`` (or its sidecar) exists and may not be replaced."""
+    if overwrite:
+        return
+    for p in (os.fspath(path), sidecar_path(path)):
+        if os.path.exists(p):
+            raise OutputExistsError(p)
+
+
+@contextlib.contextmanager
+def output_lock(path: str):
+    """Hold an exclusive lock on ``path`` (through ``path + '.lock'``) while a run writes it or its
+    partial results: a second run with the same output fails at once, naming the first. The lock
+    is released on exit, and by the operating system if the process dies."""
+    import datetime
+    import fcntl
+    import sys
+
+    lock_path = os.fspath(path) + ".lock"
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise OutputLockedError(f"{path} is being written by another run ({holder}); wait for it to finish "
+                                "or choose another output") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, (f"pid {os.getpid()} on {platform.node()}, started "
+                      f"{datetime.datetime.now().isoformat(timespec='seconds')}: {' '.join(sys.argv)}").encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(lock_path)
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -34,7 +81,7 @@ def atomic_path(path: str, *, overwrite: bool = False):
     """
     path = os.fspath(path)
     if not overwrite and os.path.exists(path):
-        raise OutputExistsError(f"{path} already exists; pass --force (overwrite=True) to replace it")
+        raise OutputExistsError(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
@@ -43,6 +90,8 @@ def atomic_path(path: str, *, overwrite: bool = False):
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); give it the mode a plain open() would (umask applies).
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -82,11 +131,42 @@ def sidecar_path(path: str) -> str:
     return os.fspath(path) + ".json"
 
 
-def environment() -> dict:
-    from . import __version__
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
-    return {"dataprune": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+
+def git_commit() -> str | None:
+    """The commit of the dataprune checkout this code runs from (with ``+dirty`` when it has
+    uncommitted changes), or None for an installed package."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not os.path.exists(os.path.join(root, ".git")):
+        return None
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no", "src"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+_ENVIRONMENT: dict | None = None
+
+
+def environment() -> dict:
+    """Versions that made an artifact: dataprune (and its git commit in a checkout), torch, numpy, Python."""
+    global _ENVIRONMENT
+    if _ENVIRONMENT is None:
+        from ._version import __version__
+
+        _ENVIRONMENT = {"dataprune": __version__, "git_commit": git_commit(), "torch": torch.__version__,
+                        "numpy": np.__version__, "python": platform.python_version()}
+    return dict(_ENVIRONMENT)
 
 
 def save_array(path: str, array: np.ndarray, meta: dict, *, overwrite: bool = False) -> None:
@@ -94,10 +174,7 @@ def save_array(path: str, array: np.ndarray, meta: dict, *, overwrite: bool = Fa
     if not os.fspath(path).endswith(".npy"):
         raise ValueError(f"array files are .npy; got {path!r}")
     side = sidecar_path(path)
-    if not overwrite:
-        for p in (path, side):
-            if os.path.exists(p):
-                raise OutputExistsError(f"{p} already exists; pass --force (overwrite=True) to replace it")
+    check_writable(path, overwrite=overwrite)
     buf = io.BytesIO()
     np.save(buf, np.asarray(array))
     data = buf.getvalue()
@@ -175,8 +252,25 @@ def dataset_fingerprint(dataset, targets: np.ndarray | None = None, n_probe: int
     return {"n": int(n), "labels_sha256": labels[:16], "inputs_sha256": h.hexdigest()[:16]}
 
 
-def check_fingerprint(expected: dict | None, actual: dict, what: str) -> None:
-    """Raise ``ValueError`` naming every field where ``expected`` and ``actual`` differ."""
+DATA_KEYS = ("dataset", "data_root", "label_noise", "noise_kind", "noise_seed", "imbalance", "train_limit",
+             "val_split", "image_size", "normalize")
+
+
+def as_indices(values, what: str = "indices") -> np.ndarray:
+    """``values`` as an int64 index array; float or other non-integer arrays are refused (never truncated)."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be a 1-D array of sample indices, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{what} holds {arr.dtype} values; indices must be integers (save them with "
+                        "np.save(path, keep.astype(np.int64)))")
+    return arr.astype(np.int64)
+
+
+def check_fingerprint(expected: dict | None, actual: dict, what: str, *, expected_data: dict | None = None,
+                      actual_data: dict | None = None) -> None:
+    """Raise ``ValueError`` naming every field where ``expected`` and ``actual`` differ; with the
+    data settings of both sides, also the settings that differ (``image_size 64 vs 32``)."""
     if not expected:
         return
     diffs = []
@@ -186,6 +280,11 @@ def check_fingerprint(expected: dict | None, actual: dict, what: str) -> None:
         diffs.append("the labels differ (another dataset, split or label-noise setting)")
     if expected.get("inputs_sha256") != actual["inputs_sha256"]:
         diffs.append("the inputs differ (another data root, dataset or preprocessing)")
+    if diffs and expected_data is not None and actual_data is not None:
+        settings = [f"{k} {expected_data.get(k)!r} there vs {actual_data.get(k)!r} here" for k in DATA_KEYS
+                    if k in expected_data and expected_data.get(k) != actual_data.get(k)]
+        if settings:
+            diffs.append("settings: " + ", ".join(settings))
     if diffs:
         raise ValueError(f"{what} was made for a different dataset: " + "; ".join(diffs) +
                          ". Recompute it for this dataset (or pass the dataset it was made on).")

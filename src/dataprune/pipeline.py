@@ -1,14 +1,31 @@
-"""Surrogate training and scoring, from a dataset and a model constructor to scores.
+"""From a dataset and a model constructor to scores, and what getting them cost.
 
-This is the glue the CLI and the benchmark use; every step is also a public function of
-its own (``train``, ``moso.score``, ``select``, ``evaluate.retrain``).
+:func:`surrogate_scores` trains the surrogate (or a cheaper part of it, by a :class:`Plan`)
+and scores the data with any set of methods; every step is also a public function of its
+own (``train``, ``methods.score``, ``select``, ``evaluate.retrain``).
+
+**Cost accounting.** Every run records the pruning cost -- surrogate training plus scoring, in
+seconds -- and ``cost_fraction``: that total divided by the time of one full-data training run
+with the same recipe, estimated from the surrogate's own training speed (seconds per sample
+presentation x epochs x N). ``dataprune bench`` replaces the estimate by the full-data run it
+measures itself.
+
+**Plans and budgets.** A :class:`Plan` says how the scores are bought: the surrogate trains
+only an early segment of its schedule, on all of the data or a random part of it, and the
+scores come from all parameters, the classifier head, or from the training step itself
+(fused). :func:`choose_plan` picks the best plan whose *expected* cost (:data:`COST`) fits a
+budget.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -16,8 +33,115 @@ import torch
 
 from .data import SubsetView, get_targets
 from .methods import call_method, get_method
+from .methods.dynamics import DynamicsRecorder
 from .train import TrainConfig, TrainResult, train
+from .trajectory import choose_epochs
 from .utils import seed_everything
+
+# Expected cost of each step, in training epochs over all N samples (one epoch = 1.0):
+# an eval-mode forward pass over the data (last-layer scoring, predictions), all-parameter
+# class-wise MoSo per checkpoint (two passes, per-sample norms), and the bookkeeping of fused
+# scoring per recorded epoch. Measured by ``python benchmarks/cost.py`` (small CNN and MLP on
+# mnist5k, 2 CPU cores); the achieved cost of every run is measured, not taken from here.
+COST = {"forward": 0.30, "all_params": 2.4, "fused": 0.08}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How scores are bought.
+
+    segment : share of the recipe's epochs the surrogate trains (the first ones, with the full
+        schedule's learning rates: an early segment of the same trajectory); at least ``min_epochs``.
+    data_fraction : the surrogate trains on this random, class-stratified share of the data and
+        scores all of it.
+    params : scoring parameters for the methods that take them ("all", "last_layer"); None keeps
+        each method's own.
+    fused : class-wise terms from the training step itself (classifier head; no scoring pass).
+    checkpoints : that many evenly spaced checkpoints in the segment; None keeps the requested
+        checkpoint epochs that fall inside it (or the segment's last epoch).
+    """
+
+    name: str = "full"
+    segment: float = 1.0
+    min_epochs: int = 1
+    data_fraction: float = 1.0
+    params: str | None = None
+    fused: bool = False
+    checkpoints: int | None = None
+
+    def __post_init__(self):
+        if not 0 < self.segment <= 1:
+            raise ValueError(f"segment must be in (0, 1], got {self.segment}")
+        if not 0 < self.data_fraction <= 1:
+            raise ValueError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
+
+    def epochs(self, recipe_epochs: int) -> int:
+        """Epochs the surrogate trains."""
+        return int(min(recipe_epochs, max(self.min_epochs, 1, math.floor(self.segment * recipe_epochs + 1e-9))))
+
+    def checkpoint_epochs(self, recipe_epochs: int, requested) -> list[int]:
+        e = self.epochs(recipe_epochs)
+        if self.checkpoints:
+            return choose_epochs(e, count=min(self.checkpoints, e))
+        inside = sorted({int(c) for c in requested if 0 <= int(c) <= e})
+        return inside or [e]
+
+    def expected_cost(self, recipe_epochs: int, requested=()) -> float:
+        """Expected pruning cost as a fraction of one full training run (see :data:`COST`)."""
+        e = self.epochs(recipe_epochs)
+        k = len(self.checkpoint_epochs(recipe_epochs, requested))
+        if self.fused:
+            scoring = COST["fused"] * e
+        else:
+            scoring = k * (COST["forward"] if self.params == "last_layer" else COST["all_params"])
+        return (self.data_fraction * e + scoring) / recipe_epochs
+
+    def describe(self, recipe_epochs: int, requested=()) -> str:
+        e = self.epochs(recipe_epochs)
+        parts = [f"surrogate {e} of {recipe_epochs} epochs"]
+        if self.data_fraction < 1:
+            parts[0] += f" on {self.data_fraction:.0%} of the data"
+        parts.append("fused head scoring" if self.fused else
+                     f"{'head' if self.params == 'last_layer' else 'all-parameter'} scoring at epochs "
+                     f"{self.checkpoint_epochs(recipe_epochs, requested)}")
+        return ", ".join(parts)
+
+
+FULL = Plan()
+# Cheaper plans, best first: what a budget buys. The order is a measurement (validation splits of
+# mnist5k: docs/cost.md); :func:`choose_plan` takes the first one that fits.
+PLANS = [
+    FULL,
+    Plan("head", params="last_layer"),
+    Plan("half-head", segment=0.5, params="last_layer"),
+    Plan("early3-head", segment=0.3, params="last_layer", checkpoints=2),
+    Plan("early2-head", segment=0.2, params="last_layer", checkpoints=1),
+    Plan("early2-fused", segment=0.2, fused=True, checkpoints=2),
+    Plan("half-data-early2-head", segment=0.2, data_fraction=0.5, params="last_layer", checkpoints=1),
+    Plan("half-data-early1-head", segment=0.1, data_fraction=0.5, params="last_layer", checkpoints=1),
+]
+PLAN_NAMES = {p.name: p for p in PLANS}
+
+
+def choose_plan(budget: float | None, recipe_epochs: int, requested=(), *, fused_ok: bool = True) -> Plan:
+    """The first plan of :data:`PLANS` whose expected cost is at most ``budget`` (a fraction of one
+    full training run); ``None`` = no budget, the full plan."""
+    if budget is None:
+        return FULL
+    try:
+        budget = float(budget)
+    except (TypeError, ValueError):
+        raise TypeError(f"budget must be a fraction of one training run, e.g. 0.25; got {budget!r}") from None
+    if not budget > 0:
+        raise ValueError(f"budget must be > 0 (a fraction of one training run), got {budget}")
+    for plan in PLANS:
+        if (fused_ok or not plan.fused) and plan.expected_cost(recipe_epochs, requested) <= budget + 1e-12:
+            return plan
+    cheapest = min(PLANS, key=lambda p: p.expected_cost(recipe_epochs, requested))
+    raise ValueError(f"no plan fits a budget of {budget:g} of a training run with {recipe_epochs} epochs: the "
+                     f"cheapest, {cheapest.name!r} ({cheapest.describe(recipe_epochs, requested)}), is expected "
+                     f"to cost {cheapest.expected_cost(recipe_epochs, requested):.3f}")
+
 
 def partition(labels: np.ndarray, parts: int, seed: int = 0) -> list[np.ndarray]:
     """Split positions into ``parts`` disjoint, class-stratified, seeded parts (sorted indices)."""
@@ -34,100 +158,191 @@ def partition(labels: np.ndarray, parts: int, seed: int = 0) -> list[np.ndarray]
     return [np.sort(order[k::parts]) for k in range(parts)]
 
 
+def stratified_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted positions of a random share ``fraction`` of every class (at least one per class)."""
+    rng = np.random.default_rng([seed, 2718])
+    keep = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        keep.append(rng.choice(members, size=max(1, int(round(fraction * len(members)))), replace=False))
+    return np.sort(np.concatenate(keep))
+
+
 @dataclass
 class ScoreRun:
     scores: dict[str, np.ndarray]
-    seconds: dict[str, float]
-    surrogate_seconds: float
-    aux: dict = field(default_factory=dict)              # method -> {name: (N,) array}
+    seconds: dict[str, float]                            # scoring time per method (surrogate excluded)
+    surrogate_seconds: float                             # training alone (callbacks excluded)
+    aux: dict = field(default_factory=dict)              # method -> {name: (N, ...) array}
     checkpoints: list = field(default_factory=list)      # per partition: list of Checkpoint
     parts: list = field(default_factory=list)
     surrogates: list[TrainResult] = field(default_factory=list)
+    histories: list = field(default_factory=list)        # per partition: History or None
+    plan: Plan = FULL
+    recorded_seconds: float = 0.0                        # callbacks during training (history, fused)
+    full_seconds_estimate: float = float("nan")          # one full-data training run, from the surrogate's speed
+    uses_surrogate: dict = field(default_factory=dict)   # method -> whether its scores needed the surrogate
+
+    def surrogate_cost(self, method: str) -> float:
+        """Surrogate seconds charged to ``method``: none for methods that need no surrogate (random)."""
+        return self.surrogate_seconds + self.recorded_seconds if self.uses_surrogate.get(method, True) else 0.0
+
+    def cost(self, method: str, full_seconds: float | None = None) -> dict:
+        """What ``method``'s scores cost: seconds and the fraction of one full training run."""
+        total = self.surrogate_cost(method) + self.seconds[method]
+        full = self.full_seconds_estimate if full_seconds is None else full_seconds
+        return {"plan": self.plan.name, "surrogate_seconds": self.surrogate_cost(method),
+                "scoring_seconds": self.seconds[method], "prune_seconds": total,
+                "full_train_seconds": full, "full_train_measured": full_seconds is not None,
+                "cost_fraction": total / full if full and full == full else float("nan")}
 
 
 def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch.nn.Module], *,
-                     config: TrainConfig, checkpoint_epochs, partitions: int = 1, seed: int = 0,
-                     device=None, batch_size: int = 256, num_workers: int = 0, progress: bool = False,
-                     options: dict[str, dict] | None = None, checkpoints=None,
-                     work_dir: str | None = None) -> ScoreRun:
-    """Train the surrogate(s) once and score ``dataset`` with every method in ``methods``.
+                     config: TrainConfig, checkpoint_epochs, plan: Plan | None = None, partitions: int = 1,
+                     seed: int = 0, device=None, batch_size: int = 256, num_workers: int = 0,
+                     progress: bool = False, options: dict[str, dict] | None = None, checkpoints=None,
+                     work_dir: str | None = None, record_history: bool | None = None,
+                     evidence_for=()) -> ScoreRun:
+    """Train the surrogate(s) once (as ``plan`` says) and score ``dataset`` with every method in ``methods``.
 
     With ``partitions=K`` the data is split into K class-stratified parts; a surrogate is
     trained on each part and scores that part (the method authors' partitioned mode).
-    ``checkpoints`` (a list of Checkpoint, K=1 only) skips surrogate training.
-    ``work_dir`` makes the run resumable: trained surrogates are kept there, and methods
-    that take a ``work_dir`` keep their per-checkpoint partial results there.
+    ``checkpoints`` (a list of Checkpoint, K=1 only) skips surrogate training. ``work_dir``
+    makes the run resumable: trained surrogates are kept there, and methods that take a
+    ``work_dir`` keep their per-checkpoint partial results there. ``record_history`` keeps the
+    training record (:class:`~dataprune.methods.dynamics.History`) even when no method needs it.
+    ``evidence_for`` names methods whose scores must carry the surrogate's class probabilities
+    (``aux["probs"]``, what ``policy="auto"`` reads) even if the method does not record them:
+    one eval-mode pass per checkpoint, counted in that method's scoring time.
     """
+    plan = plan or FULL
     specs = [get_method(m) for m in methods]
-    options = options or {}
+    options = {k: dict(v) for k, v in (options or {}).items()}
     labels = get_targets(dataset)
     parts = partition(labels, partitions, seed)
     if checkpoints is not None and partitions != 1:
         raise ValueError("precomputed checkpoints can only be used with partitions=1")
+    if checkpoints is not None and plan != FULL:
+        raise ValueError(f"plan {plan.name!r} trains its own surrogate; it cannot use precomputed checkpoints")
+    history_methods = [s for s in specs if s.history]
+    if plan.fused:
+        bad = [s.name for s in specs if s.fused is None]
+        if bad:
+            raise ValueError(f"plan {plan.name!r} scores inside training, which methods {bad} cannot do")
+    if plan.data_fraction < 1 and history_methods:
+        raise ValueError(f"methods {[s.name for s in history_methods]} read the training record of every sample; "
+                         f"a surrogate trained on {plan.data_fraction:.0%} of the data has none for the rest")
+    if checkpoints is not None and history_methods:
+        raise ValueError(f"methods {[s.name for s in history_methods]} are recorded while the surrogate trains; "
+                         "they cannot use precomputed checkpoints")
+    if plan.params is not None:
+        for s in specs:
+            if "params" in s.options and not s.fused:
+                options.setdefault(s.name, {}).setdefault("params", plan.params)
+    epochs_trained = plan.epochs(config.epochs)
+    ck_epochs = plan.checkpoint_epochs(config.epochs, checkpoint_epochs) if checkpoints is None else []
     scores = {s.name: np.zeros(len(dataset)) for s in specs}
     seconds = {s.name: 0.0 for s in specs}
-    run = ScoreRun(scores, seconds, 0.0, parts=parts)
+    run = ScoreRun(scores, seconds, 0.0, parts=parts, plan=plan,
+                   uses_surrogate={s.name: checkpoints is None and (s.needs_checkpoints or s.history or plan.fused
+                                                                    or s.name in evidence_for) for s in specs})
+    presentations = 0
     for k, part in enumerate(parts):
         view = dataset if partitions == 1 else SubsetView(dataset, part)
-        callbacks = {s.name: s.callback(view, checkpoint_epochs, **options.get(s.name, {}))
-                     for s in specs if s.callback is not None}
+        fit = np.arange(len(view)) if plan.data_fraction == 1 else \
+            stratified_fraction(get_targets(view), plan.data_fraction, seed * 1000 + k)
+        fit_view = view if plan.data_fraction == 1 else SubsetView(view, fit)
+        recorder = DynamicsRecorder(len(view)) if (history_methods or record_history) and checkpoints is None \
+            else None
+        fused = {s.name: s.fused(view, ck_epochs) for s in specs if plan.fused}
         seed_everything(seed * 1000 + k)
         template = make_model()
-        needs_training = any(s.needs_checkpoints for s in specs) or callbacks
-        cks = checkpoints
-        saved = _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset) \
-            if work_dir is not None and not callbacks else None
+        needs_training = checkpoints is None and (any(s.needs_checkpoints for s in specs) or recorder or fused
+                                                  or evidence_for)
+        cks, history = checkpoints, None
+        saved = _saved_surrogate(work_dir, k, config, ck_epochs, seed, part, dataset, plan) \
+            if work_dir is not None and needs_training and not fused else None
         if saved is not None:
-            cks = saved
-        elif needs_training and cks is None:
+            cks, history, train_seconds, cb_seconds, seen = saved
+            run.surrogate_seconds += train_seconds
+            run.recorded_seconds += cb_seconds
+            presentations += seen
+        elif needs_training:
             seed_everything(seed * 1000 + k)
             model = make_model()
-            t0 = time.perf_counter()
-            result = train(model, view, config=config, seed=seed * 1000 + k, device=device,
-                           checkpoint_epochs=checkpoint_epochs, callbacks=list(callbacks.values()),
+            callbacks = ([recorder] if recorder else []) + list(fused.values())
+            result = train(model, fit_view, config=config, seed=seed * 1000 + k, device=device,
+                           checkpoint_epochs=ck_epochs, callbacks=callbacks, stop_after=epochs_trained,
                            num_workers=num_workers, progress=progress,
                            desc=f"surrogate{'' if partitions == 1 else f' {k + 1}/{partitions}'}")
-            run.surrogate_seconds += time.perf_counter() - t0
+            run.surrogate_seconds += result.train_seconds
+            run.recorded_seconds += result.callback_seconds
+            presentations += result.samples_seen
             run.surrogates.append(result)
             cks = result.checkpoints
-            if work_dir is not None and not callbacks:
-                _save_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, cks)
+            history = recorder.history() if recorder else None
+            if work_dir is not None and not fused:
+                _save_surrogate(work_dir, k, config, ck_epochs, seed, part, dataset, plan, cks, history, result)
         run.checkpoints.append(cks or [])
+        run.histories.append(history)
         for s in specs:
             t0 = time.perf_counter()
-            if s.name in callbacks:
-                part_scores = np.asarray(callbacks[s.name].scores(), dtype=np.float64)
+            if s.name in fused:
+                part_scores, part_aux = fused[s.name].result()
             else:
                 common = dict(batch_size=batch_size, device=device, progress=progress, num_workers=num_workers,
                               seed=seed * 1000 + k)
+                if s.history:
+                    common["history"] = history
                 if work_dir is not None:
                     common["work_dir"] = os.path.join(work_dir, f"{s.name}-part{k}")
                 part_scores, part_aux = call_method(s, template, cks or [], view, options=options.get(s.name),
                                                     return_aux=True, **common)
-                for key, arr in part_aux.items():
-                    arr = np.asarray(arr)
-                    run.aux.setdefault(s.name, {}).setdefault(
-                        key, np.zeros((len(dataset),) + arr.shape[1:], dtype=arr.dtype))[part] = arr
+            if s.name in evidence_for and "probs" not in part_aux:
+                part_aux = {**part_aux, **prediction_evidence(template, cks or [], view, batch_size=batch_size,
+                                                              device=device, num_workers=num_workers)}
+            for key, arr in part_aux.items():
+                arr = np.asarray(arr)
+                run.aux.setdefault(s.name, {}).setdefault(
+                    key, np.zeros((len(dataset),) + arr.shape[1:], dtype=arr.dtype))[part] = arr
             if part_scores.shape != (len(view),):
                 raise RuntimeError(f"method {s.name!r} returned shape {part_scores.shape}, expected ({len(view)},)")
             scores[s.name][part] = part_scores
             seconds[s.name] += time.perf_counter() - t0
+    if presentations:
+        run.full_seconds_estimate = run.surrogate_seconds / presentations * config.epochs * len(dataset)
     return run
 
 
-def _surrogate_key(config, checkpoint_epochs, seed, part, dataset):
+def prediction_evidence(model, checkpoints, dataset, *, batch_size: int = 512, device=None,
+                        num_workers: int = 0) -> dict:
+    """The surrogate's class probabilities (eval mode) averaged over ``checkpoints``, ``{"probs": (N, C)}``,
+    and ``disagreement`` (share of checkpoints whose prediction is not the label): the evidence of
+    ``policy="auto"`` for scores that do not record it themselves."""
+    from .methods.uncertainty import probabilities
+
+    if not checkpoints:
+        raise ValueError("evidence for the selection policy needs the surrogate's checkpoints")
+    labels = get_targets(dataset)
+    total, wrong = None, np.zeros(len(dataset))
+    for p in probabilities(model, checkpoints, dataset, batch_size=max(batch_size, 512), device=device,
+                           num_workers=num_workers):
+        p = p.numpy()
+        total = p if total is None else total + p
+        wrong += p.argmax(1) != labels
+    return {"probs": (total / len(checkpoints)).astype(np.float32), "disagreement": wrong / len(checkpoints)}
+
+
+def _surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan):
     from .io import dataset_fingerprint
-    import hashlib
 
     return {"recipe": dict(config.__dict__), "checkpoint_epochs": [int(e) for e in checkpoint_epochs],
             "seed": seed, "part": hashlib.sha256(np.asarray(part, dtype=np.int64).tobytes()).hexdigest()[:16],
-            "fingerprint": dataset_fingerprint(dataset)}
+            "plan": asdict(plan), "fingerprint": dataset_fingerprint(dataset)}
 
 
-def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset):
-    """Checkpoints of a surrogate trained by an earlier, interrupted run with the same settings."""
-    import json
-
+def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, plan):
+    """Checkpoints (and training record) of a surrogate an earlier run trained with the same settings."""
     from . import distributed as dist
     from .trajectory import load_checkpoints
 
@@ -136,19 +351,46 @@ def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset
     if dist.rank() == 0 and os.path.isfile(path):
         try:
             cks, meta = load_checkpoints(path)
-            want = json.loads(json.dumps(_surrogate_key(config, checkpoint_epochs, seed, part, dataset)))
-            found = cks if meta.get("key") == want else None
-        except ValueError:
+            want = json.loads(json.dumps(_surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan)))
+            if meta.get("key") == want:
+                history = _load_history(path + ".history.npz") if meta.get("history") else None
+                if meta.get("history") and history is None:
+                    raise ValueError("its training record is missing or damaged")
+                found = (cks, history, meta.get("train_seconds", 0.0), meta.get("callback_seconds", 0.0),
+                         meta.get("samples_seen", 0))
+        except ValueError as exc:
+            warnings.warn(f"the saved surrogate {path} cannot be used ({exc}); training it again",
+                          RuntimeWarning, stacklevel=3)
             found = None
     return dist.broadcast_object(found)
 
 
-def _save_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, cks):
+def _save_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, plan, cks, history, result):
     from . import distributed as dist
+    from .io import write_bytes
     from .trajectory import save_checkpoints
 
-    if dist.rank() == 0:
-        import json
+    if dist.rank() != 0:
+        return
+    path = os.path.join(work_dir, f"surrogate-part{k}.pt")
+    key = json.loads(json.dumps(_surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan)))
+    if history is not None:
+        import io as _io
 
-        key = json.loads(json.dumps(_surrogate_key(config, checkpoint_epochs, seed, part, dataset)))
-        save_checkpoints(cks, os.path.join(work_dir, f"surrogate-part{k}.pt"), overwrite=True, meta={"key": key})
+        buf = _io.BytesIO()
+        np.savez_compressed(buf, **{f: getattr(history, f) for f in history.__dataclass_fields__})
+        write_bytes(path + ".history.npz", buf.getvalue(), overwrite=True)
+    save_checkpoints(cks, path, overwrite=True,
+                     meta={"key": key, "history": history is not None, "train_seconds": result.train_seconds,
+                           "callback_seconds": result.callback_seconds, "samples_seen": result.samples_seen})
+
+
+def _load_history(path):
+    from .methods.dynamics import History
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return History(**{f: z[f] for f in History.__dataclass_fields__})
+    except (OSError, ValueError, KeyError):
+        return None
+

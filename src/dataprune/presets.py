@@ -1,15 +1,20 @@
-"""Benchmark presets: the paper's settings for GPU users, small CPU settings for everyone.
+"""Benchmark presets and suites.
 
-A preset fills in every option of ``dataprune bench`` that the command line leaves unset.
+A preset fills in every option of ``dataprune bench`` that the command line leaves unset: the
+paper's settings for GPU users, small CPU settings for everyone. A suite is a list of
+settings (generated variants of the built-in data sets x architectures), each run as a grid
+into its own sub-folder, with one summary table over all of them.
 """
 
 from __future__ import annotations
 
+import fnmatch
+
 # Every registered baseline with the CPU presets (MoSo's variants are added by name where wanted).
-CPU_METHODS = ["moso", "random", "el2n", "grand", "forgetting", "aum", "aum+ccs", "entropy", "least_confidence",
-               "dynunc", "tdds", "herding", "kcenter", "moderate", "ssp"]
-PAPER_METHODS = ["moso", "random", "el2n", "grand", "forgetting", "aum", "aum+ccs", "entropy", "dynunc",
-                 "tdds", "herding", "kcenter", "moderate", "ssp"]
+CPU_METHODS = ["recommended", "moso", "random", "el2n", "grand", "forgetting", "aum", "aum+ccs", "entropy",
+               "least_confidence", "dynunc", "tdds", "dual", "herding", "kcenter", "moderate", "ssp"]
+PAPER_METHODS = ["recommended", "moso", "random", "el2n", "grand", "forgetting", "aum", "aum+ccs", "entropy",
+                 "dynunc", "tdds", "dual", "herding", "kcenter", "moderate", "ssp"]
 
 PRESETS: dict[str, dict] = {
     "mnist5k-cpu": dict(
@@ -34,8 +39,52 @@ PRESETS: dict[str, dict] = {
         image_size=64, checkpoints="even:10", methods=PAPER_METHODS, ratios=[0.3, 0.5, 0.7, 0.9], seeds=3),
 }
 
+# The generated variants of the robustness suite (load_dataset keywords; the test set is never touched).
+VARIANTS = {
+    "clean": {},
+    "sym20": {"label_noise": 0.2, "label_noise_kind": "symmetric"},
+    "sym40": {"label_noise": 0.4, "label_noise_kind": "symmetric"},
+    "pair20": {"label_noise": 0.2, "label_noise_kind": "pair"},
+    "pair40": {"label_noise": 0.4, "label_noise_kind": "pair"},
+    "lt10": {"imbalance": 10.0},
+    "lt50": {"imbalance": 50.0},
+}
+# The default and random against the best baselines of the earlier benches and DUAL, the cost anchor.
+ROBUSTNESS_METHODS = ["recommended", "random", "kcenter", "moderate", "aum+ccs", "forgetting", "tdds", "dual"]
+
+SUITES: dict[str, dict] = {
+    "robustness": dict(
+        about="recommended vs random vs the best baselines on mnist5k and digits: symmetric noise 0/20/40%, "
+              "pair-flip 20/40%, long tail 10:1 and 50:1, cnn and mlp, ratios 0.3-0.9, 3 seeds, 20% validation split",
+        datasets={"mnist5k": "mnist5k-cpu", "digits": "digits-cpu"}, models=["cnn", "mlp"], variants=VARIANTS,
+        methods=ROBUSTNESS_METHODS, ratios=[0.3, 0.5, 0.7, 0.9], seeds=[0, 1, 2], val_split=0.2),
+}
+
 
 def get_preset(name: str) -> dict:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
     return dict(PRESETS[name])
+
+
+def suite_settings(name: str, only=None) -> list[dict]:
+    """The settings of suite ``name`` (``only``: names or shell patterns, e.g. ``mnist5k-*-pair*``)."""
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; valid suites: {', '.join(SUITES)}")
+    suite = SUITES[name]
+    out = []
+    for dataset, preset in suite["datasets"].items():
+        for model in suite["models"]:
+            for variant, data in suite["variants"].items():
+                out.append({"name": f"{dataset}-{model}-{variant}", "preset": preset, "model": model,
+                            "data": {"dataset": dataset, "label_noise": 0.0, "label_noise_kind": "symmetric",
+                                     "imbalance": 1.0, **data},
+                            "methods": list(suite["methods"]), "ratios": list(suite["ratios"]),
+                            "seeds": list(suite["seeds"]), "val_split": suite.get("val_split", 0.0)})
+    if only:
+        picked = [s for s in out if any(fnmatch.fnmatch(s["name"], pat) for pat in only)]
+        unknown = [pat for pat in only if not any(fnmatch.fnmatch(s["name"], pat) for s in out)]
+        if unknown:
+            raise ValueError(f"--only {unknown} match no setting of suite {name!r}; e.g. {out[0]['name']}")
+        out = picked
+    return out

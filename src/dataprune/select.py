@@ -3,20 +3,36 @@
 ``ratio`` is always the pruning ratio, the fraction of samples *removed* (as in the
 pruning literature: ``ratio=0.7`` keeps 30%). The number kept is
 ``max(1, round((1 - ratio) * N))``.
+
+Every policy is in the :data:`POLICIES` registry with the options it takes and the
+per-sample *evidence* it reads (arrays a scoring method returns beside its scores:
+``probs``, ``gradnorm``, ``disagreement``, ``label_prob``). :func:`select` accepts any of
+the evidence names for any policy and uses those its policy needs, so
+``select(scores, r, policy=p, **evidence)`` works with whatever a method returned.
+:func:`selection` also returns what the policy estimated and decided.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Callable
+
 import numpy as np
 
-POLICIES = ("topk", "class_balanced", "random", "ccs", "noise_cutoff", "auto")
-POLICY_OPTIONS = {"ccs": {"beta", "strata", "hard", "per_class"},
-                  "noise_cutoff": {"evidence", "cutoff", "sampling", "strata"},
-                  "auto": {"evidence", "disagreement"}}
+EVIDENCE = ("probs", "gradnorm", "disagreement", "label_prob")
 SAMPLINGS = ("top", "stratified")
-# From this pruning ratio on, ``auto`` samples the trusted part of each class across score strata
+
+# The constants of the ``auto`` policy (the recommended default), fitted on validation splits
+# of mnist5k variants (benchmarks/fit_default.py; docs/when-does-moso-help.md says how):
+# From this pruning ratio on, the trusted part of each class is sampled across score strata
 # instead of keeping its top scores (coverage matters more than score once few samples remain).
 AUTO_STRATIFIED_FROM = 0.8
+# Class quotas follow (trusted class size) ** AUTO_ALPHA, capped at the class size: 1 keeps every
+# class's share, 0 equalises the counts (small classes kept whole first).
+AUTO_ALPHA = 0.5
+AUTO_STRATA = 10
+# How a label is judged wrong (see confident_noise).
+AUTO_NOISE_RULE = "confident"
 
 
 def _check(scores, ratio, labels, num_samples):
@@ -157,166 +173,53 @@ def noise_cutoff_indices(scores: np.ndarray, labels: np.ndarray, k: int, evidenc
     return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
 
 
-def auto_cutoff(disagreement: np.ndarray, ratio: float) -> float:
-    """The ``auto`` policy's per-class cutoff, from the training data alone.
-
-    ``rho`` = the share of samples whose given label the surrogate contradicts at a majority
-    of checkpoints (an estimate of the label-noise rate plus the surrogate's training error).
-    Up to a pruning ratio of 0.7 the cutoff is ``rho``: set aside about as many samples as
-    look mislabeled, no more (on clean data a larger cutoff costs accuracy, because it
-    removes informative hard samples). Between 0.7 and 0.9 it rises by 0.1: the smallest
-    subsets cannot afford atypical samples. With ``s = clip((ratio - 0.7) / 0.2, 0, 1)``::
-
-        cutoff = min(0.9 * ratio, rho + 0.1 * s)
-
-    The constants were set on ``mnist5k`` (see ``docs/when-does-moso-help.md``); ``digits``
-    was measured with them unchanged.
-    """
-    rho = estimated_noise_rate(disagreement)
-    s = min(1.0, max(0.0, (ratio - 0.7) / 0.2))
-    return float(min(0.9 * ratio, rho + 0.1 * s))
+NOISE_RULES = ("confident", "argmax", "calibrated", "none")
 
 
-def estimated_noise_rate(disagreement: np.ndarray) -> float:
-    """Share of samples whose label the surrogate contradicts at a majority of checkpoints."""
-    return float(np.mean(np.asarray(disagreement, dtype=np.float64) > 0.5))
+def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confident") -> dict:
+    """Which labels look wrong, from the surrogate's class probabilities ``probs`` (N, C).
 
-
-def auto_plan(disagreement: np.ndarray, ratio: float) -> dict:
-    """What ``policy="auto"`` does at this ratio: ``{"cutoff", "sampling", "estimated_noise"}``.
-
-    The cutoff is :func:`auto_cutoff`; the trusted samples are kept by top score below a
-    pruning ratio of ``AUTO_STRATIFIED_FROM`` (0.8) and sampled across score strata from it
-    on, where a top-k of the most typical samples would be redundant.
-    """
-    return {"cutoff": auto_cutoff(disagreement, ratio),
-            "sampling": "stratified" if ratio >= AUTO_STRATIFIED_FROM - 1e-12 else "top",
-            "estimated_noise": estimated_noise_rate(disagreement)}
-
-
-def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int = 0,
-           num_samples: int | None = None, **options) -> np.ndarray:
-    """Indices of the samples to keep, sorted, int64.
-
-    Parameters
-    ----------
-    scores : array, shape (N,)
-        Higher = keep. ``-inf`` is allowed (pruned first); NaN is an error.
-    ratio : float in [0, 1)
-        Fraction of samples removed.
-    labels : array of int, shape (N,), optional
-        Required by ``policy="class_balanced"``.
-    policy : "topk" | "class_balanced" | "random" | "ccs"
-        ``topk`` keeps the highest scores overall; ``class_balanced`` keeps the highest
-        scores within each class, the same share of every class (see
-        :func:`class_quotas` for how remainders are spread); ``random`` keeps a uniformly
-        random subset (scores ignored), seeded by ``seed``; ``ccs`` is coverage-centric
-        selection (:func:`ccs_indices`; options ``beta``, ``strata``, ``hard``, and
-        ``per_class=True`` to run it inside each class with class-balanced quotas);
-        ``noise_cutoff`` sets aside, per class, the ``cutoff`` fraction with the largest
-        ``evidence`` (e.g. the accumulated gradient norm) before a class-balanced top-k
-        (:func:`noise_cutoff_indices`; options ``cutoff``, ``evidence``, ``sampling`` "top" or
-        "stratified", ``strata``); ``auto`` is ``noise_cutoff`` with the cutoff and the sampling
-        derived from ``disagreement`` and the ratio (:func:`auto_plan`) -- the recommended
-        default with class-wise MoSo scores, which provide both arrays.
-    num_samples : int, optional
-        The dataset's length, checked against ``len(scores)``.
-
-    Examples
-    --------
-    >>> select([0.1, 0.9, 0.5, 0.3], ratio=0.5)
-    array([1, 2])
-    >>> select([0.1, 0.9, 0.5, 0.3], ratio=0.5, labels=[0, 0, 1, 1], policy="class_balanced")
-    array([1, 2])
-    """
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(POLICIES)}")
-    valid = POLICY_OPTIONS.get(policy, set())
-    unknown = set(options) - valid
-    if unknown:
-        raise TypeError(f"policy {policy!r} takes no option(s) {sorted(unknown)}"
-                        + (f"; valid: {sorted(valid)}" if valid else ""))
-    scores, ratio, labels = _check(scores, ratio, labels, num_samples)
-    n = len(scores)
-    k = num_kept(n, ratio)
-    rng = np.random.default_rng(seed)
-    if policy == "topk":
-        keep = _top(scores, k)
-    elif policy == "random":
-        keep = rng.choice(n, size=k, replace=False)
-    elif policy == "ccs":
-        per_class = options.pop("per_class", False)
-        if per_class:
-            if labels is None:
-                raise ValueError("policy='ccs' with per_class=True needs labels=")
-            keep = []
-            for c, q in class_quotas(labels, k).items():
-                members = np.flatnonzero(labels == c)
-                keep.append(members[ccs_indices(scores[members], q, rng=rng, **options)])
-            keep = np.concatenate(keep)
-        else:
-            keep = ccs_indices(scores, k, rng=rng, **options)
-    elif policy in ("noise_cutoff", "auto"):
-        if labels is None:
-            raise ValueError(f"policy={policy!r} needs labels=")
-        needed = {"noise_cutoff": ("evidence", "cutoff"), "auto": ("evidence", "disagreement")}[policy]
-        missing = [o for o in needed if options.get(o) is None]
-        if missing:
-            raise ValueError(f"policy={policy!r} needs {' and '.join(missing)}= (per-sample arrays from "
-                             "class-wise MoSo: dataprune.methods.moso_variants.classwise_score(..., return_aux=True))"
-                             if missing != ["cutoff"] else "policy='noise_cutoff' needs cutoff= (a fraction per class)")
-        for name in ("evidence", "disagreement"):
-            if name in options and np.shape(options[name]) != (n,):
-                raise ValueError(f"{name} has shape {np.shape(options[name])}; expected ({n},) like the scores")
-        if policy == "auto":
-            plan = auto_plan(options["disagreement"], ratio)
-        else:
-            plan = {"cutoff": float(options["cutoff"]), "sampling": options.get("sampling", "top")}
-        keep = noise_cutoff_indices(scores, labels, k, options["evidence"], plan["cutoff"],
-                                    sampling=plan["sampling"], strata=int(options.get("strata", 10)), rng=rng)
-    else:
-        if labels is None:
-            raise ValueError("policy='class_balanced' needs labels=")
-        keep = []
-        for c, q in class_quotas(labels, k).items():
-            members = np.flatnonzero(labels == c)
-            keep.append(members[_top(scores[members], q)])
-        keep = np.concatenate(keep)
-    return np.sort(keep).astype(np.int64)
-
-
-def confident_noise(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """Which labels look wrong, by confident learning (Northcutt et al., JAIR 2021), per class.
-
-    ``probs`` (N, C) are the surrogate's class probabilities (averaged over checkpoints). Class j's
+    ``rule="confident"`` is confident learning (Northcutt et al., JAIR 2021), per class: class j's
     threshold ``t_j`` is the mean probability of class j over the samples labelled j; a sample is
     confidently of class j when ``probs[i, j] >= t_j`` (the most probable such j when several), and
     *suspect* when that class is not its label. Thresholds per class make the estimate hold under
     class-dependent noise and imbalance: a rare class the model underfits gets a low threshold, so
-    its hard samples are not taken for mislabelled ones.
+    its hard samples are not taken for mislabelled ones. ``"argmax"``: suspect when the most
+    probable class is not the label; ``"calibrated"``: the same after dividing each class's
+    probability by its threshold; ``"none"``: nothing is suspect.
 
     Returns ``{"suspect": (N,) bool, "margin": (N,)`` probability of the label minus the largest other
-    probability (low = suspicious), ``"rate": {class: share of its samples suspect}``, ``"confident":
-    (N,)`` the confident class or -1}.
+    probability (low = suspicious), ``"rate": {class: share of its samples suspect}}``.
     """
+    if rule not in NOISE_RULES:
+        raise ValueError(f"unknown noise rule {rule!r}; valid: {', '.join(NOISE_RULES)}")
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     n, c = probs.shape
     if labels.shape != (n,):
         raise ValueError(f"probs has {n} rows but labels has shape {labels.shape}")
+    if labels.max(initial=0) >= c:
+        raise ValueError(f"labels go up to {labels.max()} but probs has only {c} classes")
     thresholds = np.full(c, np.inf)
     for j in np.unique(labels):
-        thresholds[j] = probs[labels == j, j].mean()
-    above = probs >= thresholds[None, :]
-    masked = np.where(above, probs, -np.inf)
-    confident = np.where(above.any(1), masked.argmax(1), -1)
-    suspect = (confident >= 0) & (confident != labels)
+        thresholds[j] = max(probs[labels == j, j].mean(), 1e-12)
+    if rule == "confident":
+        above = probs >= thresholds[None, :]
+        masked = np.where(above, probs, -np.inf)
+        confident = np.where(above.any(1), masked.argmax(1), -1)
+        suspect = (confident >= 0) & (confident != labels)
+    elif rule == "argmax":
+        suspect = probs.argmax(1) != labels
+    elif rule == "calibrated":
+        suspect = (probs / np.where(np.isfinite(thresholds), thresholds, 1.0)[None, :]).argmax(1) != labels
+    else:
+        suspect = np.zeros(n, bool)
     own = probs[np.arange(n), labels]
     others = probs.copy()
     others[np.arange(n), labels] = -np.inf
     margin = own - others.max(1)
     rate = {int(j): float(suspect[labels == j].mean()) for j in np.unique(labels)}
-    return {"suspect": suspect, "margin": margin, "rate": rate, "confident": confident}
+    return {"suspect": suspect, "margin": margin, "rate": rate}
 
 
 def waterfill_quotas(sizes: dict, k: int, alpha: float = 1.0) -> dict:
@@ -355,39 +258,215 @@ def waterfill_quotas(sizes: dict, k: int, alpha: float = 1.0) -> dict:
     return {int(c): int(q) for c, q in zip(classes, base)}
 
 
-def auto2_indices(scores, labels, k, *, probs, ratio, alpha=1.0, noise="cl", within="auto", strata=10,
-                  hard_cut=0.0, rng):
-    """Exploration form of the next ``auto`` policy (see benchmarks/fit_default.py)."""
+def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = None,
+                 stratified_from: float | None = None, strata: int = AUTO_STRATA, noise: str | None = None,
+                 within: str = "auto") -> tuple[np.ndarray, dict]:
+    """The ``auto`` policy (the recommended default): ``(kept indices, decisions)``.
+
+    1. *Labels that look wrong*: :func:`confident_noise` on the surrogate's class probabilities
+       ``probs`` (N, C) flags, per class, the samples it confidently puts in another class; they
+       are set aside (never more than the budget allows: the least suspicious come back first).
+    2. *Class quotas*: ``k`` is split over the classes' trusted samples by :func:`waterfill_quotas`
+       with exponent ``alpha`` (default :data:`AUTO_ALPHA`): small classes keep more than their
+       share, since a long-tailed training set still has to serve every class.
+    3. *Within a class*: below ratio ``stratified_from`` (default :data:`AUTO_STRATIFIED_FROM`)
+       the highest scores; from it on, an even sample across ``strata`` score strata.
+
+    ``decisions`` says what was estimated and done: the per-class noise estimate, how many samples
+    were set aside, the quotas and the sampling.
+    """
+    alpha = AUTO_ALPHA if alpha is None else float(alpha)
+    stratified_from = AUTO_STRATIFIED_FROM if stratified_from is None else float(stratified_from)
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
-    if noise == "cl":
-        info = confident_noise(probs, labels)
-        suspect, margin = info["suspect"], info["margin"]
-    else:
-        margin = np.zeros(len(labels))
-        suspect = np.zeros(len(labels), bool)
+    classes = np.unique(labels)
+    noise = AUTO_NOISE_RULE if noise is None else noise
+    info = confident_noise(probs, labels, noise)
+    suspect, margin, rate = info["suspect"], info["margin"], info["rate"]
     trusted = ~suspect
-    if hard_cut:
-        for c in np.unique(labels):
-            members = np.flatnonzero((labels == c) & trusted)
-            n_cut = int(np.floor(hard_cut * len(members)))
-            if n_cut:
-                trusted[members[np.argsort(margin[members], kind="stable")[:n_cut]]] = False
-    sizes = {int(c): int(((labels == c) & trusted).sum()) for c in np.unique(labels)}
+    sizes = {int(c): int(((labels == c) & trusted).sum()) for c in classes}
     quotas = waterfill_quotas(sizes, k, alpha)
+    sampling = "top" if ratio < stratified_from - 1e-12 else "stratified"
+    if within != "auto":
+        sampling = within
     keep = []
     for c, q in quotas.items():
         members = np.flatnonzero((labels == c) & trusted)
         if q == 0:
             continue
-        if within == "random":
+        if sampling == "random":
             keep.append(rng.choice(members, size=q, replace=False))
-        elif within == "top" or (within == "auto" and ratio < AUTO_STRATIFIED_FROM - 1e-12):
+        elif sampling == "top":
             keep.append(members[_top(scores[members], q)])
         else:
             keep.append(members[ccs_indices(scores[members], q, beta=0.0, strata=strata, rng=rng)])
     keep = np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
+    refilled = 0
     if len(keep) < k:   # fewer trusted samples than the budget: the least suspicious of the rest
         rest = np.setdiff1d(np.arange(len(labels)), keep)
-        keep = np.concatenate([keep, rest[np.argsort(-margin[rest], kind="stable")[:k - len(keep)]]])
-    return np.sort(keep).astype(np.int64)
+        extra = rest[np.argsort(-margin[rest], kind="stable")[:k - len(keep)]]
+        refilled = len(extra)
+        keep = np.concatenate([keep, extra])
+    decisions = {"estimated_noise": float(suspect.mean()),
+                 "estimated_noise_per_class": {int(c): round(float(r), 4) for c, r in rate.items()},
+                 "set_aside": int(suspect.sum()) - refilled, "set_aside_per_class":
+                 {int(c): int((suspect & (labels == c)).sum()) for c in classes},
+                 "quotas": quotas, "alpha": alpha, "noise_rule": noise, "sampling": sampling, "strata": strata if sampling ==
+                 "stratified" else None}
+    return keep, decisions
+
+
+@dataclass
+class Selection:
+    """Kept indices (sorted int64) and what the policy estimated and decided on the way."""
+
+    keep: np.ndarray
+    policy: str
+    decisions: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    name: str
+    fn: Callable              # (scores, k, ratio, labels, rng, evidence, **options) -> (keep, decisions)
+    summary: str
+    options: tuple = ()
+    evidence: tuple = ()      # evidence arrays it needs
+    needs_labels: bool = False
+
+
+def _topk(scores, k, ratio, labels, rng, evidence):
+    return _top(scores, k), {}
+
+
+def _random(scores, k, ratio, labels, rng, evidence):
+    return rng.choice(len(scores), size=k, replace=False), {}
+
+
+def _class_balanced(scores, k, ratio, labels, rng, evidence):
+    quotas = class_quotas(labels, k)
+    keep = [np.flatnonzero(labels == c)[_top(scores[labels == c], q)] for c, q in quotas.items()]
+    return np.concatenate(keep), {"quotas": quotas}
+
+
+def _ccs(scores, k, ratio, labels, rng, evidence, per_class=False, **options):
+    if not per_class:
+        return ccs_indices(scores, k, rng=rng, **options), {}
+    if labels is None:
+        raise ValueError("policy='ccs' with per_class=True needs labels=")
+    quotas = class_quotas(labels, k)
+    keep = []
+    for c, q in quotas.items():
+        members = np.flatnonzero(labels == c)
+        keep.append(members[ccs_indices(scores[members], q, rng=rng, **options)])
+    return np.concatenate(keep), {"quotas": quotas}
+
+
+def _noise_cutoff(scores, k, ratio, labels, rng, evidence, cutoff=None, sampling="top", strata=10):
+    if cutoff is None:
+        raise ValueError("policy='noise_cutoff' needs cutoff= (the fraction of each class set aside)")
+    keep = noise_cutoff_indices(scores, labels, k, evidence["gradnorm"], float(cutoff), sampling=sampling,
+                                strata=int(strata), rng=rng)
+    return keep, {"cutoff": float(cutoff), "sampling": sampling}
+
+
+def _auto(scores, k, ratio, labels, rng, evidence):
+    return auto_indices(scores, labels, k, probs=evidence["probs"], ratio=ratio, rng=rng)
+
+
+def _dual(scores, k, ratio, labels, rng, evidence, c_d=4.0):
+    from .methods.dual import beta_weights
+
+    w = beta_weights(evidence["label_prob"], scores, ratio, c_d=float(c_d))
+    return rng.choice(len(scores), size=k, replace=False, p=w / w.sum()), {"c_d": float(c_d)}
+
+
+POLICIES: dict[str, PolicySpec] = {p.name: p for p in [
+    PolicySpec("topk", _topk, "the highest scores overall"),
+    PolicySpec("class_balanced", _class_balanced, "the highest scores within each class, the same share of every "
+               "class", needs_labels=True),
+    PolicySpec("random", _random, "a uniformly random subset (scores ignored), seeded"),
+    PolicySpec("ccs", _ccs, "coverage-centric: drop the hardest beta, then sample evenly over score strata "
+               "(Zheng et al. 2023)", options=("beta", "strata", "hard", "per_class")),
+    PolicySpec("noise_cutoff", _noise_cutoff, "per class, set aside the cutoff share with the largest gradnorm, "
+               "then class-balanced top-k", options=("cutoff", "sampling", "strata"), evidence=("gradnorm",),
+               needs_labels=True),
+    PolicySpec("auto", _auto, "the recommended default: set aside the labels the surrogate confidently "
+               "contradicts (per class), quotas that favour small classes, top scores or score strata by ratio",
+               evidence=("probs",), needs_labels=True),
+    PolicySpec("dual", _dual, "DUAL's ratio-adaptive Beta sampling over the mean label probability "
+               "(Cho et al. 2025)", options=("c_d",), evidence=("label_prob",)),
+]}
+
+
+def policy_names() -> list[str]:
+    return list(POLICIES)
+
+
+def selection(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int = 0,
+              num_samples: int | None = None, **options) -> Selection:
+    """Like :func:`select`, and also what the policy estimated and decided (a :class:`Selection`)."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(POLICIES)}")
+    spec = POLICIES[policy]
+    evidence = {k: options.pop(k) for k in list(options) if k in EVIDENCE}
+    if "evidence" in options:          # the older name of noise_cutoff's gradient-norm evidence
+        evidence.setdefault("gradnorm", options.pop("evidence"))
+    unknown = set(options) - set(spec.options)
+    if unknown:
+        raise TypeError(f"policy {policy!r} takes no option(s) {sorted(unknown)}"
+                        + (f"; valid: {', '.join(spec.options)}" if spec.options else "")
+                        + f" (evidence arrays: {', '.join(EVIDENCE)})")
+    scores, ratio, labels = _check(scores, ratio, labels, num_samples)
+    n = len(scores)
+    if spec.needs_labels and labels is None:
+        raise ValueError(f"policy={policy!r} needs labels=")
+    missing = [e for e in spec.evidence if evidence.get(e) is None]
+    if missing:
+        raise ValueError(f"policy={policy!r} needs the per-sample evidence {', '.join(missing)}= that a scoring "
+                         f"method records beside its scores (e.g. method 'recommended' or 'moso_class' with "
+                         f"return_aux=True{'; dual: method dual' if 'label_prob' in missing else ''})")
+    for name in spec.evidence:
+        arr = np.asarray(evidence[name])
+        if arr.shape[:1] != (n,):
+            raise ValueError(f"{name} has shape {arr.shape}; expected ({n}, ...) like the scores")
+        evidence[name] = arr
+    k = num_kept(n, ratio)
+    keep, decisions = spec.fn(scores, k, ratio, labels, np.random.default_rng(seed), evidence, **options)
+    keep = np.sort(np.asarray(keep)).astype(np.int64)
+    return Selection(keep, policy, decisions)
+
+
+def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int = 0,
+           num_samples: int | None = None, **options) -> np.ndarray:
+    """Indices of the samples to keep, sorted, int64.
+
+    Parameters
+    ----------
+    scores : array, shape (N,)
+        Higher = keep. ``-inf`` is allowed (pruned first); NaN is an error.
+    ratio : float in [0, 1)
+        Fraction of samples removed.
+    labels : array of int, shape (N,), optional
+        Required by the class-aware policies.
+    policy : str
+        One of :data:`POLICIES` (``dataprune list`` prints them): ``topk``, ``class_balanced``
+        (the same share of every class, remainders by :func:`class_quotas`), ``random``,
+        ``ccs`` (options ``beta``, ``strata``, ``hard``, ``per_class``), ``noise_cutoff`` (options
+        ``cutoff``, ``sampling``, ``strata``; evidence ``gradnorm``), ``auto`` (the recommended
+        default, :func:`auto_indices`; evidence ``probs``), ``dual`` (evidence ``label_prob``).
+    **options
+        The policy's options, and any evidence arrays (``probs``, ``gradnorm``, ``disagreement``,
+        ``label_prob``); evidence a policy does not use is ignored.
+    num_samples : int, optional
+        The dataset's length, checked against ``len(scores)``.
+
+    Examples
+    --------
+    >>> select([0.1, 0.9, 0.5, 0.3], ratio=0.5)
+    array([1, 2])
+    >>> select([0.1, 0.9, 0.5, 0.3], ratio=0.5, labels=[0, 0, 1, 1], policy="class_balanced")
+    array([1, 2])
+    """
+    return selection(scores, ratio, labels=labels, policy=policy, seed=seed, num_samples=num_samples,
+                     **options).keep

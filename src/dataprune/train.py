@@ -7,8 +7,12 @@ DistributedDataParallel, each rank taking its share of every global batch.
 
 Callbacks are plain objects with any of these methods::
 
+    on_train_begin(*, model)                                 # before the first step
     on_batch_end(*, epoch, step, indices, logits, targets)   # indices: dataset positions
     on_epoch_end(*, epoch, model, lr)                        # weights after `epoch` epochs
+
+The time spent in callbacks is measured apart (``TrainResult.callback_seconds``), so the
+cost of training and of what is recorded along the way can be told apart.
 """
 
 from __future__ import annotations
@@ -69,7 +73,14 @@ class TrainResult:
     checkpoints: list[Checkpoint]
     history: list[dict] = field(default_factory=list)
     steps: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0              # wall time of the whole loop, callbacks included
+    callback_seconds: float = 0.0     # of which in callbacks
+    samples_seen: int = 0             # sample presentations (steps x batch), the unit of training cost
+
+    @property
+    def train_seconds(self) -> float:
+        """Wall time of training alone (the loop minus the callbacks)."""
+        return self.seconds - self.callback_seconds
 
 
 def cosine_lr(base_lr: float, epoch_index: int, total_epochs: int, min_lr: float = 0.0) -> float:
@@ -88,7 +99,7 @@ def _batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
 def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indices=None,
           reference_size: int | None = None, seed: int = 0, device=None,
           checkpoint_epochs=(), callbacks=(), num_workers: int = 0, progress: bool = False,
-          desc: str = "train", **overrides) -> TrainResult:
+          desc: str = "train", stop_after: int | None = None, **overrides) -> TrainResult:
     """Train ``model`` on ``dataset`` (or on ``dataset[indices]``) with the recipe ``config``.
 
     Parameters
@@ -103,7 +114,11 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
     checkpoint_epochs : iterable of int
         Epochs (1-based; 0 = initialisation) after which a :class:`Checkpoint` is kept.
     callbacks : iterable
-        Objects with ``on_batch_end`` / ``on_epoch_end`` (see module docstring).
+        Objects with ``on_train_begin`` / ``on_batch_end`` / ``on_epoch_end`` (see module docstring).
+    stop_after : int, optional
+        Train only the first ``stop_after`` epochs of the schedule (the learning rates are those
+        of the full ``epochs``-long schedule): an early segment of the same trajectory, as a cheap
+        surrogate. Its checkpoints equal the full run's at the same epochs.
     """
     cfg = (config or TrainConfig()).replace(**overrides)
     device = resolve_device(device)
@@ -121,9 +136,16 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         ref = reference_size or len(dataset)
         total_steps = cfg.epochs * len(_batches(np.arange(ref), cfg.batch_size))
         epochs = math.ceil(total_steps / batches_per_epoch)
-    bad = [e for e in checkpoint_epochs if not 0 <= e <= epochs]
+    last = epochs
+    if stop_after is not None:
+        if isinstance(stop_after, bool) or not isinstance(stop_after, (int, np.integer)) \
+                or not 1 <= stop_after <= epochs:
+            raise ValueError(f"stop_after must be an integer in [1, {epochs}] (the schedule's epochs), "
+                             f"got {stop_after!r}")
+        last = int(stop_after)
+    bad = [e for e in checkpoint_epochs if not 0 <= e <= last]
     if bad:
-        raise ValueError(f"checkpoint epochs {bad} are outside [0, {epochs}]")
+        raise ValueError(f"checkpoint epochs {bad} are outside [0, {last}]")
 
     model = model.to(device)
     net = dist_utils.wrap_ddp(model, device) if world > 1 else model
@@ -135,8 +157,19 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
     checkpoints, history = [], []
     if 0 in checkpoint_epochs:
         checkpoints.append(snapshot(model, cosine_lr(cfg.lr, 0, epochs, cfg.min_lr), 0))
-    step, t0 = 0, time.perf_counter()
-    bar = progress_bar(range(1, epochs + 1), desc=desc, enabled=progress and rank == 0, unit="epoch")
+    step, seen_total, t0 = 0, 0, time.perf_counter()
+    cb_time = [0.0]
+
+    def call(name, **kw):
+        for cb in callbacks:
+            fn = getattr(cb, name, None)
+            if fn is not None:
+                t = time.perf_counter()
+                fn(**kw)
+                cb_time[0] += time.perf_counter() - t
+
+    call("on_train_begin", model=model)
+    bar = progress_bar(range(1, last + 1), desc=desc, enabled=progress and rank == 0, unit="epoch")
     for epoch in bar:
         lr = cosine_lr(cfg.lr, epoch - 1, epochs, cfg.min_lr)
         for group in opt.param_groups:
@@ -163,9 +196,8 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
                 loss_sum += float(loss) * len(y)
                 correct += int((logits.argmax(1) == y).sum())
                 seen += len(y)
-            for cb in callbacks:
-                if hasattr(cb, "on_batch_end"):
-                    cb.on_batch_end(epoch=epoch, step=step, indices=idx, logits=logits.detach(), targets=y)
+            seen_total += len(batch)
+            call("on_batch_end", epoch=epoch, step=step, indices=idx, logits=logits.detach(), targets=y)
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss_sum / max(seen, 1)}); "
                                      f"lower the learning rate (now {cfg.lr})")
@@ -175,10 +207,8 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
             bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", acc=f"{history[-1]['train_acc']:.3f}")
         if epoch in checkpoint_epochs:
             checkpoints.append(snapshot(model, lr, epoch))
-        for cb in callbacks:
-            if hasattr(cb, "on_epoch_end"):
-                cb.on_epoch_end(epoch=epoch, model=model, lr=lr)
-    return TrainResult(model, checkpoints, history, step, time.perf_counter() - t0)
+        call("on_epoch_end", epoch=epoch, model=model, lr=lr)
+    return TrainResult(model, checkpoints, history, step, time.perf_counter() - t0, cb_time[0], seen_total)
 
 
 @torch.no_grad()

@@ -11,10 +11,27 @@ import torch
 
 
 def resolve_device(device=None) -> torch.device:
-    """``None`` means CUDA when available, else the CPU."""
+    """``None`` means CUDA when available, else the CPU. A device this PyTorch cannot use is a
+    ``ValueError`` that says why (a misspelled name, a CPU-only build, a missing GPU index)."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise ValueError(f"device {device!r} is not available: this PyTorch ({torch.__version__}, {build}) sees "
+                             "no CUDA GPU; use --device cpu (or install a CUDA build of PyTorch)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA GPU(s) visible")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} is not available on this machine; use --device cpu")
+    return dev
 
 
 def seed_everything(seed: int) -> None:
@@ -43,7 +60,8 @@ class _Quiet:
 
 def progress_bar(iterable=None, *, desc: str = "", enabled: bool = True, total=None, unit: str = "it"):
     """A tqdm bar on stderr, or a silent stand-in when ``enabled`` is False."""
-    if not enabled or os.environ.get("DATAPRUNE_QUIET"):
+    # Bars only on a terminal: redirected to a log they would fill it with carriage-return lines.
+    if not enabled or os.environ.get("DATAPRUNE_QUIET") or not sys.stderr.isatty():
         return _Quiet(iterable if iterable is not None else range(0))
     from tqdm.auto import tqdm
 

@@ -34,12 +34,16 @@ class _ArrayUnpickler(pickle.Unpickler):
 
     _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                 ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+                ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"),
+                # pickle protocol 5 rebuilds arrays from their raw buffer
+                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
 
     def find_class(self, module, name):
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch file")
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch file (only dicts, "
+                                     "lists, bytes and numpy arrays are read; re-save the batch as a dict of "
+                                     "numpy arrays and lists, e.g. with pickle.dump(batch, f, protocol=4))")
 
 
 def _read_batch(path: str) -> dict:

@@ -2,9 +2,10 @@
 
     score(model, checkpoints, dataset, **options) -> ndarray (N,) float64, higher = keep
 
-so one selector serves all. Methods that need more than checkpoints (forgetting events
-counted during training, say) also provide a training callback; the pipeline attaches it
-when it trains the surrogate. :func:`score` reaches every registered method by name.
+so one selector serves all. Methods that read the surrogate's training record (forgetting
+events, margins, label probabilities at every presentation) take ``history=``, which the
+pipeline records while it trains the surrogate. :func:`score` reaches every registered method
+by name.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..grads.terms import TermOptions
-from . import baseline, dynamics, geometry, gradnorm, moso, moso_variants, uncertainty
+from . import baseline, dual, dynamics, fused, geometry, gradnorm, moso, moso_variants, uncertainty
 from .common import finalize
 
 __all__ = ["MethodSpec", "METHODS", "get_method", "register", "method_names", "call_method", "score",
@@ -32,11 +33,13 @@ class MethodSpec:
     name: str
     fn: Callable
     summary: str
-    callback: Callable | None = None       # (dataset, checkpoint_epochs, **options) -> callback
     needs_checkpoints: bool = True
     defaults: dict = field(default_factory=dict)
-    aux: bool = False                      # fn(..., return_aux=True) -> (scores, {name: (N,) array})
+    aux: bool = False                      # fn(..., return_aux=True) -> (scores, {name: (N, ...) array})
     policy: str | None = None              # the selection policy this method is meant to be used with
+    history: bool = False                  # reads the surrogate's training record (fn(..., history=History))
+    fused: Callable | None = None          # (dataset, epochs) -> training callback with .result() -> (scores, aux)
+    plan: dict | None = None               # the method's own surrogate plan (pipeline.Plan fields), e.g. DUAL's
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -107,30 +110,31 @@ register(MethodSpec("moso_align", moso.score, "MoSo's first-order alignment sum_
                     defaults={"form": "alignment"}))
 register(MethodSpec("moso_last", moso.score, "MoSo over the classifier head only (closed form, fast)",
                     defaults={"params": "last_layer"}))
+def _fused(dataset, epochs):
+    return fused.FusedClasswise(dataset, epochs)
+
+
 register(MethodSpec("moso_class", moso_variants.classwise_score,
-                    "class-wise MoSo: alignment with the own class's mean gradient, self-term removed", aux=True))
+                    "class-wise MoSo: alignment with the own class's mean gradient, self-term removed", aux=True,
+                    fused=_fused))
 register(MethodSpec("moso_norm", moso_variants.normalized_score,
                     "class-wise MoSo per unit gradient norm (direction, not size)", aux=True))
 register(MethodSpec(RECOMMENDED, moso_variants.classwise_score,
-                    "the recommended default: class-wise MoSo scores + the `auto` policy", aux=True, policy="auto"))
+                    "the recommended default: class-wise MoSo scores + the `auto` policy", aux=True, policy="auto",
+                    fused=_fused))
 register(MethodSpec("random", baseline.random_scores, "uniform random scores: a random subset",
                     needs_checkpoints=False))
 register(MethodSpec("el2n", uncertainty.el2n_score, "EL2N, error L2-norm early in training (Paul et al. 2021)"))
 register(MethodSpec("grand", gradnorm.grand_score, "GraNd, per-sample gradient norm early in training (Paul et al. 2021)"))
-
-
-def _recorded(fn):
-    return lambda dataset, checkpoint_epochs, **options: dynamics.HistoryCallback(fn, dataset, **options)
-
-
 register(MethodSpec("forgetting", dynamics.forgetting_score, "forgetting events during training (Toneva et al. 2019)",
-                    callback=_recorded(dynamics.forgetting_score)))
-register(MethodSpec("aum", dynamics.aum_score, "area under the margin, as -AUM (Pleiss et al. 2020)",
-                    callback=_recorded(dynamics.aum_score)))
+                    history=True))
+register(MethodSpec("aum", dynamics.aum_score, "area under the margin, as -AUM (Pleiss et al. 2020)", history=True))
 register(MethodSpec("dynunc", dynamics.dynunc_score, "dynamic uncertainty over training windows (He et al. 2023)",
-                    callback=_recorded(dynamics.dynunc_score)))
-register(MethodSpec("tdds", dynamics.tdds_score, "temporal dual-depth scoring (Zhang et al. 2024)",
-                    callback=_recorded(dynamics.tdds_score)))
+                    history=True))
+register(MethodSpec("tdds", dynamics.tdds_score, "temporal dual-depth scoring (Zhang et al. 2024)", history=True))
+register(MethodSpec("dual", dual.dual_score, "DUAL: difficulty x uncertainty from early training only, with its "
+                    "Beta sampling (Cho et al. 2025)", aux=True, history=True, policy="dual",
+                    plan={"name": "dual", "segment": dual.SEGMENT, "min_epochs": dual.MIN_EPOCHS}))
 register(MethodSpec("entropy", uncertainty.entropy_score, "predictive entropy at the last checkpoint"))
 register(MethodSpec("least_confidence", uncertainty.least_confidence_score, "1 - max probability at the last checkpoint"))
 register(MethodSpec("margin", uncertainty.margin_score, "minus the top-2 probability margin at the last checkpoint"))

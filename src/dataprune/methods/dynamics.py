@@ -240,14 +240,3 @@ def tdds_score(model, checkpoints, dataset, *, window: int = 10, decay: float = 
     :func:`temporal_dual_depth`."""
     h = _history(model, checkpoints, dataset, history, batch_size, device, num_workers)
     return finalize(orient(temporal_dual_depth(h.change, window, decay), keep), [], method="tdds")
-
-
-class HistoryCallback(DynamicsRecorder):
-    """A recorder that turns into one method's scores after training (used by the pipeline)."""
-
-    def __init__(self, fn, dataset, **options):
-        super().__init__(len(dataset))
-        self.fn, self.dataset, self.options = fn, dataset, options
-
-    def scores(self) -> np.ndarray:
-        return self.fn(None, [], self.dataset, history=self.history(), **self.options)

@@ -3,6 +3,8 @@ ends in an ``nn.Linear`` classifier (``model.fc``) whose input is the penultimat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch.nn as nn
 
 from .resnet import ResNet, resnet18, resnet50
@@ -33,4 +35,17 @@ def build_model(name: str, num_classes: int, input_shape) -> nn.Module:
     return MODELS[name](num_classes, tuple(input_shape))
 
 
-__all__ = ["MODELS", "build_model", "MLP", "SmallCNN", "ResNet", "mlp", "cnn", "resnet18", "resnet50"]
+@dataclass(frozen=True)
+class ModelFactory:
+    """``ModelFactory("cnn", 10, (1, 28, 28))()`` builds a fresh model: a picklable model constructor
+    (worker processes of ``dataprune bench --jobs N`` build their models with it)."""
+
+    name: str
+    num_classes: int
+    input_shape: tuple
+
+    def __call__(self) -> nn.Module:
+        return build_model(self.name, self.num_classes, self.input_shape)
+
+
+__all__ = ["MODELS", "build_model", "ModelFactory", "MLP", "SmallCNN", "ResNet", "mlp", "cnn", "resnet18", "resnet50"]

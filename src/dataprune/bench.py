@@ -1,0 +1,579 @@
+"""The experiment grid: methods x pruning ratios x seeds, every subset retrained from scratch.
+
+:func:`run_grid` scores once per method and seed, prunes at every ratio, retrains, and
+writes each finished cell to ``results.csv`` as it goes, so an interrupted run resumes where
+it stopped; a folder can be extended with more methods, ratios or seeds (the saved
+surrogates, scores and full-data runs are reused), and folders run apart (by seed, on
+several machines) are merged with :func:`merge_runs`.
+
+Work units (one surrogate + its scores per seed and plan; one retraining per cell) run in
+``jobs`` worker processes, each with ``threads`` compute threads. A unit's result depends on
+its seed and settings only, never on how many run at once, so a table is the same with
+``jobs=1`` or ``jobs=8``.
+
+Every row records the pruning cost of its method (surrogate training and scoring, in
+seconds, and as ``cost_fraction`` of the full-data training run measured in the same
+grid), the share of mislabelled samples it kept when the labels were made noisy, and test
+(and validation) accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import io
+from .data import get_targets
+from .methods import get_method
+from .pipeline import FULL, Plan, choose_plan
+from .select import POLICIES, selection
+from .train import TrainConfig
+
+RESULT_COLUMNS = ["method", "policy", "plan", "ratio", "seed", "n_kept", "test_acc", "test_bacc", "val_acc",
+                  "val_bacc", "kept_mislabelled", "prune_seconds", "cost_fraction", "train_seconds",
+                  "retrain_budget", "epochs", "steps"]
+# Keys of run.json that a run may extend (everything else must match to resume or add to a folder);
+# per-method and per-policy options merge, as long as no option is given two values.
+GRID_KEYS = ("methods", "ratios", "seeds", "full", "options", "policy_options")
+
+
+@dataclass
+class GridSpec:
+    """Everything that determines a grid's results (stored as ``run.json``)."""
+
+    dataset: str
+    model: str
+    methods: list[str]
+    ratios: list[float]
+    seeds: list[int]
+    surrogate: dict
+    retrain: dict
+    checkpoint_epochs: list[int]
+    policy: str = "class_balanced"                     # for entries without a "+policy" suffix
+    partitions: int = 1
+    label_noise: float = 0.0
+    options: dict = field(default_factory=dict)        # per scoring method: extra keyword options
+    policy_options: dict = field(default_factory=dict)  # per policy: extra keyword options (e.g. ccs beta)
+    data: dict = field(default_factory=dict)           # load_dataset keywords (variant, root, val split)
+    full: bool = True                                  # retrain on all the training data too
+    threads: int = 1                                   # compute threads per work unit (changes the numbers)
+
+    def settings(self) -> dict:
+        """What must match for two runs to share a folder."""
+        return {k: v for k, v in json.loads(json.dumps(asdict(self))).items() if k not in GRID_KEYS}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row label of the grid: ``METHOD[+POLICY][@BUDGET]``."""
+
+    text: str
+    method: str
+    policy: str
+    budget: float | None = None
+
+
+def parse_entry(entry: str, default_policy: str = "class_balanced") -> Entry:
+    """``"aum+ccs"`` -> aum with policy ccs; ``"recommended@0.25"`` -> the recommended default on a
+    budget of 0.25 training runs; a method's own policy (``recommended``: auto; ``dual``: dual)
+    applies when no ``+POLICY`` is given, else ``default_policy``."""
+    text = entry.strip()
+    rest, _, budget = text.partition("@")
+    method, _, policy = rest.partition("+")
+    spec = get_method(method)
+    if budget:
+        try:
+            value = float(budget)
+        except ValueError:
+            raise ValueError(f"{text!r}: the budget after @ must be a number (a fraction of one training run), "
+                             f"got {budget!r}") from None
+        if not value > 0:
+            raise ValueError(f"{text!r}: the budget must be > 0")
+    policy = policy or spec.policy or default_policy
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r} in {text!r}; valid: {', '.join(POLICIES)}")
+    return Entry(text, method, policy, float(budget) if budget else None)
+
+
+def entry_plan(entry: Entry, spec: GridSpec) -> Plan:
+    """The plan that buys an entry's scores: its budget's, the method's own (DUAL), or the full one."""
+    method = get_method(entry.method)
+    if entry.budget is not None:
+        return choose_plan(entry.budget, spec.surrogate["epochs"], spec.checkpoint_epochs,
+                           fused_ok=method.fused is not None)
+    if method.plan:
+        return Plan(**method.plan)
+    return FULL
+
+
+def validate(spec: GridSpec) -> list[Entry]:
+    """Every check that can fail before any training: entries, policies, options, plans, evidence."""
+    if not spec.methods:
+        raise ValueError("no methods to compare")
+    entries = [parse_entry(m, spec.policy) for m in spec.methods]
+    dupes = sorted({e.text for e in entries if [x.text for x in entries].count(e.text) > 1})
+    if dupes:
+        raise ValueError(f"methods listed twice: {dupes}")
+    names = {e.method for e in entries}
+    for method, opts in spec.options.items():
+        if method not in names:
+            raise ValueError(f"--set names method {method!r}, which is not in the grid ({', '.join(sorted(names))})")
+        get_method(method).check_options(opts)
+    for policy, opts in spec.policy_options.items():
+        if policy not in POLICIES:
+            raise ValueError(f"--policy-set names unknown policy {policy!r}; valid: {', '.join(POLICIES)}")
+        unknown = set(opts) - set(POLICIES[policy].options)
+        if unknown:
+            raise ValueError(f"policy {policy!r} has no option(s) {sorted(unknown)}; valid: "
+                             f"{', '.join(POLICIES[policy].options) or 'none'}")
+    for e in entries:
+        plan = entry_plan(e, spec)
+        method = get_method(e.method)
+        needs = POLICIES[e.policy].evidence
+        if "label_prob" in needs and e.method != "dual":
+            raise ValueError(f"{e.text!r}: policy {e.policy!r} needs DUAL's label probabilities; use it with "
+                             "method dual")
+        if plan.fused and method.fused is None:
+            raise ValueError(f"{e.text!r}: plan {plan.name!r} scores inside training, which {e.method!r} cannot do")
+    return entries
+
+
+# ------------------------------------------------------------- results I/O --
+
+
+def read_results(path: str) -> list[dict]:
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["ratio"] = float(r["ratio"])
+        r["seed"] = int(r["seed"])
+        for k in ("test_acc", "test_bacc", "val_acc", "val_bacc", "kept_mislabelled", "prune_seconds",
+                  "cost_fraction", "train_seconds"):
+            r[k] = float(r[k]) if r.get(k) not in (None, "") else float("nan")
+    return rows
+
+
+def write_results(path: str, rows: list[dict], order: list[str] | None = None) -> None:
+    """Rows sorted by (method in ``order``, ratio, seed): the same file whatever order cells finished in."""
+    rank = {m: i for i, m in enumerate(["full"] + list(order or []))}
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in sorted(rows, key=lambda r: (rank.get(r["method"], len(rank)), r["method"], float(r["ratio"]),
+                                         int(r["seed"]))):
+        w.writerow({k: _fmt(r.get(k)) for k in RESULT_COLUMNS})
+    io.write_bytes(path, buf.getvalue().encode(), overwrite=True)
+
+
+def _fmt(v):
+    if isinstance(v, (float, np.floating)):
+        return "" if v != v else f"{float(v):.6g}"
+    return "" if v is None else v
+
+
+# ------------------------------------------------------------- work units --
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(split, make_model, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER.update(split=split, make_model=make_model)
+
+
+def _score_unit(methods, plan, spec_dict, seed, work_dir, device, batch_size, options, evidence_for):
+    """Train the surrogate of ``plan`` for ``seed`` and score it with ``methods`` (in a worker)."""
+    from .pipeline import surrogate_scores
+
+    spec = GridSpec(**spec_dict)
+    split, make_model = _WORKER["split"], _WORKER["make_model"]
+    run = surrogate_scores(methods, split.train, make_model, config=TrainConfig(**spec.surrogate),
+                           checkpoint_epochs=spec.checkpoint_epochs, plan=plan, partitions=spec.partitions,
+                           seed=seed, device=device, batch_size=batch_size, options=options,
+                           work_dir=work_dir, evidence_for=evidence_for)
+    return {"scores": run.scores, "aux": run.aux, "seconds": run.seconds,
+            "surrogate_cost": {m: run.surrogate_cost(m) for m in run.scores},
+            "surrogate_seconds": run.surrogate_seconds, "recorded_seconds": run.recorded_seconds,
+            "full_seconds_estimate": run.full_seconds_estimate,
+            "checkpoints": [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part],
+            "epochs_trained": plan.epochs(spec.surrogate["epochs"])}
+
+
+def _retrain_unit(keep, seed, retrain_cfg, device, desc):
+    from .evaluate import retrain
+
+    split, make_model = _WORKER["split"], _WORKER["make_model"]
+    res = retrain(make_model, split.train, split.test, keep, config=TrainConfig(**retrain_cfg), seed=seed,
+                  device=device, desc=desc, val_set=split.val)
+    return res
+
+
+class _Runner:
+    """Runs units inline (jobs=1) or in worker processes; either way each unit sees ``threads`` threads."""
+
+    def __init__(self, jobs, split, make_model, threads):
+        self.jobs = jobs
+        self.threads = threads
+        self.pool = None
+        if jobs > 1:
+            import multiprocessing
+            import pickle
+
+            try:
+                pickle.dumps(make_model)
+            except Exception as exc:
+                raise ValueError(f"jobs={jobs} runs units in worker processes, which needs a picklable model "
+                                 f"constructor (e.g. dataprune.models.ModelFactory), not {make_model!r} ({exc}); "
+                                 "or use jobs=1") from None
+            self.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_init_worker, initargs=(split, make_model, threads))
+        else:
+            _WORKER.update(split=split, make_model=make_model)
+
+    def submit(self, fn, *args) -> Future:
+        if self.pool is not None:
+            return self.pool.submit(fn, *args)
+        import torch
+
+        fut: Future = Future()
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            fut.set_exception(exc)
+        finally:
+            torch.set_num_threads(before)
+        return fut
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+# ------------------------------------------------------------------ grid --
+
+
+def _open_folder(spec: GridSpec, out_dir: str, force: bool) -> tuple[GridSpec, list[dict]]:
+    """run.json and results.csv of ``out_dir``: refuse other settings, extend the grid, or start over."""
+    os.makedirs(out_dir, exist_ok=True)
+    run_path = os.path.join(out_dir, "run.json")
+    want = json.loads(json.dumps(asdict(spec)))
+    rows: list[dict] = []
+    if os.path.isfile(run_path) and not force:
+        have = io.read_json(run_path)
+        have_settings = {k: v for k, v in have.items() if k not in GRID_KEYS}
+        diff = sorted(k for k in set(have_settings) | set(spec.settings())
+                      if have_settings.get(k) != spec.settings().get(k))
+        if diff:
+            raise ValueError(f"{out_dir} holds a run with different settings ({', '.join(diff)}); use another "
+                             "--out folder, or --force to start over there")
+        rows = read_results(os.path.join(out_dir, "results.csv"))
+        for key in ("options", "policy_options"):
+            want[key] = _merge_options(have.get(key, {}), want[key], key, out_dir)
+        # The folder's grid grows: earlier methods, ratios and seeds stay in the table.
+        want["methods"] = list(dict.fromkeys(have.get("methods", []) + spec.methods))
+        want["ratios"] = sorted(set(have.get("ratios", [])) | set(spec.ratios))
+        want["seeds"] = sorted(set(have.get("seeds", [])) | set(spec.seeds))
+        want["full"] = bool(have.get("full", True)) or spec.full
+    io.write_json(run_path, want, overwrite=True)
+    return spec, rows
+
+
+def _merge_options(have: dict, new: dict, what: str, where: str) -> dict:
+    out = {k: dict(v) for k, v in have.items()}
+    for name, opts in new.items():
+        for k, v in opts.items():
+            if k in out.get(name, {}) and out[name][k] != v:
+                raise ValueError(f"{where} ran {name} with {k}={out[name][k]!r}, this run asks for {v!r} "
+                                 f"({what}); use another --out folder, or --force to start over there")
+            out.setdefault(name, {})[k] = v
+    return out
+
+
+def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = None, *, device=None,
+             batch_size: int = 256, jobs: int = 1, progress: bool = False, force: bool = False,
+             log: Callable[[str], None] = lambda s: None, cell_log: Callable[[str], None] | None = None) -> list[dict]:
+    """Score once per method, plan and seed, prune at every ratio, retrain, collect test accuracy.
+
+    With ``out_dir``, writes ``run.json`` (the settings), ``results.csv`` after every finished
+    cell, ``surrogates/``, ``scores/<entry>-seed<s>.npy`` and ``indices/<entry>-r<ratio>-seed<s>.npy``
+    with JSON sidecars, ``results.md`` and the plots. Re-running skips finished cells; new methods,
+    ratios or seeds with the same settings extend the folder; other settings are refused unless
+    ``force`` (which starts over). ``cell_log`` gets one line per finished cell.
+    """
+    entries = validate(spec)
+    rows: list[dict] = []
+    if out_dir is not None:
+        if force:
+            import shutil
+
+            for sub in ("scores", "indices", "surrogates", "results.csv"):
+                path = os.path.join(out_dir, sub)
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                elif os.path.isfile(path):
+                    os.remove(path)
+        spec, rows = _open_folder(spec, out_dir, force)
+        merged = io.read_json(os.path.join(out_dir, "run.json"))
+        spec.options, spec.policy_options = merged["options"], merged["policy_options"]
+    cell_log = cell_log or log
+    done = {(r["method"], float(r["ratio"]), int(r["seed"])) for r in rows}
+    targets = get_targets(split.train)
+    fingerprint = io.dataset_fingerprint(split.train, targets)
+    flipped = getattr(split, "flipped", None)
+    order = [e.text for e in entries]
+    folder_methods = order
+    if out_dir is not None:
+        folder_methods = io.read_json(os.path.join(out_dir, "run.json"))["methods"]
+
+    def save():
+        if out_dir is not None:
+            write_results(os.path.join(out_dir, "results.csv"), rows, folder_methods)
+
+    # Which scores each seed needs: one unit per (plan, seed), all its methods together.
+    groups: dict[tuple, dict] = {}
+    for seed in spec.seeds:
+        for e in entries:
+            if all((e.text, float(r), seed) in done for r in spec.ratios):
+                continue
+            plan = entry_plan(e, spec)
+            g = groups.setdefault((plan, seed), {"methods": [], "evidence": set(), "entries": []})
+            if e.method not in g["methods"]:
+                g["methods"].append(e.method)
+            if POLICIES[e.policy].evidence and e.method != "dual":
+                g["evidence"].add(e.method)
+            g["entries"].append(e)
+    runner = _Runner(jobs, split, make_model, spec.threads)
+    pending: dict[Future, tuple] = {}
+    full_seconds: dict[int, float] = {int(r["seed"]): r["train_seconds"] for r in rows if r["method"] == "full"}
+    score_cache: dict[tuple, dict] = {}
+    total_cells = sum(len(g["entries"]) for g in groups.values()) * len(spec.ratios) + \
+        sum(1 for s in spec.seeds if spec.full and ("full", 0.0, s) not in done)
+    finished = [0]
+    t_start = time.perf_counter()
+    try:
+        for seed in spec.seeds:
+            if spec.full and ("full", 0.0, seed) not in done:
+                fut = runner.submit(_retrain_unit, None, seed, spec.retrain, device, "full data")
+                pending[fut] = ("full", seed)
+        for (plan, seed), g in groups.items():
+            loaded = _load_scores(out_dir, plan, seed, g["methods"], g["evidence"], fingerprint)
+            if loaded is not None:
+                score_cache[(plan, seed)] = loaded
+                continue
+            log(f"[seed {seed}] training the surrogate ({plan.describe(spec.surrogate['epochs'], spec.checkpoint_epochs)}) "
+                f"and scoring: {', '.join(g['methods'])}")
+            work_dir = None if out_dir is None else os.path.join(out_dir, "surrogates", f"{plan.name}-seed{seed}")
+            fut = runner.submit(_score_unit, g["methods"], plan, asdict(spec), seed, work_dir, device, batch_size,
+                                spec.options, sorted(g["evidence"]))
+            pending[fut] = ("score", plan, seed)
+        # Cells whose scores are already there.
+        for key, res in list(score_cache.items()):
+            _submit_cells(runner, pending, groups[key], res, key, spec, targets, fingerprint, out_dir, device,
+                          done)
+        while pending:
+            finished_now, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in finished_now:
+                what = pending.pop(fut)
+                res = fut.result()
+                if what[0] == "full":
+                    seed = what[1]
+                    full_seconds[seed] = res["train_seconds"]
+                    rows.append({"method": "full", "policy": "", "plan": "", "ratio": 0.0, "seed": seed,
+                                 "prune_seconds": 0.0, "cost_fraction": 0.0, "retrain_budget": res["budget"],
+                                 "kept_mislabelled": _kept_share(flipped, None), **res})
+                    save()
+                    finished[0] += 1
+                    cell_log(f"  [{finished[0]}/{total_cells}] full data, seed {seed}: test accuracy "
+                             f"{res['test_acc']:.4f}")
+                elif what[0] == "score":
+                    _, plan, seed = what
+                    if out_dir is not None:
+                        _save_scores(out_dir, plan, seed, res, spec, fingerprint)
+                    log(f"  [seed {seed}] {plan.name}: surrogate {res['surrogate_seconds']:.1f}s; scoring " +
+                        ", ".join(f"{m} {res['seconds'][m]:.1f}s" for m in res["scores"]))
+                    score_cache[(plan, seed)] = res
+                    _submit_cells(runner, pending, groups[(plan, seed)], res, (plan, seed), spec, targets,
+                                  fingerprint, out_dir, device, done)
+                else:
+                    _, e, ratio, seed, keep, plan, decisions = what
+                    sres = score_cache[(plan, seed)]
+                    prune = sres["surrogate_cost"][e.method] + sres["seconds"][e.method]
+                    full = full_seconds.get(seed) or _mean(full_seconds.values()) or sres["full_seconds_estimate"]
+                    rows.append({"method": e.text, "policy": e.policy, "plan": plan.name, "ratio": float(ratio),
+                                 "seed": seed, "prune_seconds": prune, "cost_fraction": prune / full if full else
+                                 float("nan"), "retrain_budget": res["budget"],
+                                 "kept_mislabelled": _kept_share(flipped, keep), "_new": True, **res})
+                    save()
+                    finished[0] += 1
+                    cell_log(f"  [{finished[0]}/{total_cells}] {e.text} r={ratio:g} seed {seed}: kept {res['n_kept']}, "
+                             f"test accuracy {res['test_acc']:.4f}, pruning cost {rows[-1]['cost_fraction']:.2f} "
+                             f"of a training run ({time.perf_counter() - t_start:.0f}s)")
+    finally:
+        runner.close()
+    _fix_costs(rows, full_seconds)
+    if out_dir is not None:
+        save()
+        from .report import write_grid_report
+
+        write_grid_report(out_dir, read_results(os.path.join(out_dir, "results.csv")),
+                          io.read_json(os.path.join(out_dir, "run.json")))
+    return rows
+
+
+def _mean(values):
+    values = [v for v in values if v == v]
+    return float(np.mean(values)) if values else None
+
+
+def _fix_costs(rows, full_seconds):
+    """Cells that finished before their seed's full-data run had an estimate; use the measurement."""
+    for r in rows:
+        if r.pop("_new", False) and r.get("prune_seconds") == r.get("prune_seconds"):
+            full = full_seconds.get(int(r["seed"])) or _mean(full_seconds.values())
+            if full:
+                r["cost_fraction"] = r["prune_seconds"] / full
+
+
+def _kept_share(flipped, keep):
+    if flipped is None:
+        return float("nan")
+    flipped = np.asarray(flipped, bool)
+    return float(flipped.mean() if keep is None else flipped[keep].mean())
+
+
+def _submit_cells(runner, pending, group, res, key, spec, targets, fingerprint, out_dir, device, done):
+    plan, seed = key
+    for e in group["entries"]:
+        aux = res["aux"].get(e.method, {})
+        popts = dict(spec.policy_options.get(e.policy, {}))
+        evidence = {k: v for k, v in aux.items()}
+        for ratio in spec.ratios:
+            if (e.text, float(ratio), seed) in done:
+                continue
+            sel = selection(res["scores"][e.method], ratio, labels=targets, policy=e.policy, seed=seed,
+                            **popts, **evidence)
+            if out_dir is not None:
+                io.save_array(os.path.join(out_dir, "indices", f"{_safe(e.text)}-r{ratio:g}-seed{seed}.npy"),
+                              sel.keep, {"kind": "indices", "method": e.method, "entry": e.text, "ratio": ratio,
+                                         "policy": e.policy, "policy_options": popts, "plan": plan.name,
+                                         "decisions": sel.decisions, "seed": seed, "dataset": spec.dataset,
+                                         "data": spec.data, "fingerprint": fingerprint}, overwrite=True)
+            fut = runner.submit(_retrain_unit, sel.keep, seed, spec.retrain, device, f"{e.text} r={ratio:g}")
+            pending[fut] = ("cell", e, ratio, seed, sel.keep, plan, sel.decisions)
+
+
+def _safe(text: str) -> str:
+    return text.replace("/", "_")
+
+
+def _score_path(out_dir, plan, method, seed):
+    tag = method if plan == FULL else f"{method}@{plan.name}"
+    return os.path.join(out_dir, "scores", f"{tag}-seed{seed}.npy")
+
+
+def _save_scores(out_dir, plan, seed, res, spec, fingerprint):
+    for m, scores in res["scores"].items():
+        path = _score_path(out_dir, plan, m, seed)
+        meta = {"kind": "scores", "method": m, "seed": seed, "dataset": spec.dataset, "data": spec.data,
+                "model": spec.model, "options": spec.options.get(m, {}), "surrogate": spec.surrogate,
+                "partitions": spec.partitions, "plan": asdict(plan), "checkpoints": res["checkpoints"],
+                "seconds": res["seconds"][m], "surrogate_seconds": res["surrogate_seconds"],
+                "surrogate_cost": res["surrogate_cost"][m],
+                "recorded_seconds": res["recorded_seconds"], "full_seconds_estimate": res["full_seconds_estimate"],
+                "fingerprint": fingerprint, "higher_is": "keep"}
+        if res["aux"].get(m):
+            meta["aux"] = io.save_aux(path, res["aux"][m])
+        io.save_array(path, scores, meta, overwrite=True)
+
+
+def _load_scores(out_dir, plan, seed, methods, evidence_for, fingerprint):
+    """Every method's scores of a (plan, seed) unit from the folder, or None when one is missing."""
+    if out_dir is None:
+        return None
+    res = {"scores": {}, "aux": {}, "seconds": {}, "surrogate_seconds": 0.0, "recorded_seconds": 0.0,
+           "full_seconds_estimate": float("nan")}
+    for m in methods:
+        path = _score_path(out_dir, plan, m, seed)
+        if not os.path.isfile(path):
+            return None
+        arr, meta = io.load_array(path)
+        io.check_fingerprint(meta.get("fingerprint"), fingerprint, path)
+        aux = io.load_aux(path, meta) if meta.get("aux") else {}
+        if m in evidence_for and "probs" not in aux:
+            return None          # scored earlier without the evidence a policy now needs
+        res["scores"][m], res["seconds"][m], res["aux"][m] = arr, float(meta.get("seconds", 0.0)), aux
+        res.setdefault("surrogate_cost", {})[m] = float(meta.get("surrogate_cost", meta.get("surrogate_seconds", 0.0)))
+        res["surrogate_seconds"] = float(meta.get("surrogate_seconds", 0.0))
+        res["recorded_seconds"] = float(meta.get("recorded_seconds", 0.0))
+        res["full_seconds_estimate"] = float(meta.get("full_seconds_estimate", float("nan")))
+    return res
+
+
+# ----------------------------------------------------------------- merge --
+
+
+def merge_runs(folders: list[str], out_dir: str, *, force: bool = False) -> list[dict]:
+    """One folder from several runs of the same settings (e.g. seeds run on different machines).
+
+    Settings must match; rows are united (a cell present in two folders must agree); scores,
+    indices and surrogates are copied. Writes run.json, results.csv, results.md and the plots.
+    """
+    import shutil
+
+    if len(folders) < 2:
+        raise ValueError("merge needs at least two bench folders")
+    runs = []
+    for f in folders:
+        path = os.path.join(f, "run.json")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{f} is not a bench folder (no run.json)")
+        runs.append(io.read_json(path))
+    base = {k: v for k, v in runs[0].items() if k not in GRID_KEYS}
+    for f, r in zip(folders[1:], runs[1:], strict=True):
+        other = {k: v for k, v in r.items() if k not in GRID_KEYS}
+        diff = sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k))
+        if diff:
+            raise ValueError(f"{f} was run with other settings than {folders[0]} ({', '.join(diff)}); only runs "
+                             "that differ in methods, ratios or seeds can be merged")
+    if os.path.exists(os.path.join(out_dir, "run.json")) and not force:
+        raise io.OutputExistsError(os.path.join(out_dir, "run.json"), "merge into a new folder, or pass --force")
+    merged = dict(runs[0])
+    merged["methods"] = list(dict.fromkeys(m for r in runs for m in r["methods"]))
+    merged["ratios"] = sorted({x for r in runs for x in r["ratios"]})
+    merged["seeds"] = sorted({x for r in runs for x in r["seeds"]})
+    merged["full"] = any(r.get("full", True) for r in runs)
+    cells: dict[tuple, dict] = {}
+    for f in folders:
+        for row in read_results(os.path.join(f, "results.csv")):
+            key = (row["method"], row["ratio"], row["seed"])
+            if key in cells and abs(cells[key]["test_acc"] - row["test_acc"]) > 1e-9:
+                raise ValueError(f"{f} and another folder disagree on {key}: test accuracy {row['test_acc']} vs "
+                                 f"{cells[key]['test_acc']}")
+            cells.setdefault(key, row)
+        for sub in ("scores", "indices", "surrogates"):
+            src = os.path.join(f, sub)
+            if os.path.isdir(src):
+                shutil.copytree(src, os.path.join(out_dir, sub), dirs_exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
+    io.write_json(os.path.join(out_dir, "run.json"), merged, overwrite=True)
+    rows = list(cells.values())
+    write_results(os.path.join(out_dir, "results.csv"), rows, merged["methods"])
+    from .report import write_grid_report
+
+    write_grid_report(out_dir, read_results(os.path.join(out_dir, "results.csv")), merged)
+    return rows

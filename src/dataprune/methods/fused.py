@@ -1,0 +1,113 @@
+"""Class-wise MoSo over the classifier head, fused into surrogate training: no scoring pass.
+
+The training step already computes, for every sample of the batch, the head's input ``a_i``
+and the logits, hence ``delta_i = softmax - onehot`` and the head's per-sample gradient
+``delta_i [a_i, 1]^T``. This callback keeps them for the epochs it records and, at the end
+of each, forms every class's mean head gradient and the class-wise alignment terms exactly as
+:func:`dataprune.methods.moso_variants.classwise_score` with ``params="last_layer"`` does --
+with the features of the training pass (train-mode normalisation, augmentation, weights that
+move during the epoch) instead of an eval-mode pass at the epoch's final weights. That is the
+approximation that makes scoring nearly free; ``benchmarks/cost.py`` measures both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import distributed as dist
+from ..data import get_targets
+from ..grads.capture import find_classifier
+from ..grads.terms import example_batch
+from ..utils import model_dtype
+from .common import finalize
+
+
+class FusedClasswise:
+    """Training callback; after training, :meth:`result` gives ``(scores, aux)`` like
+    ``classwise_score(..., params="last_layer", return_aux=True)``."""
+
+    def __init__(self, dataset, epochs):
+        if dist.is_distributed():
+            raise ValueError("fused scoring runs in one process; under torchrun score without it")
+        self.dataset = dataset
+        self.epochs = {int(e) for e in epochs}
+        self.labels = get_targets(dataset)
+        self.classes, self.groups = np.unique(self.labels, return_inverse=True)
+        n = len(dataset)
+        self.score = np.zeros(n)
+        self.gradnorm = np.zeros(n)
+        self.wrong = np.zeros(n)
+        self.probs = None
+        self.count = 0
+        self._a = self._delta = None
+        self._seen = np.zeros(n, bool)
+        self._captured = None
+        self._handle = None
+
+    def on_train_begin(self, *, model):
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                example = example_batch(self.dataset, next(model.parameters()).device, model_dtype(model))
+                _, self.head = find_classifier(model, example)
+        finally:
+            model.train(was)
+        self._handle = self.head.register_forward_hook(lambda m, inp, out: setattr(self, "_captured", inp[0]))
+
+    def on_batch_end(self, *, epoch, step, indices, logits, targets):
+        if epoch not in self.epochs or self._captured is None:
+            return
+        a = self._captured.detach()
+        if a.dim() != 2:
+            raise ValueError(f"the classifier's input has shape {tuple(a.shape)}; fused scoring needs (B, D)")
+        with torch.no_grad():
+            p = torch.softmax(logits.float(), 1)
+            delta = p.clone()
+            delta[torch.arange(len(targets), device=delta.device), targets] -= 1
+        if self._a is None:
+            n = len(self.dataset)
+            self._a = np.zeros((n, a.shape[1]), dtype=np.float32)
+            self._delta = np.zeros((n, delta.shape[1]), dtype=np.float32)
+            self._p = np.zeros((n, delta.shape[1]), dtype=np.float32)
+        self._a[indices] = a.float().cpu().numpy()
+        self._delta[indices] = delta.cpu().numpy()
+        self._p[indices] = p.cpu().numpy()
+        self._seen[indices] = True
+
+    def on_epoch_end(self, *, epoch, model, lr):
+        if epoch not in self.epochs or self._a is None:
+            return
+        seen = self._seen
+        f = np.concatenate([self._a, np.ones((len(self._a), 1), np.float32)], 1).astype(np.float64)   # (N, D+1)
+        d = self._delta.astype(np.float64)                                                          # (N, C)
+        sq = (d * d).sum(1) * (f * f).sum(1)
+        dot = np.zeros(len(f))
+        counts = np.zeros(len(self.classes))
+        for g in range(len(self.classes)):
+            rows = np.flatnonzero((self.groups == g) & seen)
+            counts[g] = len(rows)
+            if not len(rows):
+                continue
+            mean = d[rows].T @ f[rows] / len(rows)                  # (C, D+1): the class's mean head gradient
+            dot[rows] = ((f[rows] @ mean.T) * d[rows]).sum(1)
+        nc = counts[self.groups]
+        contrib = np.where(seen, (nc * dot - sq) / np.maximum(nc - 1, 1), 0.0)
+        self.score += lr * contrib
+        self.gradnorm += lr * np.sqrt(np.where(seen, sq, 0.0))
+        p = self._p.astype(np.float64)
+        self.probs = p if self.probs is None else self.probs + p
+        self.wrong += p.argmax(1) != self.labels
+        self.count += 1
+        self._seen[:] = False
+
+    def result(self):
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        if not self.count:
+            raise RuntimeError(f"fused scoring recorded no epoch (asked for epochs {sorted(self.epochs)})")
+        aux = {"probs": (self.probs / self.count).astype(np.float32), "gradnorm": self.gradnorm,
+               "disagreement": self.wrong / self.count}
+        return finalize(self.score, [], method="moso_class (fused)"), aux

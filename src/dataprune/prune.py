@@ -1,0 +1,332 @@
+"""One call from a model and a training set to the samples to keep: :func:`prune`.
+
+It trains the surrogate (unless checkpoints are given), scores every sample with the chosen
+method, selects with that method's policy and returns a :class:`PruneResult`: the kept
+indices and everything that led to them -- scores, the evidence the policy read, what it
+estimated and decided, what it cost, and where it came from.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import io
+from .data import get_targets
+from .methods import RECOMMENDED, call_method, get_method
+from .pipeline import Plan, choose_plan, prediction_evidence, surrogate_scores
+from .select import POLICIES, selection
+from .train import TrainConfig
+from .trajectory import as_checkpoints
+
+RESULT_FILES = ("keep.npy", "keep.csv", "scores.npy", "result.json")
+
+
+@dataclass
+class PruneResult:
+    """What :func:`prune` kept and why.
+
+    keep : (K,) int64, sorted -- dataset positions to keep.
+    scores : (N,) float64, higher = keep.
+    evidence : per-sample arrays the policy may read (``probs`` (N, C), ``gradnorm``, ...): pass them
+        back with ``dp.select(result.scores, r, policy=..., **result.evidence)``.
+    decisions : what the policy estimated and decided (noise per class, set-aside counts, quotas,
+        sampling).
+    cost : surrogate and scoring seconds and ``cost_fraction`` of one full training run.
+    provenance : method, options, checkpoints, dataset fingerprint, versions.
+    """
+
+    keep: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    ratio: float
+    method: str
+    policy: str
+    evidence: dict = field(default_factory=dict)
+    decisions: dict = field(default_factory=dict)
+    cost: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    class_names: list | None = None
+    dataset: object = field(default=None, repr=False)
+
+    @property
+    def n_kept(self) -> int:
+        return int(len(self.keep))
+
+    @property
+    def estimated_noise(self):
+        """The estimated share of wrong labels (overall), when the policy estimated one."""
+        return self.decisions.get("estimated_noise")
+
+    @property
+    def estimated_noise_per_class(self) -> dict:
+        return dict(self.decisions.get("estimated_noise_per_class", {}))
+
+    def kept_mask(self) -> np.ndarray:
+        mask = np.zeros(len(self.scores), bool)
+        mask[self.keep] = True
+        return mask
+
+    def per_class(self) -> list[dict]:
+        """One row per class: size, kept, kept share, estimated noise, set aside."""
+        mask = self.kept_mask()
+        noise = self.estimated_noise_per_class
+        aside = self.decisions.get("set_aside_per_class", {})
+        rows = []
+        for c in np.unique(self.labels):
+            members = self.labels == c
+            rows.append({"class": int(c), "name": self.class_name(int(c)), "size": int(members.sum()),
+                         "kept": int(mask[members].sum()), "kept_share": float(mask[members].mean()),
+                         "estimated_noise": noise.get(int(c), noise.get(str(int(c)))),
+                         "set_aside": aside.get(int(c), aside.get(str(int(c))))})
+        return rows
+
+    def class_name(self, c: int) -> str:
+        if self.class_names is not None and 0 <= c < len(self.class_names):
+            return str(self.class_names[c])
+        return str(c)
+
+    def subset(self, dataset=None) -> torch.utils.data.Subset:
+        """The kept samples as a ``torch.utils.data.Subset`` (of the dataset :func:`prune` saw)."""
+        dataset = self.dataset if dataset is None else dataset
+        if dataset is None:
+            raise ValueError("this result was loaded from disk: pass the dataset, result.subset(train_set)")
+        if len(dataset) != len(self.scores):
+            raise ValueError(f"the dataset has {len(dataset)} samples but the result was made for {len(self.scores)}")
+        return torch.utils.data.Subset(dataset, self.keep.tolist())
+
+    def summary(self) -> str:
+        """A few lines saying what was done (printed by ``dataprune prune``)."""
+        lines = [f"kept {self.n_kept} of {len(self.scores)} samples (pruning ratio {self.ratio:g}) with "
+                 f"{self.method} + {self.policy}"]
+        d = self.decisions
+        if "estimated_noise" in d:
+            worst = sorted(self.estimated_noise_per_class.items(), key=lambda kv: -kv[1])[:3]
+            lines.append(f"labels that look wrong: {d['estimated_noise']:.1%} overall (most in classes "
+                         + ", ".join(f"{self.class_name(int(c))} {r:.0%}" for c, r in worst) + f"); set aside "
+                         f"{d.get('set_aside', 0)} samples")
+        if "quotas" in d:
+            sizes = {r["class"]: r["size"] for r in self.per_class()}
+            shares = [d["quotas"][c] / sizes[int(c)] for c in d["quotas"] if sizes.get(int(c))]
+            lines.append(f"class quotas: kept share per class from {min(shares):.0%} to {max(shares):.0%}"
+                         + (f" (alpha {d['alpha']:g})" if "alpha" in d else ""))
+        if "sampling" in d:
+            lines.append("within each class: " + ("the highest scores" if d["sampling"] == "top" else
+                                                  f"an even sample across {d.get('strata')} score strata"))
+        if self.cost:
+            lines.append(f"pruning cost: {self.cost.get('prune_seconds', float('nan')):.1f} s = "
+                         f"{self.cost.get('cost_fraction', float('nan')):.2f} of one training run "
+                         f"(plan {self.cost.get('plan')})")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------- saving --
+
+    def to_csv(self, path: str, *, overwrite: bool = False, positions=None, paths=None) -> None:
+        """The kept samples as CSV: ``index`` (dataset position), ``label``, ``score``, and when known
+        ``source_index`` (position in the shipped training set) and ``path`` (image files)."""
+        buf = _io.StringIO()
+        cols = ["index", "label", "score"] + (["source_index"] if positions is not None else []) + \
+            (["path"] if paths is not None else [])
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for i in self.keep:
+            row = [int(i), int(self.labels[i]), f"{self.scores[i]:.8g}"]
+            if positions is not None:
+                row.append(int(positions[i]))
+            if paths is not None:
+                row.append(paths[i])
+            w.writerow(row)
+        io.write_bytes(path, buf.getvalue().encode(), overwrite=overwrite)
+
+    def save(self, folder: str, *, overwrite: bool = False, positions=None, paths=None) -> None:
+        """``keep.npy`` (+ sidecar), ``keep.csv``, ``scores.npy`` (+ evidence), ``result.json``."""
+        if not overwrite:
+            for f in RESULT_FILES:
+                if os.path.exists(os.path.join(folder, f)):
+                    raise io.OutputExistsError(os.path.join(folder, f))
+        os.makedirs(folder, exist_ok=True)
+        meta = self._meta()
+        scores_path = os.path.join(folder, "scores.npy")
+        smeta = {"kind": "scores", "method": self.method, "higher_is": "keep", **self.provenance}
+        smeta["aux"] = io.save_aux(scores_path, {**self.evidence, "labels": self.labels})
+        io.save_array(scores_path, self.scores, smeta, overwrite=True)
+        io.save_array(os.path.join(folder, "keep.npy"), self.keep,
+                      {"kind": "indices", "scores_file": "scores.npy", **meta}, overwrite=True)
+        self.to_csv(os.path.join(folder, "keep.csv"), overwrite=True, positions=positions, paths=paths)
+        io.write_json(os.path.join(folder, "result.json"), {**meta, "per_class": self.per_class(),
+                                                            "class_names": self.class_names}, overwrite=True)
+
+    def _meta(self) -> dict:
+        return {"method": self.method, "policy": self.policy, "ratio": self.ratio, "n": int(len(self.scores)),
+                "n_kept": self.n_kept, "decisions": self.decisions, "cost": self.cost, **self.provenance}
+
+    @classmethod
+    def load(cls, folder: str) -> "PruneResult":
+        """A result saved by :meth:`save` (without the dataset; pass it to :meth:`subset`)."""
+        keep, meta = io.load_array(os.path.join(folder, "keep.npy"))
+        scores, smeta = io.load_array(os.path.join(folder, "scores.npy"))
+        evidence = io.load_aux(os.path.join(folder, "scores.npy"), smeta)
+        info = io.read_json(os.path.join(folder, "result.json"))
+        labels = evidence.pop("labels").astype(np.int64)
+        prov = {k: v for k, v in meta.items() if k not in ("method", "policy", "ratio", "n", "n_kept", "decisions",
+                                                           "cost", "kind", "scores_file", "format_version",
+                                                           "environment", "sha256", "shape", "dtype")}
+        return cls(keep.astype(np.int64), scores, labels, float(meta["ratio"]), meta["method"], meta["policy"],
+                   evidence, _int_keys(meta.get("decisions", {})), meta.get("cost", {}), prov,
+                   info.get("class_names"))
+
+    def report(self, folder: str, *, dataset=None, bench_dir: str | None = None, overwrite: bool = False) -> str:
+        """Write the HTML report (``folder/report.html`` and its images); returns the page's path."""
+        from .report import write_prune_report
+
+        return write_prune_report(self, folder, dataset=dataset, bench_dir=bench_dir, overwrite=overwrite)
+
+
+def _int_keys(d):
+    """JSON turns integer dict keys into strings; class-keyed dicts get them back."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            v = {int(kk) if isinstance(kk, str) and kk.lstrip("-").isdigit() else kk: vv for kk, vv in v.items()}
+        out[k] = v
+    return out
+
+
+def default_policy(method: str, labels_given: bool = True) -> str:
+    """The policy used when none is named, everywhere (API and CLI): the method's own (``recommended``:
+    auto, ``dual``: dual), else ``class_balanced`` (``topk`` when there are no labels)."""
+    return get_method(method).policy or ("class_balanced" if labels_given else "topk")
+
+
+def prune(model: torch.nn.Module, train_set, ratio: float, *, method: str = RECOMMENDED, budget: float | None = None,
+          checkpoints=None, policy: str | None = None, config: TrainConfig | None = None,
+          checkpoint_epochs=None, seed: int = 0, device=None, batch_size: int = 256, options: dict | None = None,
+          policy_options: dict | None = None, progress: bool = False, num_workers: int = 0,
+          **train_overrides) -> PruneResult:
+    """Score ``train_set`` and keep ``1 - ratio`` of it: the whole job in one call.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or a constructor returning one
+        The architecture (its weights are not changed): the surrogate is a copy re-initialised
+        with every layer's ``reset_parameters()`` under ``seed`` (or ``model()`` for a constructor),
+        trained here unless ``checkpoints`` are given.
+    train_set : map-style Dataset yielding ``(input, integer_label)``
+    ratio : float in [0, 1)
+        Fraction of samples removed.
+    method : str
+        Any registered method (``dataprune.methods.METHODS``); default ``"recommended"``, the
+        current recommended default (score + its policy).
+    budget : float, optional
+        Spend at most this fraction of one full training run on pruning: the best plan
+        (:data:`dataprune.pipeline.PLANS`) whose expected cost fits is used and the achieved
+        cost is in ``result.cost``. None: the full plan.
+    checkpoints : list of Checkpoint or (state_dict, lr), optional
+        Score these instead of training a surrogate (``budget`` must then be None).
+    policy : str, optional
+        Selection policy; default: the method's own, else ``class_balanced``.
+    config : TrainConfig, optional
+        The surrogate's recipe (default ``TrainConfig()``; keyword overrides such as ``epochs=10,
+        batch_size=32, lr=0.05`` replace its fields). Its epochs are the "full training run" of
+        the cost accounting.
+    checkpoint_epochs : list of int, optional
+        Epochs scored (default: 1,3,5,7,9 when the recipe has at least 9 epochs, else evenly spaced).
+    options, policy_options : dict, optional
+        The method's and the policy's own options.
+    """
+    from .trajectory import choose_epochs
+
+    spec = get_method(method)
+    cfg = (config or TrainConfig()).replace(**train_overrides)
+    labels = get_targets(train_set)
+    policy = policy or default_policy(method)
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(POLICIES)}")
+    options = dict(options or {})
+    spec.check_options(options)
+    needs_evidence = [e for e in POLICIES[policy].evidence]
+    if checkpoint_epochs is None:
+        checkpoint_epochs = [1, 3, 5, 7, 9] if cfg.epochs >= 9 else choose_epochs(cfg.epochs, count=min(5, cfg.epochs))
+    if checkpoints is not None:
+        if budget is not None:
+            raise ValueError("budget= buys a cheaper surrogate; with checkpoints= there is none to train")
+        cks = as_checkpoints(checkpoints)
+        import time
+
+        model = model if isinstance(model, torch.nn.Module) else model()
+        t0 = time.perf_counter()
+        scores, aux = call_method(spec, model, cks, train_set, options=options, return_aux=True,
+                                  batch_size=batch_size, device=device, seed=seed, progress=progress,
+                                  num_workers=num_workers)
+        if "probs" in needs_evidence and "probs" not in aux:
+            aux = {**aux, **prediction_evidence(model, cks, train_set, batch_size=batch_size, device=device)}
+        cost = {"plan": "given checkpoints", "surrogate_seconds": 0.0,
+                "scoring_seconds": time.perf_counter() - t0, "prune_seconds": time.perf_counter() - t0,
+                "cost_fraction": float("nan"), "full_train_seconds": float("nan")}
+        ck_info = [{"epoch": c.epoch, "lr": c.lr} for c in cks]
+        plan = None
+    else:
+        plan = Plan(**spec.plan) if (spec.plan and budget is None) else \
+            choose_plan(budget, cfg.epochs, checkpoint_epochs, fused_ok=spec.fused is not None)
+        run = surrogate_scores([method], train_set, lambda: _fresh(model), config=cfg,
+                               checkpoint_epochs=checkpoint_epochs, plan=plan, seed=seed, device=device,
+                               batch_size=batch_size, num_workers=num_workers, progress=progress,
+                               options={method: options},
+                               evidence_for=[method] if "probs" in needs_evidence else [])
+        scores, aux = run.scores[method], run.aux.get(method, {})
+        cost = run.cost(method)
+        if budget is not None:
+            cost["budget"] = float(budget)
+            cost["expected_cost_fraction"] = plan.expected_cost(cfg.epochs, checkpoint_epochs)
+        ck_info = [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part]
+    missing = [e for e in needs_evidence if e not in aux]
+    if missing:
+        raise ValueError(f"policy {policy!r} needs the evidence {missing}, which method {method!r} does not record")
+    sel = selection(scores, ratio, labels=labels, policy=policy, seed=seed, **(policy_options or {}), **aux)
+    provenance = {"options": {k: repr(v) if not isinstance(v, (int, float, str, bool, type(None), list)) else v
+                              for k, v in options.items()},
+                  "policy_options": dict(policy_options or {}), "seed": seed, "recipe": dict(cfg.__dict__),
+                  "plan": None if plan is None else plan.name, "checkpoints": ck_info,
+                  "fingerprint": io.dataset_fingerprint(train_set, labels), "environment": io.environment()}
+    return PruneResult(sel.keep, scores, labels, float(ratio), method, policy, dict(aux), sel.decisions, cost,
+                       provenance, _class_names(train_set), train_set)
+
+
+def _fresh(model):
+    """A freshly initialised model: ``model()`` when given a constructor, else a copy of the module with
+    every ``reset_parameters()`` called (under the run's seed, so the surrogate is reproducible)."""
+    import copy
+
+    if not isinstance(model, torch.nn.Module):
+        return model()
+    fresh = copy.deepcopy(model)
+    for m in fresh.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return fresh
+
+
+def _class_names(dataset):
+    names = getattr(dataset, "classes", None)
+    while names is None and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset
+        names = getattr(dataset, "classes", None)
+    return list(names) if names is not None else None
+
+
+def sample_paths(dataset):
+    """File paths of the samples when the dataset reads files (image folders), else None."""
+    positions = np.arange(len(dataset))
+    while not hasattr(dataset, "files") and hasattr(dataset, "dataset") and hasattr(dataset, "indices"):
+        positions = np.asarray(dataset.indices)[positions]
+        dataset = dataset.dataset
+    files = getattr(dataset, "files", None)
+    return None if files is None else [files[int(i)] for i in positions]
+
+
+__all__ = ["prune", "PruneResult", "default_policy", "sample_paths"]

@@ -1,0 +1,444 @@
+"""Tables and plots of bench results: ``results.md``, accuracy against pruning ratio and against
+pruning cost. Method order and colours come from the grid's method list, so the same results
+always give the same table and the same picture."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import io
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+           "#7f7f7f", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd", "#e6550d", "#31a354",
+           "#756bb1", "#636363"]
+MARKERS = "osD^vP*Xh<>p"
+
+
+def method_order(rows: list[dict], methods: list[str] | None = None) -> list[str]:
+    """The methods of ``rows`` in the grid's order (others after, sorted), without ``full``."""
+    present = {r["method"] for r in rows} - {"full"}
+    listed = [m for m in (methods or []) if m in present]
+    return listed + sorted(present - set(listed))
+
+
+def style(method: str, methods: list[str]) -> dict:
+    """Colour and marker of a method: by its position in the grid's list, random always grey dashed."""
+    if method == "random":
+        return {"color": "#555555", "marker": "o", "ls": "--"}
+    i = methods.index(method) if method in methods else abs(hash(method)) % len(PALETTE)
+    return {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)], "ls": "-"}
+
+
+def summarize(rows: list[dict], key: str = "test_acc") -> dict:
+    """``{(method, ratio): (mean, std, count)}`` of ``key`` over seeds (NaNs left out)."""
+    cells: dict = {}
+    for r in rows:
+        v = float(r.get(key, float("nan")))
+        if v == v:
+            cells.setdefault((r["method"], float(r["ratio"])), []).append(v)
+    return {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in cells.items()}
+
+
+def markdown_table(rows: list[dict], methods: list[str] | None = None, key: str = "test_acc") -> str:
+    """Methods as rows, pruning ratios as columns, mean ± std (%) over seeds, then the pruning cost
+    (mean ``cost_fraction``: surrogate + scoring, in full-data training runs) and, under label
+    noise, the share of mislabelled samples kept."""
+    summary = summarize(rows, key)
+    cost = summarize(rows, "cost_fraction")
+    kept = summarize(rows, "kept_mislabelled")
+    ratios = sorted({r for (m, r) in summary if m != "full"})
+    order = method_order(rows, methods)
+    noisy = any(m != "full" for (m, _r) in kept)
+    head = "| method | " + " | ".join(f"ratio {r:g}" for r in ratios) + " | pruning cost |" + \
+        (" mislabelled kept |" if noisy else "")
+    lines = [head, "|---|" + "---|" * (len(ratios) + 1 + int(noisy))]
+    for m in order:
+        cells = []
+        for r in ratios:
+            mean, std, cnt = summary.get((m, r), (float("nan"),) * 3)
+            cells.append("-" if cnt != cnt else f"{100 * mean:.1f} ± {100 * std:.1f}")
+        costs = [cost[(m, r)][0] for r in ratios if (m, r) in cost]
+        cells.append(f"{np.mean(costs):.2f}" if costs else "-")
+        if noisy:
+            shares = [kept[(m, r)][0] for r in ratios if (m, r) in kept]
+            cells.append(" / ".join(f"{100 * s:.1f}" for s in shares) + " %" if shares else "-")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    out = "\n".join(lines) + "\n"
+    if ("full", 0.0) in summary:
+        mean, std, cnt = summary[("full", 0.0)]
+        secs = [float(r["train_seconds"]) for r in rows if r["method"] == "full"]
+        out += (f"\nFull data (ratio 0): {100 * mean:.1f} ± {100 * std:.1f} (n={cnt}); one full-data training run "
+                f"took {np.mean(secs):.1f} s, the unit of the pruning cost.\n")
+    return out
+
+
+def difference_table(rows: list[dict], methods: list[str] | None = None, baseline: str = "random",
+                     key: str = "test_acc") -> str:
+    """Mean difference to ``baseline`` (percentage points) per method and ratio, paired by seed."""
+    by = {(r["method"], float(r["ratio"]), int(r["seed"])): float(r[key]) for r in rows}
+    ratios = sorted({k[1] for k in by if k[0] != "full"})
+    lines = ["| method | " + " | ".join(f"ratio {r:g}" for r in ratios) + " |", "|---|" + "---|" * len(ratios)]
+    for m in method_order(rows, methods):
+        if m == baseline:
+            continue
+        cells = []
+        for r in ratios:
+            d = [v - by[(baseline, r, s)] for (mm, rr, s), v in by.items() if mm == m and rr == r
+                 and (baseline, r, s) in by]
+            cells.append(f"{100 * np.mean(d):+.1f}" if d else "-")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _figure(n_methods):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.6 if n_methods > 4 else 6.4, 4.6), dpi=110)
+    return plt, fig, ax
+
+
+def plot_accuracy_vs_ratio(rows: list[dict], path: str, title: str = "", methods: list[str] | None = None,
+                           key: str = "test_acc") -> None:
+    """Accuracy vs pruning ratio, one line per method, error bars = std over seeds."""
+    summary = summarize(rows, key)
+    order = method_order(rows, methods)
+    plt, fig, ax = _figure(len(order))
+    for m in order:
+        pts = sorted((r, v) for (mm, r), v in summary.items() if mm == m)
+        st = style(m, order)
+        lw = 2.4 if m == "random" or m.startswith(("moso", "recommended")) else 1.3
+        ax.errorbar([p[0] for p in pts], [100 * p[1][0] for p in pts], yerr=[100 * p[1][1] for p in pts],
+                    marker=st["marker"], ms=4, lw=lw, capsize=3, color=st["color"], ls=st["ls"], label=m)
+    if ("full", 0.0) in summary:
+        ax.axhline(100 * summary[("full", 0.0)][0], color="gray", ls=":", lw=1, label="full data")
+    ax.set_xlabel("pruning ratio (fraction of training data removed)")
+    ax.set_ylabel(("balanced " if key.endswith("bacc") else "") + ("validation" if key.startswith("val") else "test")
+                  + " accuracy (%)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    _save(plt, fig, path)
+
+
+def plot_accuracy_vs_cost(rows: list[dict], path: str, title: str = "", methods: list[str] | None = None,
+                          key: str = "test_acc") -> None:
+    """Accuracy against pruning cost (in full-data training runs): one point per method and ratio,
+    the ratio written beside it; full-data training is the grey line at cost 0."""
+    summary = summarize(rows, key)
+    cost = summarize(rows, "cost_fraction")
+    order = method_order(rows, methods)
+    plt, fig, ax = _figure(len(order))
+    for m in order:
+        st = style(m, order)
+        pts = sorted((r, cost[(m, r)][0], v[0]) for (mm, r), v in summary.items() if mm == m and (m, r) in cost)
+        if not pts:
+            continue
+        ax.scatter([p[1] for p in pts], [100 * p[2] for p in pts], color=st["color"], marker=st["marker"], s=28,
+                   label=m, zorder=3)
+        for r, c, a in pts:
+            ax.annotate(f"{r:g}", (c, 100 * a), textcoords="offset points", xytext=(4, 2), fontsize=6,
+                        color=st["color"])
+    if ("full", 0.0) in summary:
+        ax.axhline(100 * summary[("full", 0.0)][0], color="gray", ls=":", lw=1, label="full data")
+    ax.axvline(1.0, color="#999999", lw=0.8, ls="--")
+    ax.set_xlabel("pruning cost (surrogate + scoring, in full-data training runs; dashed: one run)")
+    ax.set_ylabel("test accuracy (%)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    _save(plt, fig, path)
+
+
+def _save(plt, fig, path):
+    with io.atomic_path(path, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def grid_title(run: dict) -> str:
+    data = run.get("data", {})
+    parts = [f"{run.get('dataset')} / {run.get('model')}"]
+    if data.get("label_noise"):
+        parts.append(f"{data['label_noise']:.0%} {data.get('noise_kind', 'symmetric')} label noise")
+    if data.get("imbalance", 1) not in (1, 1.0, None):
+        parts.append(f"long tail {data['imbalance']:g}:1")
+    return ", ".join(parts)
+
+
+def write_grid_report(out_dir: str, rows: list[dict], run: dict) -> None:
+    """``results.md`` (tables), ``accuracy_vs_ratio.png`` and ``accuracy_vs_cost.png`` in ``out_dir``."""
+    methods = run.get("methods", [])
+    title = grid_title(run)
+    text = f"# {title}\n\nTest accuracy (%), mean ± std over seeds {run.get('seeds')}; pruning cost in full-data " \
+           f"training runs.\n\n" + markdown_table(rows, methods)
+    if any(r["method"] == "random" for r in rows):
+        text += "\nDifference to random pruning (points, paired by seed):\n\n" + difference_table(rows, methods)
+    if any(float(r.get("val_acc", float("nan"))) == float(r.get("val_acc", float("nan"))) for r in rows):
+        text += "\nValidation accuracy (%), the held-out part of the training set:\n\n" + \
+            markdown_table(rows, methods, key="val_acc")
+    if run.get("data", {}).get("imbalance", 1) not in (1, 1.0, None):
+        text += "\nBalanced test accuracy (%), the mean of per-class recalls:\n\n" + \
+            markdown_table(rows, methods, key="test_bacc")
+    io.write_bytes(os.path.join(out_dir, "results.md"), text.encode(), overwrite=True)
+    plot_accuracy_vs_ratio(rows, os.path.join(out_dir, "accuracy_vs_ratio.png"), title, methods)
+    if any(r["method"] != "full" and float(r.get("cost_fraction", float("nan"))) == float(r.get("cost_fraction", 0))
+           for r in rows):
+        plot_accuracy_vs_cost(rows, os.path.join(out_dir, "accuracy_vs_cost.png"), title, methods)
+
+
+# ----------------------------------------------------------------- suites --
+
+
+def suite_cells(out_dir: str, names: list[str], method: str = "recommended", baseline: str = "random",
+                key: str = "test_acc") -> list[dict]:
+    """One row per (setting, ratio): ``method`` and ``baseline`` means, the best method and its mean."""
+    from .bench import read_results
+
+    cells = []
+    for name in names:
+        path = os.path.join(out_dir, name, "results.csv")
+        if not os.path.isfile(path):
+            continue
+        summary = summarize(read_results(path), key)
+        for ratio in sorted({r for (m, r) in summary if m != "full"}):
+            means = {m: v[0] for (m, r), v in summary.items() if r == ratio and m != "full"}
+            if method not in means or baseline not in means:
+                continue
+            best = max(means, key=lambda m: (means[m], m == method))
+            cells.append({"setting": name, "ratio": ratio, method: means[method], baseline: means[baseline],
+                          "diff": means[method] - means[baseline], "best": best, "best_acc": means[best],
+                          "within_best": means[method] >= means[best] - 0.005, "seeds": summary[(method, ratio)][2]})
+    return cells
+
+
+def write_suite_summary(out_dir: str, names: list[str], method: str = "recommended") -> str:
+    """``summary.md`` over a suite's settings: every cell, the targets, and what was missed."""
+    cells = suite_cells(out_dir, names, method)
+    lines = [f"# Suite summary: {method} against random and the best method of each cell", "",
+             "Test accuracy (%), mean over seeds. `diff` is the difference to random pruning (points); `best` the "
+             "best method of the cell.", "",
+             "| setting | ratio | " + method + " | random | diff | best | within 0.5 of best |", "|---|---|---|---|---|---|---|"]
+    for c in cells:
+        lines.append(f"| {c['setting']} | {c['ratio']:g} | {100 * c[method]:.1f} | {100 * c['random']:.1f} | "
+                     f"{100 * c['diff']:+.1f} | {c['best']} {100 * c['best_acc']:.1f} | "
+                     f"{'yes' if c['within_best'] else 'no'} |")
+    if cells:
+        diffs = np.array([c["diff"] for c in cells])
+        worst = cells[int(np.argmin(diffs))]
+        lines += ["", f"Cells: {len(cells)}. Mean difference to random: {100 * diffs.mean():+.2f} points; lowest "
+                  f"{100 * diffs.min():+.2f} ({worst['setting']}, ratio {worst['ratio']:g}); cells below random - 0.5: "
+                  f"{int((diffs < -0.005).sum())}; best or within 0.5 of the best: "
+                  f"{sum(c['within_best'] for c in cells)} of {len(cells)} "
+                  f"({100 * np.mean([c['within_best'] for c in cells]):.0f}%)."]
+    text = "\n".join(lines) + "\n"
+    io.write_bytes(os.path.join(out_dir, "summary.md"), text.encode(), overwrite=True)
+    return text
+
+
+# ------------------------------------------------------------ prune report --
+
+THUMBS_PER_CLASS = 8
+MAX_CLASS_GRIDS = 50
+
+
+def _html(text) -> str:
+    import html
+
+    return html.escape(str(text))
+
+
+def _image(x) -> np.ndarray | None:
+    """A sample as an (H, W) or (H, W, 3) array in [0, 1] for display, or None when it is not an image."""
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().float().numpy()
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 3 and x.shape[0] in (1, 3) and min(x.shape[1:]) >= 4:
+        x = x[0] if x.shape[0] == 1 else np.transpose(x, (1, 2, 0))
+    elif not (x.ndim == 2 and min(x.shape) >= 4):
+        return None
+    lo, hi = np.nanmin(x), np.nanmax(x)
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
+def _grid_png(images, captions, path, colors=None):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    fig, axes = plt.subplots(1, n, figsize=(1.05 * n, 1.3), dpi=72, squeeze=False)
+    for j, ax in enumerate(axes[0]):
+        img = images[j]
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
+        ax.set_title(captions[j], fontsize=6.5, color=(colors or ["black"] * n)[j], pad=2)
+        ax.axis("off")
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.8, bottom=0.02, wspace=0.08)
+    _save(plt, fig, path)
+
+
+def _hist_png(values, kept, path, xlabel, title, cut=None):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 2.8), dpi=100)
+    finite = np.isfinite(values)
+    bins = np.histogram_bin_edges(values[finite], bins=50) if finite.any() else 10
+    ax.hist(values[finite & kept], bins=bins, alpha=0.7, color="#2ca02c", label="kept")
+    ax.hist(values[finite & ~kept], bins=bins, alpha=0.6, color="#d62728", label="removed")
+    if cut is not None:
+        ax.axvline(cut, color="black", ls="--", lw=1, label="cut")
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel("samples", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(plt, fig, path)
+
+
+def write_prune_report(result, folder: str, *, dataset=None, bench_dir: str | None = None,
+                       overwrite: bool = False, per_class: int = THUMBS_PER_CLASS) -> str:
+    """One self-contained HTML page (``report.html``, images in ``report_files/``) of a prune result.
+
+    Per class: its size, how many were kept, the estimated noise and how many were set aside, then
+    grids of the highest- and lowest-scored samples and of the removed samples the surrogate
+    believes mislabelled (given label -> the surrogate's). Histograms of the scores and of the
+    label margin with the cut marked, the cost, and a bench's plots when ``bench_dir`` is given.
+    Samples that are not images are listed in tables. At most ``per_class`` samples per class
+    and grid, and grids for at most 50 classes (those with the most suspected labels), so the
+    page stays light for any N.
+    """
+    from .select import confident_noise
+
+    page = os.path.join(folder, "report.html")
+    if os.path.exists(page) and not overwrite:
+        raise io.OutputExistsError(page)
+    files = os.path.join(folder, "report_files")
+    os.makedirs(files, exist_ok=True)
+    dataset = dataset if dataset is not None else result.dataset
+    labels, scores = result.labels, result.scores
+    kept = result.kept_mask()
+    probs = result.evidence.get("probs")
+    suspect = np.zeros(len(labels), bool)
+    margin = surrogate_label = None
+    if probs is not None and probs.shape[1] > int(labels.max()):
+        info = confident_noise(probs, labels, result.decisions.get("noise_rule", "confident"))
+        suspect, margin = info["suspect"], info["margin"]
+        surrogate_label = np.asarray(probs).argmax(1)
+    removed_suspect = suspect & ~kept
+    rows = result.per_class()
+    d = result.decisions
+    cost = result.cost or {}
+    parts = [f"""<!doctype html><html><head><meta charset="utf-8"><title>dataprune report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}}
+table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
+th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom:1px solid #ddd}}
+.grid img{{display:block;max-width:100%}}.muted{{color:#666;font-size:13px}}</style></head><body>
+<h1>What was pruned, and why</h1>
+<p>Kept <b id="n-kept">{result.n_kept}</b> of <b id="n-total">{len(scores)}</b> samples (pruning ratio
+<b id="ratio">{result.ratio:g}</b>) with method <b id="method">{_html(result.method)}</b> and policy
+<b id="policy">{_html(result.policy)}</b>.</p>"""]
+    facts = []
+    if "estimated_noise" in d:
+        facts.append(f"Labels that look wrong to the surrogate: <b id=\"estimated-noise\">{100 * d['estimated_noise']:.1f}%"
+                     f"</b> of the samples; set aside: <b id=\"set-aside\">{d.get('set_aside', 0)}</b>.")
+    if "sampling" in d:
+        facts.append("Within each class the policy kept " + ("the highest scores." if d["sampling"] == "top" else
+                                                              f"an even sample across {d.get('strata')} score strata."))
+    if "alpha" in d:
+        facts.append(f"Class quotas follow (trusted class size)<sup>{d['alpha']:g}</sup>: small classes keep a larger "
+                     "share.")
+    if cost:
+        facts.append(f"Pruning cost: <b id=\"cost-fraction\">{cost.get('cost_fraction', float('nan')):.2f}</b> of one "
+                     f"full training run ({cost.get('prune_seconds', float('nan')):.1f} s; plan "
+                     f"{_html(cost.get('plan'))}).")
+    parts.append("<p>" + "<br>".join(facts) + "</p>")
+    parts.append("<h2>Per class</h2><table id=\"per-class\"><tr><th>class</th><th>size</th><th>kept</th>"
+                 "<th>kept share</th><th>estimated noise</th><th>set aside</th></tr>")
+    for r in rows:
+        noise = "" if r["estimated_noise"] is None else f"{100 * r['estimated_noise']:.1f}%"
+        parts.append(f"<tr class=\"class-row\" data-class=\"{r['class']}\" data-size=\"{r['size']}\" "
+                     f"data-kept=\"{r['kept']}\"><td class=\"l\">{_html(r['name'])}</td><td>{r['size']}</td>"
+                     f"<td>{r['kept']}</td><td>{100 * r['kept_share']:.1f}%</td><td>{noise}</td>"
+                     f"<td>{'' if r['set_aside'] is None else r['set_aside']}</td></tr>")
+    parts.append("</table>")
+    # Histograms.
+    kept_scores = scores[kept & np.isfinite(scores)]
+    cut = float(kept_scores.min()) if len(kept_scores) else None
+    _hist_png(scores, kept, os.path.join(files, "scores.png"), "score (higher = keep)",
+              f"scores of kept and removed samples ({result.method})", cut if result.policy in ("topk",) else None)
+    parts.append("<h2>Scores and evidence</h2><div class=\"grid\"><img src=\"report_files/scores.png\" "
+                 "alt=\"score histogram\"></div>")
+    if margin is not None:
+        cutoff = float(margin[suspect].max()) if suspect.any() else None
+        _hist_png(margin, kept, os.path.join(files, "margin.png"),
+                  "label margin: probability of the given label minus the largest other (surrogate)",
+                  "the evidence for wrong labels (left of the line: the highest margin among suspects)", cutoff)
+        parts.append("<div class=\"grid\"><img src=\"report_files/margin.png\" alt=\"margin histogram\"></div>")
+    # Per-class samples.
+    classes = [r["class"] for r in rows]
+    if len(classes) > MAX_CLASS_GRIDS:
+        classes = sorted(classes, key=lambda c: -int((removed_suspect & (labels == c)).sum()))[:MAX_CLASS_GRIDS]
+        classes.sort()
+    is_image = dataset is not None and len(dataset) == len(labels) and _image(dataset[0][0]) is not None
+    parts.append(f"<h2>Samples per class</h2><p class=\"muted\">Up to {per_class} per class and kind: the "
+                 "highest- and lowest-scored samples, and the removed samples whose label the surrogate contradicts "
+                 "(given label &rarr; the surrogate's)."
+                 + ("" if is_image else " The samples are not images (or the dataset was not available): "
+                    "tables instead.") + "</p>")
+    for c in classes:
+        members = np.flatnonzero(labels == c)
+        order = members[np.argsort(-scores[members], kind="stable")]
+        kinds = [("highest scores", order[:per_class], None),
+                 ("lowest scores", order[::-1][:per_class], None),
+                 ("removed as mislabelled", members[removed_suspect[members]][:per_class], "flip")]
+        parts.append(f"<h3 class=\"class-head\" data-class=\"{c}\">class {_html(result.class_name(int(c)))}</h3>")
+        for title, idx, kind in kinds:
+            if not len(idx):
+                continue
+            caps = [(f"{result.class_name(int(labels[i]))}→{result.class_name(int(surrogate_label[i]))}"
+                     if kind == "flip" and surrogate_label is not None else f"{scores[i]:.3g}") for i in idx]
+            if is_image:
+                name = f"class{int(c)}-{title.split()[0]}.png"
+                colors = ["#2ca02c" if kept[i] else "#d62728" for i in idx]
+                _grid_png([_image(dataset[int(i)][0]) for i in idx], caps, os.path.join(files, name), colors)
+                parts.append(f"<p class=\"muted\">{title} (green: kept, red: removed)</p><div class=\"grid\">"
+                             f"<img src=\"report_files/{name}\" alt=\"class {c} {title}\"></div>")
+            else:
+                parts.append(f"<p class=\"muted\">{title}</p><table><tr><th>index</th><th>score</th><th>kept</th>"
+                             + ("<th>given &rarr; surrogate</th>" if kind == "flip" else "") + "</tr>"
+                             + "".join(f"<tr><td>{int(i)}</td><td>{scores[i]:.4g}</td><td>{'yes' if kept[i] else 'no'}"
+                                       f"</td>" + (f"<td>{_html(caps[j])}</td>" if kind == "flip" else "") + "</tr>"
+                                       for j, i in enumerate(idx)) + "</table>")
+    if bench_dir:
+        import shutil
+
+        shown = []
+        for name in ("accuracy_vs_ratio.png", "accuracy_vs_cost.png"):
+            src = os.path.join(bench_dir, name)
+            if os.path.isfile(src):
+                shutil.copyfile(src, os.path.join(files, f"bench-{name}"))
+                shown.append(f"<div class=\"grid\"><img src=\"report_files/bench-{name}\" alt=\"{name}\"></div>")
+        if shown:
+            parts.append(f"<h2>Benchmark</h2><p class=\"muted\">From {_html(bench_dir)}.</p>" + "".join(shown))
+    env = result.provenance.get("environment", {})
+    parts.append(f"<h2>Provenance</h2><p class=\"muted\">dataprune {_html(env.get('dataprune'))}"
+                 f"{' (' + _html(env.get('git_commit')) + ')' if env.get('git_commit') else ''}, torch "
+                 f"{_html(env.get('torch'))}; dataset fingerprint {_html(result.provenance.get('fingerprint'))}</p>")
+    parts.append("</body></html>\n")
+    io.write_bytes(page, "\n".join(parts).encode(), overwrite=True)
+    return page
