@@ -83,7 +83,8 @@ def evidence(setting, arch, seed, out):
     t_train = time.perf_counter() - t0
     hist = rec.history()
     out_arrays = {"labels": labels, "flipped": split.flipped if split.flipped is not None else np.zeros(len(ds), bool),
-                  "lr": np.array([c.lr for c in run.checkpoints]), "epoch": np.array([c.epoch for c in run.checkpoints]),
+                  "lr": np.array([c.lr for c in run.checkpoints]),
+                  "epoch": np.array([c.epoch for c in run.checkpoints]),
                   "train_target_prob": hist.target_prob, "train_margin": hist.margin, "train_correct": hist.correct,
                   "train_seconds": np.array(t_train)}
     cls_all, cls_last, gn_all, gn_last, probs = [], [], [], [], []
@@ -141,15 +142,16 @@ def candidate(name, e, ratio, seed):
     probs = _ev(e, sets[opts.get("pev", "early3")])["probs"]
     keep, _ = S.auto_indices(v["score"], labels, k, probs=probs, ratio=ratio, rng=rng,
                              alpha=float(opts.get("alpha", S.AUTO_ALPHA)), noise=opts.get("noise", "confident"),
-                             within=opts.get("within", "auto"),
+                             within=opts.get("within", "auto"), high=opts.get("hi"),
                              stratified_from=float(opts.get("strat", S.AUTO_STRATIFIED_FROM)))
     return keep
 
 
-CANDIDATES = ["random", "auto_v1", "v2:alpha=1:pev=odd", "v2:alpha=0.5", "v2:alpha=0",
-              "v2:alpha=0.5:noise=argmax", "v2:alpha=0.5:noise=calibrated", "v2:alpha=0.5:within=random",
-              "v2:alpha=0.5:noise=none", "v2:alpha=0.5:strat=0.6", "v2:alpha=0.5:ev=early3",
-              "v2:alpha=0.5:params=last"]
+CANDIDATES = ["random", "auto_v1", "v2:alpha=0.5:noise=calibrated", "v2:alpha=0.5:noise=calibrated:hi=random",
+              "v2:alpha=0.5:hi=random", "v2:alpha=0:noise=calibrated:hi=random",
+              "v2:alpha=1:noise=calibrated:hi=random",
+              "v2:alpha=0.5:noise=argmax:hi=random", "v2:alpha=0.5:noise=calibrated:hi=random:params=last",
+              "v2:alpha=0.5:noise=calibrated:within=random"]
 
 
 def evaluate(setting, arch, seed, names, out):
@@ -233,12 +235,17 @@ def table(path):
             for ratio in RATIOS:
                 v = acc.get((s, c, ratio))
                 base = acc.get((s, "random", ratio))
-                cells.append("   -   " if not v else f"{100 * np.mean(v):5.1f} ({100 * (np.mean(v) - np.mean(base)):+.1f})"
-                             if base else f"{100 * np.mean(v):5.1f}")
+                if not v:
+                    cells.append("   -   ")
+                elif base:
+                    cells.append(f"{100 * np.mean(v):5.1f} ({100 * (np.mean(v) - np.mean(base)):+.1f})")
+                else:
+                    cells.append(f"{100 * np.mean(v):5.1f}")
             print(f"  {c:32s} " + "  ".join(cells))
     print("\nmean difference to random over all settings and ratios:")
     for c in cands:
-        d = [np.mean(acc[k]) - np.mean(acc[(k[0], "random", k[2])]) for k in acc if k[1] == c and (k[0], "random", k[2]) in acc]
+        d = [np.mean(acc[k]) - np.mean(acc[(k[0], "random", k[2])]) for k in acc
+             if k[1] == c and (k[0], "random", k[2]) in acc]
         worst = min(d) if d else float("nan")
         print(f"  {c:32s} mean {100 * np.mean(d):+.2f}  worst {100 * worst:+.2f}  cells {len(d)}")
 

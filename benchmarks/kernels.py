@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from dataprune.grads import LayerCapture, cross_entropy, kernel_for, select_params  # noqa: E402
+from dataprune.grads import LayerCapture, cross_entropy, select_params  # noqa: E402
 from dataprune.grads import conv as ck  # noqa: E402
 from dataprune.grads.engine import _jvp_dots  # noqa: E402
 from dataprune.models import SmallCNN, resnet18  # noqa: E402
@@ -54,8 +54,8 @@ def main():
         with LayerCapture(model, sel) as cap:
             cap.forward_backward(x, y, cross_entropy)
             recs = {m: r[0] for m, r in cap.records.items()}
-        hooks_ms = best_ms(lambda: _hook_dots(model, sel, x, y, vec))
-        jvp_ms = best_ms(lambda: _jvp_dots(model, sel, x, y, cross_entropy, vec))
+        hooks_ms = best_ms(lambda m=model, s_=sel, x_=x, y_=y, v=vec: _hook_dots(m, s_, x_, y_, v))
+        jvp_ms = best_ms(lambda m=model, s_=sel, x_=x, y_=y, v=vec: _jvp_dots(m, s_, x_, y_, cross_entropy, v))
         print(f"\n{name}, batch {b}: per-sample dots for the whole model: hooks {hooks_ms:.0f} ms, jvp {jvp_ms:.0f} ms")
         print(f"  {'layer':28s} {'fwd':>6} {'shift':>7} {'unfold':>7} {'ghost':>7} {'grouped':>7}  chosen / fastest")
         seen = set()
@@ -73,15 +73,16 @@ def main():
                 if (strategy == "shift" and s != (1, 1)) or (strategy in ("ghost", "grouped") and mod.groups != 1):
                     continue
                 kern = ck.ConvKernel(strategy=strategy)
-                times[strategy] = best_ms(lambda: kern.stats(mod, r.inputs, r.grad_out, names, need_sq=True,
-                                                             need_dot=False))
+                times[strategy] = best_ms(lambda k_=kern, m=mod, r_=r, nm=names: k_.stats(
+                    m, r_.inputs, r_.grad_out, nm, need_sq=True, need_dot=False))
             chosen = ck.choose_strategy(mod, a.shape, d.shape, k, s, pad, need_dot=False)
             fastest = min(times, key=times.get)
             hits += chosen == fastest or times[chosen] <= 1.15 * times[fastest]
             total += 1
-            fwd = best_ms(lambda: mod(r.inputs[0]))
+            fwd = best_ms(lambda m=mod, r_=r: m(r_.inputs[0]))
             label = f"{a.shape[1]}->{d.shape[1]} k{k[0]} s{s[0]} L={d.shape[2] * d.shape[3]}"
-            cells = " ".join(f"{times[t]:7.1f}" if t in times else f"{'-':>7}" for t in ("shift", "unfold", "ghost", "grouped"))
+            cells = " ".join(f"{times[t]:7.1f}" if t in times else f"{'-':>7}"
+                             for t in ("shift", "unfold", "ghost", "grouped"))
             print(f"  {label:28s} {fwd:6.1f} {cells}  {chosen} / {fastest}")
     print(f"\ncost model within 15% of the fastest strategy on {hits}/{total} layer shapes")
 

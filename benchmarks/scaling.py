@@ -46,7 +46,8 @@ class Generated(Dataset):
         x = torch.empty(len(idx), 1, 28, 28)
         for j, i in enumerate(idx):
             x[j] = torch.randn(1, 28, 28, generator=torch.Generator().manual_seed(int(i)))
-        return x + torch.from_numpy(self.targets[idx]).float().view(-1, 1, 1, 1) * 0.1, torch.from_numpy(self.targets[idx])
+        y = torch.from_numpy(self.targets[idx])
+        return x + y.float().view(-1, 1, 1, 1) * 0.1, y
     def __getitem__(self, i):
         x, y = self.get_batch([i])
         return x[0], int(y[0])
@@ -62,7 +63,8 @@ base = rss_mb()
 t0 = time.perf_counter()
 s = moso.score(model, ck, Generated({n}), params={params!r}, cache_mb={cache_mb})
 dt = time.perf_counter() - t0
-print(json.dumps({{"n": {n}, "seconds": dt, "peak_mb": rss_mb(), "base_mb": base, "finite": bool(np.isfinite(s).all())}}))
+print(json.dumps({{"n": {n}, "seconds": dt, "peak_mb": rss_mb(), "base_mb": base,
+                  "finite": bool(np.isfinite(s).all())}}))
 """
 
 

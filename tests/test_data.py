@@ -8,8 +8,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from dataprune.data import (ArrayDataset, SubsetView, get_targets, iter_batches, load_dataset,
-                            symmetric_noise)
+from dataprune.data import ArrayDataset, SubsetView, get_targets, iter_batches, load_dataset, symmetric_noise
 from dataprune.data.augment import flip_crop
 
 
@@ -209,3 +208,23 @@ def test_flip_crop_keeps_shapes_and_is_seeded():
     a = flip_crop(x, torch.Generator().manual_seed(0))
     b = flip_crop(x, torch.Generator().manual_seed(0))
     assert a.shape == x.shape and torch.equal(a, b)
+
+
+def test_flip_crop_flips_and_translates_each_sample_by_the_drawn_amounts():
+    """Against a per-sample reference: flip (mirror columns) when drawn, then a crop of the zero-padded
+    image at the drawn offset. The identity would fail: on 64 samples some are flipped and shifted."""
+    g0 = torch.Generator().manual_seed(3)
+    x = torch.randn(64, 2, 6, 5, generator=g0)
+    pad = 2
+    out = flip_crop(x, torch.Generator().manual_seed(11), padding=pad)
+    g = torch.Generator().manual_seed(11)           # replay the draws in the same order
+    flip = torch.rand(64, generator=g) < 0.5
+    dx = torch.randint(0, 2 * pad + 1, (64,), generator=g)
+    dy = torch.randint(0, 2 * pad + 1, (64,), generator=g)
+    for i in range(64):
+        img = x[i].flip(2) if flip[i] else x[i]
+        padded = torch.nn.functional.pad(img, (pad,) * 4)
+        ref = padded[:, dy[i]:dy[i] + 6, dx[i]:dx[i] + 5]
+        assert torch.equal(out[i], ref), i
+    assert flip.any() and (~flip).any() and ((dx != pad) | (dy != pad)).any()
+    assert not torch.equal(out, x)

@@ -5,10 +5,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from conftest import randomize_norm_stats
 from dataprune import grads
 from dataprune.grads import conv as conv_kernels
 from dataprune.models import SmallCNN, resnet18
-from conftest import randomize_norm_stats
 
 RTOL = 1e-5
 

@@ -6,13 +6,11 @@ import torch
 import torch.nn as nn
 
 from dataprune.data import ArrayDataset
-from dataprune.methods import METHODS, dynamics, geometry, uncertainty
-from dataprune.methods import call_method
+from dataprune.methods import METHODS, call_method, dynamics, geometry, uncertainty
 from dataprune.pipeline import surrogate_scores
 from dataprune.select import ccs_indices, select
 from dataprune.train import TrainConfig
 from dataprune.trajectory import Checkpoint
-
 
 # ---------------------------------------------------------------- known answers --
 
@@ -76,7 +74,7 @@ def test_herding_running_mean_approaches_the_class_mean():
     herd_err = [float(torch.linalg.vector_norm(x[order[:k]].mean(0) - mu)) for k in (5, 20, 80)]
     rand_err = [float(torch.linalg.vector_norm(x[:k].mean(0) - mu)) for k in (5, 20, 80)]
     assert herd_err[0] > herd_err[1] > herd_err[2]
-    assert all(h < r / 3 for h, r in zip(herd_err, rand_err))
+    assert all(h < r / 3 for h, r in zip(herd_err, rand_err, strict=True))
     assert sorted(order.tolist()) == list(range(200))
 
 
@@ -152,3 +150,50 @@ def test_unknown_method_option_is_refused(planted):
     with pytest.raises(TypeError, match="method 'el2n' has no option"):
         call_method(METHODS["el2n"], make(), [Checkpoint(make().state_dict(), 0.1, 1)], ds,
                     options={"windw": 3})
+
+
+@pytest.fixture(scope="module")
+def planted_easy():
+    """The planted fixture plus a duplicated easy sample (the sample nearest its class centre, twice)."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 12, generator=g) * 3
+    y = torch.randint(0, 4, (160,), generator=g)
+    x = centers[y] + torch.randn(160, 12, generator=g)
+    noisy = y.clone()
+    flipped = np.arange(0, 160, 10)
+    noisy[flipped] = (y[flipped] + 1) % 4
+    d = (x - centers[y]).norm(dim=1)
+    d[flipped] = float("inf")
+    easy = int(d.argmin())
+    x = torch.cat([x, x[easy:easy + 1], x[easy:easy + 1]])
+    noisy = torch.cat([noisy, noisy[easy:easy + 1], noisy[easy:easy + 1]])
+    make = lambda: nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 4))  # noqa: E731
+    run = lambda name: surrogate_scores([name], ArrayDataset(x, noisy.numpy()), make,  # noqa: E731
+                                        config=TrainConfig(epochs=8, batch_size=16, lr=0.05),
+                                        checkpoint_epochs=range(1, 9), seed=0)
+    return run, flipped, np.array([160, 161]), noisy.numpy()
+
+
+@pytest.mark.parametrize("name", ["moso", "moso_norm"])
+def test_moso_keeps_a_duplicated_easy_sample_before_flipped_labels(name, planted_easy):
+    run, flipped, dup, _ = planted_easy
+    s = run(name).scores[name]
+    ranks = np.argsort(np.argsort(-s)) / len(s)          # 0 = kept first
+    assert ranks[dup].max() < ranks[flipped].mean(), f"{name}: flipped labels ranked above a typical sample"
+
+
+def test_classwise_moso_ranks_flipped_labels_first_which_auto_corrects(planted_easy):
+    """The measured failure of class-wise alignment under label noise (the wrong labels of a class agree
+    with each other), and the recommended default's answer: its policy sets them aside."""
+    from dataprune.select import selection
+
+    run, flipped, dup, labels = planted_easy
+    r = run("moso_class")
+    ranks = np.argsort(np.argsort(-r.scores["moso_class"])) / len(labels)
+    assert ranks[flipped].mean() < 0.3 and ranks[flipped].mean() < ranks[dup].min()
+    rec = run("recommended")
+    assert np.array_equal(rec.scores["recommended"], r.scores["moso_class"])
+    sel = selection(rec.scores["recommended"], 0.5, labels=labels, policy="auto", **rec.aux["recommended"])
+    assert np.isin(flipped, sel.keep).mean() <= 0.1, "the default kept the flipped labels"
+    assert np.isin(dup, sel.keep).all()
+    assert sel.decisions["set_aside"] >= 0.8 * len(flipped)

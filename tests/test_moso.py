@@ -10,13 +10,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from conftest import randomize_norm_stats
 from dataprune import moso
 from dataprune.data import ArrayDataset
 from dataprune.grads import NonFiniteLossWarning
 from dataprune.models import SmallCNN
 from dataprune.train import train
 from dataprune.trajectory import Checkpoint
-from conftest import randomize_norm_stats
 
 
 def brute_force_moso(model, checkpoints, x, y, form="exact", params=None):

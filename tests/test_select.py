@@ -104,3 +104,129 @@ def test_bad_inputs_have_clear_messages():
         select(np.zeros((2, 2)), 0.5)
     with pytest.raises(TypeError, match="labels must be integers"):
         select(np.zeros(2), 0.5, labels=[0.5, 1.0])
+
+
+# ----------------------------------------------- ccs, noise_cutoff, auto ----
+
+@st.composite
+def labelled(draw, max_classes=6):
+    n = draw(st.integers(4, 200))
+    scores = draw(arrays(np.float64, n, elements=finite))
+    labels = draw(arrays(np.int64, n, elements=st.integers(0, draw(st.integers(1, max_classes - 1)))))
+    return scores, labels, draw(st.floats(0.0, 0.95))
+
+
+def _common(keep, n, ratio):
+    assert keep.dtype == np.int64 and len(keep) == num_kept(n, ratio)
+    assert np.all(np.diff(keep) > 0) and keep.min() >= 0 and keep.max() < n
+
+
+@settings(max_examples=120, deadline=None)
+@given(labelled(), st.floats(0.0, 0.9), st.integers(1, 20), st.booleans(), st.integers(0, 2**31))
+def test_ccs_properties(problem, beta, strata, per_class, seed):
+    scores, labels, ratio = problem
+    n = len(scores)
+    keep = select(scores, ratio, labels=labels, policy="ccs", beta=beta, strata=strata, per_class=per_class, seed=seed)
+    _common(keep, n, ratio)
+    assert np.array_equal(keep, select(scores, ratio, labels=labels, policy="ccs", beta=beta, strata=strata,
+                                       per_class=per_class, seed=seed))
+    if per_class:
+        quotas = class_quotas(labels, num_kept(n, ratio))
+        assert {c: int((labels[keep] == c).sum()) for c in quotas} == quotas
+    else:
+        # the hardest floor(beta * N) samples are dropped whenever the budget leaves room for it
+        k = num_kept(n, ratio)
+        cut = int(beta * n)
+        if cut <= n - k:
+            hardest = np.argsort(-scores, kind="stable")[:cut]
+            assert not np.isin(hardest, keep).any()
+
+
+@settings(max_examples=120, deadline=None)
+@given(labelled(), st.floats(0.0, 0.9), st.sampled_from(["top", "stratified"]), st.integers(0, 2**31))
+def test_noise_cutoff_properties(problem, cutoff, sampling, seed):
+    scores, labels, ratio = problem
+    n = len(scores)
+    evidence = np.random.default_rng(seed % 1000).random(n)
+    keep = select(scores, ratio, labels=labels, policy="noise_cutoff", gradnorm=evidence, cutoff=cutoff,
+                  sampling=sampling, seed=seed)
+    _common(keep, n, ratio)
+    quotas = class_quotas(labels, num_kept(n, ratio))
+    assert {c: int((labels[keep] == c).sum()) for c in quotas} == quotas
+    for c, q in quotas.items():
+        members = np.flatnonzero(labels == c)
+        n_out = min(int(np.floor(cutoff * len(members) + 1e-9)), len(members) - q)
+        set_aside = members[np.argsort(evidence[members], kind="stable")][len(members) - n_out:]
+        assert not np.isin(set_aside, keep).any()       # the most suspicious never come back while others remain
+
+
+@st.composite
+def with_probs(draw):
+    scores, labels, ratio = draw(labelled())
+    n = len(labels)
+    c = int(labels.max()) + 1
+    logits = draw(arrays(np.float64, (n, c), elements=st.floats(-4, 4, allow_nan=False)))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return scores, labels, ratio, probs
+
+
+@settings(max_examples=150, deadline=None)
+@given(with_probs(), st.sampled_from([0.0, 0.5, 1.0]), st.sampled_from(["confident", "argmax", "calibrated"]),
+       st.integers(0, 2**31))
+def test_auto_properties(problem, alpha, rule, seed):
+    from dataprune.select import auto_indices, confident_noise, waterfill_quotas
+
+    scores, labels, ratio, probs = problem
+    n = len(scores)
+    k = num_kept(n, ratio)
+    keep, d = auto_indices(scores, labels, k, probs=probs, ratio=ratio, rng=np.random.default_rng(seed),
+                           alpha=alpha, noise=rule)
+    keep = np.sort(keep)
+    _common(keep, n, ratio)
+    suspect = confident_noise(probs, labels, rule)["suspect"]
+    trusted_sizes = {int(c): int(((labels == c) & ~suspect).sum()) for c in np.unique(labels)}
+    # quotas: a split of min(k, trusted) that follows size ** alpha, capped at the trusted sizes
+    assert d["quotas"] == waterfill_quotas(trusted_sizes, k, alpha)
+    assert sum(d["quotas"].values()) == min(k, sum(trusted_sizes.values()))
+    # a suspect sample is kept only when the trusted samples cannot fill the budget
+    if (~suspect).sum() >= k:
+        assert not suspect[keep].any()
+        assert {c: int((labels[keep] == c).sum()) for c in d["quotas"]} == d["quotas"]
+    assert d["sampling"] == ("top" if ratio < 0.8 else d["sampling"])
+    again, _ = auto_indices(scores, labels, k, probs=probs, ratio=ratio, rng=np.random.default_rng(seed),
+                            alpha=alpha, noise=rule)
+    assert np.array_equal(np.sort(again), keep)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.integers(0, 9), st.integers(0, 300), min_size=1, max_size=8), st.integers(0, 2000),
+       st.floats(0.0, 1.0))
+def test_waterfill_quotas(sizes, k, alpha):
+    from dataprune.select import waterfill_quotas
+
+    q = waterfill_quotas(sizes, k, alpha)
+    assert sum(q.values()) == min(k, sum(sizes.values()))
+    assert all(0 <= q[c] <= sizes[c] for c in sizes)
+    # a class below its capacity never gets fewer than a smaller class (the water level is shared)
+    for a in sizes:
+        for b in sizes:
+            if sizes[a] >= sizes[b] and q[b] == sizes[b] and q[a] < sizes[a]:
+                assert q[a] >= q[b] - 1
+
+
+def test_waterfill_alpha_zero_equalises_and_one_keeps_shares():
+    from dataprune.select import waterfill_quotas
+
+    sizes = {0: 400, 1: 100, 2: 8}
+    assert waterfill_quotas(sizes, 108, 0.0) == {0: 50, 1: 50, 2: 8}       # the rare class kept whole
+    assert waterfill_quotas(sizes, 254, 1.0) == {0: 200, 1: 50, 2: 4}      # every class keeps half
+    assert waterfill_quotas(sizes, 1000, 0.5) == sizes
+
+
+def test_quota_ties_go_to_the_larger_class_then_the_lower_label():
+    # keep 1 of 4: three classes with the same remainder; equal sizes -> the lowest label wins
+    assert class_quotas(np.array([2, 2, 1, 1, 0, 0]), 1) == {0: 1, 1: 0, 2: 0}
+    # keep 2 of 4: exact shares 0.5 and 1.5, equal remainders, different sizes -> the larger class wins
+    assert class_quotas(np.array([0] + [1] * 3), 2) == {0: 0, 1: 2}
+    # the same sizes with the labels swapped: still the larger class, not the lower label
+    assert class_quotas(np.array([1] + [0] * 3), 2) == {0: 2, 1: 0}

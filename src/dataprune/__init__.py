@@ -1,7 +1,7 @@
 """dataprune: find the training samples a PyTorch model can do without."""
 
-from ._version import __version__
 from . import grads, methods, moso  # noqa: E402
+from ._version import __version__
 from .methods import METHODS, RECOMMENDED, score  # noqa: E402
 from .prune import PruneResult, prune  # noqa: E402
 from .select import POLICIES, Selection, select, selection  # noqa: E402

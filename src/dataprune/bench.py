@@ -24,9 +24,9 @@ import io as _io
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -375,8 +375,8 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
             if loaded is not None:
                 score_cache[(plan, seed)] = loaded
                 continue
-            log(f"[seed {seed}] training the surrogate ({plan.describe(spec.surrogate['epochs'], spec.checkpoint_epochs)}) "
-                f"and scoring: {', '.join(g['methods'])}")
+            what = plan.describe(spec.surrogate["epochs"], spec.checkpoint_epochs)
+            log(f"[seed {seed}] training the surrogate ({what}) and scoring: {', '.join(g['methods'])}")
             work_dir = None if out_dir is None else os.path.join(out_dir, "surrogates", f"{plan.name}-seed{seed}")
             fut = runner.submit(_score_unit, g["methods"], plan, asdict(spec), seed, work_dir, device, batch_size,
                                 spec.options, sorted(g["evidence"]))

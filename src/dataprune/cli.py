@@ -531,7 +531,8 @@ def _run_grid(args, log, defaults: dict, title: str, preset: dict | None = None)
         + (f", {len(split.val)} validation" if split.val is not None else "")
         + (f", {args.label_noise:.0%} {args.label_noise_kind} label noise" if args.label_noise else "")
         + (f", long tail {args.imbalance:g}:1" if args.imbalance != 1 else "")
-        + f"), model {args.model}, methods {', '.join(spec.methods)}, ratios {', '.join(f'{r:g}' for r in spec.ratios)}, "
+        + f"), model {args.model}, methods {', '.join(spec.methods)}, "
+        f"ratios {', '.join(f'{r:g}' for r in spec.ratios)}, "
         f"seeds {spec.seeds}; surrogate {spec.surrogate['epochs']} epochs (checkpoints {spec.checkpoint_epochs}), "
         f"retraining {spec.retrain['epochs']} epochs at batch {spec.retrain['batch_size']}, lr {spec.retrain['lr']:g}; "
         f"{_jobs(args)} job(s) x {spec.threads} thread(s)")

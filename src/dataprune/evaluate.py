@@ -6,7 +6,7 @@ experiment grid over methods x ratios x seeds is :mod:`dataprune.bench`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

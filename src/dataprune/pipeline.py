@@ -25,8 +25,8 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ from .utils import seed_everything
 # class-wise MoSo per checkpoint (two passes, per-sample norms), and the bookkeeping of fused
 # scoring per recorded epoch. Measured by ``python benchmarks/cost.py`` (small CNN and MLP on
 # mnist5k, 2 CPU cores); the achieved cost of every run is measured, not taken from here.
-COST = {"forward": 0.30, "all_params": 2.4, "fused": 0.08}
+COST = {"forward": 0.30, "head": 0.30, "all_params": 2.4, "fused": 0.08}
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class Plan:
         if self.fused:
             scoring = COST["fused"] * e
         else:
-            scoring = k * (COST["forward"] if self.params == "last_layer" else COST["all_params"])
+            scoring = k * (COST["head"] if self.params == "last_layer" else COST["all_params"])
         return (self.data_fraction * e + scoring) / recipe_epochs
 
     def describe(self, recipe_epochs: int, requested=()) -> str:
@@ -141,6 +141,16 @@ def choose_plan(budget: float | None, recipe_epochs: int, requested=(), *, fused
     raise ValueError(f"no plan fits a budget of {budget:g} of a training run with {recipe_epochs} epochs: the "
                      f"cheapest, {cheapest.name!r} ({cheapest.describe(recipe_epochs, requested)}), is expected "
                      f"to cost {cheapest.expected_cost(recipe_epochs, requested):.3f}")
+
+
+def evidence_epochs(recipe_epochs: int, trained: int | None = None) -> int:
+    """How many first epochs the surrogate's training pass averages its class probabilities over (the
+    label evidence of the ``auto`` policy): ``ceil(EVIDENCE_SEGMENT * epochs)`` of the recipe, within
+    what the surrogate trains."""
+    from .methods.moso_variants import EVIDENCE_SEGMENT
+
+    k = max(1, math.ceil(EVIDENCE_SEGMENT * recipe_epochs - 1e-9))
+    return min(k, trained or recipe_epochs)
 
 
 def partition(labels: np.ndarray, parts: int, seed: int = 0) -> list[np.ndarray]:
@@ -224,7 +234,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         raise ValueError("precomputed checkpoints can only be used with partitions=1")
     if checkpoints is not None and plan != FULL:
         raise ValueError(f"plan {plan.name!r} trains its own surrogate; it cannot use precomputed checkpoints")
-    history_methods = [s for s in specs if s.history]
+    history_methods = [s for s in specs if s.history == "required"]
     if plan.fused:
         bad = [s.name for s in specs if s.fused is None]
         if bad:
@@ -252,13 +262,14 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         fit = np.arange(len(view)) if plan.data_fraction == 1 else \
             stratified_fraction(get_targets(view), plan.data_fraction, seed * 1000 + k)
         fit_view = view if plan.data_fraction == 1 else SubsetView(view, fit)
-        recorder = DynamicsRecorder(len(view)) if (history_methods or record_history) and checkpoints is None \
-            else None
+        wants_history = history_methods or record_history or any(s.history for s in specs)
+        recorder = DynamicsRecorder(len(fit_view), early_epochs=evidence_epochs(config.epochs, epochs_trained)) \
+            if wants_history and checkpoints is None else None
         fused = {s.name: s.fused(view, ck_epochs) for s in specs if plan.fused}
         seed_everything(seed * 1000 + k)
         template = make_model()
-        needs_training = checkpoints is None and (any(s.needs_checkpoints for s in specs) or recorder or fused
-                                                  or evidence_for)
+        needs_training = checkpoints is None and (any(s.needs_checkpoints for s in specs) or history_methods
+                                                  or fused or evidence_for)
         cks, history = checkpoints, None
         saved = _saved_surrogate(work_dir, k, config, ck_epochs, seed, part, dataset, plan) \
             if work_dir is not None and needs_training and not fused else None
@@ -378,7 +389,7 @@ def _save_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset,
         import io as _io
 
         buf = _io.BytesIO()
-        np.savez_compressed(buf, **{f: getattr(history, f) for f in history.__dataclass_fields__})
+        np.savez_compressed(buf, **history.arrays())
         write_bytes(path + ".history.npz", buf.getvalue(), overwrite=True)
     save_checkpoints(cks, path, overwrite=True,
                      meta={"key": key, "history": history is not None, "train_seconds": result.train_seconds,
@@ -390,7 +401,7 @@ def _load_history(path):
 
     try:
         with np.load(path, allow_pickle=False) as z:
-            return History(**{f: z[f] for f in History.__dataclass_fields__})
+            return History(**{f: z[f] for f in History.__dataclass_fields__ if f in z.files})
     except (OSError, ValueError, KeyError):
         return None
 

@@ -166,7 +166,7 @@ class PruneResult:
                 "n_kept": self.n_kept, "decisions": self.decisions, "cost": self.cost, **self.provenance}
 
     @classmethod
-    def load(cls, folder: str) -> "PruneResult":
+    def load(cls, folder: str) -> PruneResult:
         """A result saved by :meth:`save` (without the dataset; pass it to :meth:`subset`)."""
         keep, meta = io.load_array(os.path.join(folder, "keep.npy"))
         scores, smeta = io.load_array(os.path.join(folder, "scores.npy"))

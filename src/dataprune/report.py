@@ -226,7 +226,8 @@ def write_suite_summary(out_dir: str, names: list[str], method: str = "recommend
     lines = [f"# Suite summary: {method} against random and the best method of each cell", "",
              "Test accuracy (%), mean over seeds. `diff` is the difference to random pruning (points); `best` the "
              "best method of the cell.", "",
-             "| setting | ratio | " + method + " | random | diff | best | within 0.5 of best |", "|---|---|---|---|---|---|---|"]
+             "| setting | ratio | " + method + " | random | diff | best | within 0.5 of best |",
+             "|---|---|---|---|---|---|---|"]
     for c in cells:
         lines.append(f"| {c['setting']} | {c['ratio']:g} | {100 * c[method]:.1f} | {100 * c['random']:.1f} | "
                      f"{100 * c['diff']:+.1f} | {c['best']} {100 * c['best_acc']:.1f} | "
@@ -294,11 +295,12 @@ def _hist_png(values, kept, path, xlabel, title, cut=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.2, 2.8), dpi=100)
+    fig, ax = plt.subplots(figsize=(6.4, 2.9), dpi=100)
     finite = np.isfinite(values)
     bins = np.histogram_bin_edges(values[finite], bins=50) if finite.any() else 10
-    ax.hist(values[finite & kept], bins=bins, alpha=0.7, color="#2ca02c", label="kept")
-    ax.hist(values[finite & ~kept], bins=bins, alpha=0.6, color="#d62728", label="removed")
+    # Stacked, so that every bar shows how many of its samples were kept (green) and removed (red).
+    ax.hist([values[finite & kept], values[finite & ~kept]], bins=bins, stacked=True, color=["#2ca02c", "#d62728"],
+            label=["kept", "removed"])
     if cut is not None:
         ax.axvline(cut, color="black", ls="--", lw=1, label="cut")
     ax.set_xlabel(xlabel, fontsize=8)
@@ -354,7 +356,8 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
 <b id="policy">{_html(result.policy)}</b>.</p>"""]
     facts = []
     if "estimated_noise" in d:
-        facts.append(f"Labels that look wrong to the surrogate: <b id=\"estimated-noise\">{100 * d['estimated_noise']:.1f}%"
+        facts.append("Labels that look wrong to the surrogate: "
+                     f"<b id=\"estimated-noise\">{100 * d['estimated_noise']:.1f}%"
                      f"</b> of the samples; set aside: <b id=\"set-aside\">{d.get('set_aside', 0)}</b>.")
     if "sampling" in d:
         facts.append("Within each class the policy kept " + ("the highest scores." if d["sampling"] == "top" else
@@ -381,13 +384,15 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
     cut = float(kept_scores.min()) if len(kept_scores) else None
     _hist_png(scores, kept, os.path.join(files, "scores.png"), "score (higher = keep)",
               f"scores of kept and removed samples ({result.method})", cut if result.policy in ("topk",) else None)
-    parts.append("<h2>Scores and evidence</h2><div class=\"grid\"><img src=\"report_files/scores.png\" "
-                 "alt=\"score histogram\"></div>")
+    parts.append("<h2>Scores and evidence</h2><p class=\"muted\">Higher score = keep. Class-wise scores rank "
+                 "a class's wrong labels among its highest (they agree with each other), which is why the policy "
+                 "first sets aside the labels the surrogate contradicts: low label margin, left below.</p>"
+                 "<div class=\"grid\"><img src=\"report_files/scores.png\" alt=\"score histogram\"></div>")
     if margin is not None:
         cutoff = float(margin[suspect].max()) if suspect.any() else None
         _hist_png(margin, kept, os.path.join(files, "margin.png"),
                   "label margin: probability of the given label minus the largest other (surrogate)",
-                  "the evidence for wrong labels (left of the line: the highest margin among suspects)", cutoff)
+                  "evidence for wrong labels (dashed: highest margin of a suspect)", cutoff)
         parts.append("<div class=\"grid\"><img src=\"report_files/margin.png\" alt=\"margin histogram\"></div>")
     # Per-class samples.
     classes = [r["class"] for r in rows]

@@ -14,8 +14,8 @@ the evidence names for any policy and uses those its policy needs, so
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -33,6 +33,9 @@ AUTO_ALPHA = 0.5
 AUTO_STRATA = 10
 # How a label is judged wrong (see confident_noise).
 AUTO_NOISE_RULE = "confident"
+# How the trusted samples of a class are kept from AUTO_STRATIFIED_FROM on: "stratified" (even over
+# score strata) or "random".
+AUTO_HIGH_SAMPLING = "stratified"
 
 
 def _check(scores, ratio, labels, num_samples):
@@ -99,7 +102,7 @@ def class_quotas(labels: np.ndarray, n_keep: int) -> dict[int, int]:
         if quota[j] < sizes[j]:
             quota[j] += 1
             left -= 1
-    return {int(c): int(q) for c, q in zip(classes, quota)}
+    return {int(c): int(q) for c, q in zip(classes, quota, strict=True)}
 
 
 def ccs_indices(scores: np.ndarray, k: int, *, beta: float = 0.1, strata: int = 50, hard: str = "high",
@@ -173,7 +176,11 @@ def noise_cutoff_indices(scores: np.ndarray, labels: np.ndarray, k: int, evidenc
     return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
 
 
-NOISE_RULES = ("confident", "argmax", "calibrated", "none")
+NOISE_RULES = ("adaptive", "confident", "argmax", "calibrated", "none")
+# "adaptive": a class whose confident-learning estimate reaches this share is judged by the calibrated
+# rule (which finds nearly every wrong label but also a few per cent of hard clean ones), the other
+# classes by confident learning (which leaves hard clean samples alone).
+ADAPTIVE_FROM = 0.05
 
 
 def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confident") -> dict:
@@ -186,7 +193,9 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
     class-dependent noise and imbalance: a rare class the model underfits gets a low threshold, so
     its hard samples are not taken for mislabelled ones. ``"argmax"``: suspect when the most
     probable class is not the label; ``"calibrated"``: the same after dividing each class's
-    probability by its threshold; ``"none"``: nothing is suspect.
+    probability by its threshold; ``"adaptive"``: per class, ``"calibrated"`` where confident learning
+    finds at least :data:`ADAPTIVE_FROM` of the class suspect (noise is evident there), else
+    ``"confident"``; ``"none"``: nothing is suspect.
 
     Returns ``{"suspect": (N,) bool, "margin": (N,)`` probability of the label minus the largest other
     probability (low = suspicious), ``"rate": {class: share of its samples suspect}}``.
@@ -203,15 +212,23 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
     thresholds = np.full(c, np.inf)
     for j in np.unique(labels):
         thresholds[j] = max(probs[labels == j, j].mean(), 1e-12)
+    above = probs >= thresholds[None, :]
+    masked = np.where(above, probs, -np.inf)
+    confident = np.where(above.any(1), masked.argmax(1), -1)
+    by_confident = (confident >= 0) & (confident != labels)
+    by_calibrated = (probs / np.where(np.isfinite(thresholds), thresholds, 1.0)[None, :]).argmax(1) != labels
     if rule == "confident":
-        above = probs >= thresholds[None, :]
-        masked = np.where(above, probs, -np.inf)
-        confident = np.where(above.any(1), masked.argmax(1), -1)
-        suspect = (confident >= 0) & (confident != labels)
+        suspect = by_confident
     elif rule == "argmax":
         suspect = probs.argmax(1) != labels
     elif rule == "calibrated":
-        suspect = (probs / np.where(np.isfinite(thresholds), thresholds, 1.0)[None, :]).argmax(1) != labels
+        suspect = by_calibrated
+    elif rule == "adaptive":
+        suspect = by_confident.copy()
+        for j in np.unique(labels):
+            members = labels == j
+            if by_confident[members].mean() >= ADAPTIVE_FROM:
+                suspect[members] = by_calibrated[members]
     else:
         suspect = np.zeros(n, bool)
     own = probs[np.arange(n), labels]
@@ -255,12 +272,12 @@ def waterfill_quotas(sizes: dict, k: int, alpha: float = 1.0) -> dict:
         if base[j] < size[j]:
             base[j] += 1
             rest -= 1
-    return {int(c): int(q) for c, q in zip(classes, base)}
+    return {int(c): int(q) for c, q in zip(classes, base, strict=True)}
 
 
 def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = None,
                  stratified_from: float | None = None, strata: int = AUTO_STRATA, noise: str | None = None,
-                 within: str = "auto") -> tuple[np.ndarray, dict]:
+                 within: str = "auto", high: str | None = None) -> tuple[np.ndarray, dict]:
     """The ``auto`` policy (the recommended default): ``(kept indices, decisions)``.
 
     1. *Labels that look wrong*: :func:`confident_noise` on the surrogate's class probabilities
@@ -286,7 +303,8 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     trusted = ~suspect
     sizes = {int(c): int(((labels == c) & trusted).sum()) for c in classes}
     quotas = waterfill_quotas(sizes, k, alpha)
-    sampling = "top" if ratio < stratified_from - 1e-12 else "stratified"
+    high = AUTO_HIGH_SAMPLING if high is None else high
+    sampling = "top" if ratio < stratified_from - 1e-12 else high
     if within != "auto":
         sampling = within
     keep = []
@@ -311,8 +329,8 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
                  "estimated_noise_per_class": {int(c): round(float(r), 4) for c, r in rate.items()},
                  "set_aside": int(suspect.sum()) - refilled, "set_aside_per_class":
                  {int(c): int((suspect & (labels == c)).sum()) for c in classes},
-                 "quotas": quotas, "alpha": alpha, "noise_rule": noise, "sampling": sampling, "strata": strata if sampling ==
-                 "stratified" else None}
+                 "quotas": quotas, "alpha": alpha, "noise_rule": noise, "sampling": sampling,
+                 "strata": strata if sampling == "stratified" else None}
     return keep, decisions
 
 

@@ -58,7 +58,7 @@ class TrainConfig:
         if self.budget not in ("epochs", "steps"):
             raise ValueError(f"budget must be 'epochs' or 'steps', got {self.budget!r}")
 
-    def replace(self, **overrides) -> "TrainConfig":
+    def replace(self, **overrides) -> TrainConfig:
         """A copy with some fields changed; unknown field names are an error."""
         unknown = set(overrides) - set(TrainConfig.__dataclass_fields__)
         if unknown:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import io as _io
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 import torch

@@ -8,8 +8,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -21,7 +21,8 @@ from .core import ArrayDataset, NpyDataset, SubsetView, get_targets, iter_batche
 from .imagefolder import ImageFolderDataset, load_imagefolder
 from .noise import NOISE_KINDS, add_label_noise, long_tail_indices, pair_noise, symmetric_noise
 
-__all__ = ["DataSplit", "DATASETS", "load_dataset", "ArrayDataset", "NpyDataset", "SubsetView", "ImageFolderDataset", "get_targets",
+__all__ = ["DataSplit", "DATASETS", "load_dataset", "ArrayDataset", "NpyDataset", "SubsetView", "ImageFolderDataset",
+           "get_targets",
            "iter_batches", "symmetric_noise", "pair_noise", "add_label_noise", "long_tail_indices", "NOISE_KINDS",
            "stratified_split", "flip_crop", "get_augmentation"]
 

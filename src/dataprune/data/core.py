@@ -9,7 +9,7 @@ through a ``DataLoader``.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -69,7 +69,7 @@ class ArrayDataset(Dataset):
         x, y = self.get_batch([int(i)])
         return x[0], int(y[0])
 
-    def subset(self, positions) -> "ArrayDataset":
+    def subset(self, positions) -> ArrayDataset:
         """A dataset of the samples at ``positions`` (a copy of their inputs, same preprocessing)."""
         positions = np.asarray(positions, dtype=np.int64)
         out = ArrayDataset.__new__(ArrayDataset)
@@ -78,7 +78,7 @@ class ArrayDataset(Dataset):
         out.targets = self.targets[positions]
         return out
 
-    def with_targets(self, targets) -> "ArrayDataset":
+    def with_targets(self, targets) -> ArrayDataset:
         """A dataset sharing these inputs with other labels (used for label noise)."""
         out = ArrayDataset.__new__(ArrayDataset)
         out.__dict__.update(self.__dict__)

@@ -16,15 +16,15 @@ Dataset-level streaming functions (:func:`gradient_sum`, :func:`per_sample_terms
 :func:`last_layer_terms`) are what the scoring methods use.
 """
 
+from . import conv, embedding, linear, norm  # noqa: F401, E402  (register the kernels)
 from .base import KernelStats, LayerKernel
 from .batch import mean_gradient, per_sample_dots, per_sample_grads, per_sample_sq_norms
 from .capture import LayerCapture, ParamSelection, find_classifier, select_params
 from .check import check_kernels, reference_per_sample_grads
+from .conv import ConvKernel
 from .engine import BACKENDS, NonFiniteLossWarning, SampleTerms, cross_entropy, gradient_sum, per_sample_terms
 from .lastlayer import last_layer_terms
 from .registry import KERNELS, kernel_for, register_kernel
-from . import conv, embedding, linear, norm  # noqa: F401, E402  (register the kernels)
-from .conv import ConvKernel
 
 __all__ = ["per_sample_grads", "per_sample_sq_norms", "per_sample_dots", "mean_gradient", "check_kernels",
            "reference_per_sample_grads", "gradient_sum", "per_sample_terms", "SampleTerms", "last_layer_terms",

@@ -29,7 +29,7 @@ def per_sample_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, para
                     for local, g in kernel.grads(module, r.inputs, r.grad_out, names).items():
                         q = sel.qualified[(id(module), local)]
                         out[q] = out[q] + g if q in out else g
-    for n, p in zip(sel.names, sel.params):
+    for n, p in zip(sel.names, sel.params, strict=True):
         if n not in out:  # the module did not run for this input
             out[n] = torch.zeros((x.shape[0],) + tuple(p.shape), dtype=p.dtype, device=p.device)
     return {n: out[n] for n in sel.names}

@@ -174,7 +174,8 @@ class LayerCapture:
         for m, recs in self.records.items():
             for r in recs:
                 if r.output._version != r.out_version or any(
-                        isinstance(t, torch.Tensor) and t._version != v for t, v in zip(r.inputs, r.in_versions)):
+                        isinstance(t, torch.Tensor) and t._version != v
+                        for t, v in zip(r.inputs, r.in_versions, strict=True)):
                     stale.add(m)
         return stale
 

@@ -18,7 +18,7 @@ def reference_per_sample_grads(model: nn.Module, x: torch.Tensor, y: torch.Tenso
     for i in range(x.shape[0]):
         loss = loss_fn(model(x[i:i + 1]), y[i:i + 1]).sum()
         grads = torch.autograd.grad(loss, sel.params, allow_unused=True)
-        for n, p, g in zip(sel.names, sel.params, grads):
+        for n, p, g in zip(sel.names, sel.params, grads, strict=True):
             out[n].append(torch.zeros_like(p) if g is None else g)
     return {n: torch.stack(v) for n, v in out.items()}
 
@@ -36,7 +36,8 @@ def check_kernels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, params=
     ref = reference_per_sample_grads(model, x, y, params=sel, loss_fn=loss_fn)
     fast = per_sample_grads(model, x, y, params=sel, loss_fn=loss_fn, kernels=kernels)
     gen = torch.Generator().manual_seed(0)
-    vec = {n: torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p) for n, p in zip(sel.names, sel.params)}
+    vec = {n: torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p)
+           for n, p in zip(sel.names, sel.params, strict=True)}
     ref_flat = torch.cat([ref[n].reshape(x.shape[0], -1) for n in sel.names], 1)
     ref_sq = (ref_flat * ref_flat).sum(1)
     ref_dot = ref_flat @ torch.cat([vec[n].reshape(-1) for n in sel.names])

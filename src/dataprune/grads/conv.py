@@ -57,7 +57,7 @@ def _geometry(layer, a, d):
             pad = (0,) * nd
         else:  # "same": total d*(k-1) per dim, the odd pixel on the right/bottom as torch does
             pads = []
-            for kk, dd in reversed(list(zip(k, dil))):
+            for kk, dd in reversed(list(zip(k, dil, strict=True))):
                 total = dd * (kk - 1)
                 pads += [total // 2, total - total // 2]
             a = F.pad(a, pads)

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from ..data import iter_batches
 from ..utils import model_dtype, progress_bar
-from .capture import LayerCapture, ParamSelection, _Record
 from .base import row_chunks
+from .capture import LayerCapture, ParamSelection, _Record
 
 BACKENDS = ("hooks", "functorch", "jvp")
 
@@ -57,7 +57,7 @@ def gradient_sum(model: nn.Module, dataset, indices, selection: ParamSelection, 
     sorted by group.
     """
     sums = {n: torch.zeros((num_groups,) + tuple(p.shape), dtype=dtype, device=device)
-            for n, p in zip(selection.names, selection.params)}
+            for n, p in zip(selection.names, selection.params, strict=True)}
     counts = np.zeros(num_groups, dtype=np.int64)
     bad = []
     bar = progress_bar(total=len(indices), desc=desc, enabled=progress, unit="img")
@@ -83,7 +83,7 @@ def gradient_sum(model: nn.Module, dataset, indices, selection: ParamSelection, 
                 part = losses.sum() if len(present) == 1 else losses[torch.from_numpy(sel).to(losses.device)].sum()
                 grads = torch.autograd.grad(part, selection.params, allow_unused=True,
                                             retain_graph=len(present) > 1)
-                for n, g in zip(selection.names, grads):
+                for n, g in zip(selection.names, grads, strict=True):
                     if g is not None:
                         sums[n][gid] += g.to(dtype)
                 counts[gid] += int(sel.sum())
@@ -96,7 +96,7 @@ def _functorch_grads(model, selection, x, y, loss_fn):
     """Per-sample gradients (B, P) of the selected parameters by vmap, in chunks (a generator)."""
     from torch.func import functional_call, grad, vmap
 
-    params = {n: p.detach() for n, p in zip(selection.names, selection.params)}
+    params = {n: p.detach() for n, p in zip(selection.names, selection.params, strict=True)}
     buffers = dict(model.named_buffers())
 
     def loss_one(p, xi, yi):
@@ -113,7 +113,7 @@ def _jvp_dots(model, selection, x, y, loss_fn, vecs):
     """``g_i . v`` for the batch by one forward-mode pass (tangent v on the selected params)."""
     from torch.func import functional_call, jvp
 
-    params = {n: p.detach() for n, p in zip(selection.names, selection.params)}
+    params = {n: p.detach() for n, p in zip(selection.names, selection.params, strict=True)}
     tangents = {n: vecs[n].to(params[n].dtype) for n in selection.names}
     buffers = dict(model.named_buffers())
 

@@ -33,5 +33,5 @@ class FunctorchKernel(LayerKernel):
             _, pull = vjp(f, p)
             return pull(d.unsqueeze(0))[0]
 
-        args = tuple(t for t, is_b in zip(inputs, batched) if is_b)
+        args = tuple(t for t, is_b in zip(inputs, batched, strict=True) if is_b)
         return vmap(one, in_dims=(None, 0, 0))(params, args, grad_out)

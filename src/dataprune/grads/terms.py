@@ -9,8 +9,9 @@ contiguous block and the results are gathered in dataset order on every rank.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,7 +70,7 @@ class TermOptions:
         return tuple(f.name for f in fields(cls))
 
     @classmethod
-    def from_kwargs(cls, options: dict, *, what: str = "scoring") -> "TermOptions":
+    def from_kwargs(cls, options: dict, *, what: str = "scoring") -> TermOptions:
         """Build from keyword options; an unknown name is a ``TypeError`` that lists the valid ones."""
         unknown = sorted(set(options) - set(cls.names()))
         if unknown:
@@ -115,7 +116,7 @@ class CheckpointTerms:
         return out
 
     @classmethod
-    def from_arrays(cls, arrays: dict) -> "CheckpointTerms":
+    def from_arrays(cls, arrays: dict) -> CheckpointTerms:
         sq = np.asarray(arrays["sq"])
         return cls(np.asarray(arrays["dot"]), sq if sq.size or not len(arrays["dot"]) else None,
                    np.asarray(arrays["gbar_sq"]), np.asarray(arrays["counts"]),

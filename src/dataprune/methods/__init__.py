@@ -11,8 +11,8 @@ by name.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -37,7 +37,7 @@ class MethodSpec:
     defaults: dict = field(default_factory=dict)
     aux: bool = False                      # fn(..., return_aux=True) -> (scores, {name: (N, ...) array})
     policy: str | None = None              # the selection policy this method is meant to be used with
-    history: bool = False                  # reads the surrogate's training record (fn(..., history=History))
+    history: str | None = None             # "required" / "optional": reads the surrogate's training record
     fused: Callable | None = None          # (dataset, epochs) -> training callback with .result() -> (scores, aux)
     plan: dict | None = None               # the method's own surrogate plan (pipeline.Plan fields), e.g. DUAL's
 
@@ -116,29 +116,32 @@ def _fused(dataset, epochs):
 
 register(MethodSpec("moso_class", moso_variants.classwise_score,
                     "class-wise MoSo: alignment with the own class's mean gradient, self-term removed", aux=True,
-                    fused=_fused))
+                    fused=_fused, history="optional"))
 register(MethodSpec("moso_norm", moso_variants.normalized_score,
-                    "class-wise MoSo per unit gradient norm (direction, not size)", aux=True))
+                    "class-wise MoSo per unit gradient norm (direction, not size)", aux=True, history="optional"))
 register(MethodSpec(RECOMMENDED, moso_variants.classwise_score,
                     "the recommended default: class-wise MoSo scores + the `auto` policy", aux=True, policy="auto",
-                    fused=_fused))
+                    fused=_fused, history="optional"))
 register(MethodSpec("random", baseline.random_scores, "uniform random scores: a random subset",
                     needs_checkpoints=False))
 register(MethodSpec("el2n", uncertainty.el2n_score, "EL2N, error L2-norm early in training (Paul et al. 2021)"))
-register(MethodSpec("grand", gradnorm.grand_score, "GraNd, per-sample gradient norm early in training (Paul et al. 2021)"))
+register(MethodSpec("grand", gradnorm.grand_score,
+                    "GraNd, per-sample gradient norm early in training (Paul et al. 2021)"))
 register(MethodSpec("forgetting", dynamics.forgetting_score, "forgetting events during training (Toneva et al. 2019)",
-                    history=True))
-register(MethodSpec("aum", dynamics.aum_score, "area under the margin, as -AUM (Pleiss et al. 2020)", history=True))
+                    history="required"))
+register(MethodSpec("aum", dynamics.aum_score, "area under the margin, as -AUM (Pleiss et al. 2020)", history="required"))
 register(MethodSpec("dynunc", dynamics.dynunc_score, "dynamic uncertainty over training windows (He et al. 2023)",
-                    history=True))
-register(MethodSpec("tdds", dynamics.tdds_score, "temporal dual-depth scoring (Zhang et al. 2024)", history=True))
+                    history="required"))
+register(MethodSpec("tdds", dynamics.tdds_score, "temporal dual-depth scoring (Zhang et al. 2024)", history="required"))
 register(MethodSpec("dual", dual.dual_score, "DUAL: difficulty x uncertainty from early training only, with its "
-                    "Beta sampling (Cho et al. 2025)", aux=True, history=True, policy="dual",
+                    "Beta sampling (Cho et al. 2025)", aux=True, history="required", policy="dual",
                     plan={"name": "dual", "segment": dual.SEGMENT, "min_epochs": dual.MIN_EPOCHS}))
 register(MethodSpec("entropy", uncertainty.entropy_score, "predictive entropy at the last checkpoint"))
-register(MethodSpec("least_confidence", uncertainty.least_confidence_score, "1 - max probability at the last checkpoint"))
+register(MethodSpec("least_confidence", uncertainty.least_confidence_score,
+                    "1 - max probability at the last checkpoint"))
 register(MethodSpec("margin", uncertainty.margin_score, "minus the top-2 probability margin at the last checkpoint"))
 register(MethodSpec("herding", geometry.herding_score, "herding order per class on embeddings (Welling 2009)"))
 register(MethodSpec("kcenter", geometry.kcenter_score, "k-center greedy order per class (Sener & Savarese 2018)"))
-register(MethodSpec("moderate", geometry.moderate_score, "Moderate-DS: distance to class mean near its median (Xia et al. 2023)"))
+register(MethodSpec("moderate", geometry.moderate_score,
+                    "Moderate-DS: distance to class mean near its median (Xia et al. 2023)"))
 register(MethodSpec("ssp", geometry.ssp_score, "distance to class k-means prototypes (Sorscher et al. 2022)"))

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..train import predict
 from ..data import get_targets
+from ..train import predict
 from ..trajectory import as_checkpoints, load_state
-from .common import finalize, orient, prepare_model
 from ..utils import resolve_device
+from .common import finalize, orient, prepare_model
+
 
 @dataclass
 class History:
@@ -35,6 +36,11 @@ class History:
     target_prob: np.ndarray    # softmax probability of the assigned label
     change: np.ndarray         # sum_c p_t(c) |log p_t(c) - log p_{t-1}(c)|; NaN in the first epoch
     seen: np.ndarray           # bool: the sample was presented in that epoch
+    early_probs: np.ndarray | None = None   # (N, C): mean class probabilities over the early epochs
+
+    def arrays(self) -> dict:
+        """The fields that hold arrays (for saving)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 def _stats(logits: torch.Tensor, targets: torch.Tensor, prev_logp: torch.Tensor | None):
@@ -52,13 +58,21 @@ def _stats(logits: torch.Tensor, targets: torch.Tensor, prev_logp: torch.Tensor 
 class DynamicsRecorder:
     """Training callback recording every presentation of every sample (see :class:`History`).
 
-    Memory: four float arrays of (epochs x N) plus the last log-probabilities (N x C).
+    With ``early_epochs=k`` it also averages each sample's class probabilities over the first k
+    epochs (``History.early_probs``): the surrogate's opinion of every label before it memorises
+    the wrong ones, at no extra forward pass.
+
+    Memory: four float arrays of (epochs x N) plus two (N x C) arrays.
     """
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, early_epochs: int | None = None):
         self.n = n
+        self.early_epochs = early_epochs
         self.rows: list[dict] = []
         self._prev = None  # (N, C) last log-probabilities of each sample
+        self._psum = None  # (N, C) sum of early-epoch probabilities
+        self._pcount = np.zeros(n)
+        self._pending: list = []
 
     def _row(self, epoch):
         while len(self.rows) < epoch:
@@ -68,30 +82,57 @@ class DynamicsRecorder:
         return self.rows[epoch - 1]
 
     def on_batch_end(self, *, epoch, step, indices, logits, targets):
+        # Only a copy per batch; the per-sample statistics are computed once per epoch, vectorised
+        # (the per-batch work was most of the cost of recording on small models).
+        self._pending.append((epoch, np.asarray(indices), logits.detach().float().cpu(), targets.detach().cpu()))
+
+    def on_epoch_end(self, *, epoch, model=None, lr=None):
+        self._flush()
+
+    def _flush(self):
+        if not self._pending:
+            return
+        by_epoch: dict = {}
+        for epoch, idx, logits, targets in self._pending:
+            by_epoch.setdefault(epoch, []).append((idx, logits, targets))
+        self._pending = []
+        for epoch, parts in sorted(by_epoch.items()):
+            indices = np.concatenate([p[0] for p in parts])
+            logits = torch.cat([p[1] for p in parts])
+            targets = torch.cat([p[2] for p in parts])
+            self._record(epoch, indices, logits, targets)
+
+    def _record(self, epoch, indices, logits, targets):
         row = self._row(epoch)
         idx = torch.as_tensor(indices, dtype=torch.long)
         if self._prev is None:
             self._prev = torch.full((self.n, logits.shape[1]), float("nan"))
-        prev = self._prev[idx].to(logits.device)
+        prev = self._prev[idx]
         have_prev = ~torch.isnan(prev[:, 0])
         correct, margin, tp, change, logp = _stats(logits, targets, prev)
         change = torch.where(have_prev, change, torch.full_like(change, float("nan")))
-        row["correct"][indices] = correct.cpu().numpy()
-        row["margin"][indices] = margin.double().cpu().numpy()
-        row["target_prob"][indices] = tp.double().cpu().numpy()
-        row["change"][indices] = change.double().cpu().numpy()
+        row["correct"][indices] = correct.numpy()
+        row["margin"][indices] = margin.double().numpy()
+        row["target_prob"][indices] = tp.double().numpy()
+        row["change"][indices] = change.double().numpy()
         row["seen"][indices] = True
-        self._prev[idx] = logp.detach().cpu()
+        self._prev[idx] = logp
+        if self.early_epochs and epoch <= self.early_epochs:
+            if self._psum is None:
+                self._psum = np.zeros((self.n, logits.shape[1]))
+            np.add.at(self._psum, indices, logp.exp().double().numpy())
+            np.add.at(self._pcount, indices, 1.0)
 
     def history(self) -> History:
         """The recorded history; under DDP every rank saw only its share of each batch, so the
         ranks' records are merged (each sample's entries come from the rank that saw it)."""
         from .. import distributed as dist
 
+        self._flush()
         rows = self.rows
         if dist.is_distributed():
             merged = []
-            for per_rank in zip(*dist.gather_objects(rows)):
+            for per_rank in zip(*dist.gather_objects(rows), strict=True):
                 row = {k: v.copy() for k, v in per_rank[0].items()}
                 for other in per_rank[1:]:
                     seen = other["seen"]
@@ -101,7 +142,14 @@ class DynamicsRecorder:
             rows = merged
         if not rows:
             raise RuntimeError("no training batches were recorded")
-        return History(**{k: np.stack([r[k] for r in rows]) for k in rows[0]})
+        early = None
+        if self._psum is not None:
+            psum, count = self._psum, self._pcount
+            if dist.is_distributed():
+                parts = dist.gather_objects((psum, count))
+                psum, count = sum(p for p, _ in parts), sum(c for _, c in parts)
+            early = (psum / np.maximum(count, 1)[:, None]).astype(np.float32)
+        return History(**{k: np.stack([r[k] for r in rows]) for k in rows[0]}, early_probs=early)
 
 
 def history_from_checkpoints(model, checkpoints, dataset, *, batch_size: int = 512, device=None,

@@ -44,6 +44,7 @@ class FusedClasswise:
         self._seen = np.zeros(n, bool)
         self._captured = None
         self._handle = None
+        self._pending: list = []
 
     def on_train_begin(self, *, model):
         was = model.training
@@ -62,23 +63,32 @@ class FusedClasswise:
         a = self._captured.detach()
         if a.dim() != 2:
             raise ValueError(f"the classifier's input has shape {tuple(a.shape)}; fused scoring needs (B, D)")
-        with torch.no_grad():
-            p = torch.softmax(logits.float(), 1)
-            delta = p.clone()
-            delta[torch.arange(len(targets), device=delta.device), targets] -= 1
+        # A copy per batch; the arrays are filled once per epoch.
+        self._pending.append((np.asarray(indices), a.float().cpu(), logits.detach().float().cpu(), targets.cpu()))
+
+    def _fill(self):
+        idx = np.concatenate([p[0] for p in self._pending])
+        a = torch.cat([p[1] for p in self._pending])
+        logits = torch.cat([p[2] for p in self._pending])
+        targets = torch.cat([p[3] for p in self._pending])
+        self._pending = []
+        p = torch.softmax(logits, 1)
+        delta = p.clone()
+        delta[torch.arange(len(targets)), targets] -= 1
         if self._a is None:
             n = len(self.dataset)
             self._a = np.zeros((n, a.shape[1]), dtype=np.float32)
             self._delta = np.zeros((n, delta.shape[1]), dtype=np.float32)
             self._p = np.zeros((n, delta.shape[1]), dtype=np.float32)
-        self._a[indices] = a.float().cpu().numpy()
-        self._delta[indices] = delta.cpu().numpy()
-        self._p[indices] = p.cpu().numpy()
-        self._seen[indices] = True
+        self._a[idx] = a.numpy()
+        self._delta[idx] = delta.numpy()
+        self._p[idx] = p.numpy()
+        self._seen[idx] = True
 
     def on_epoch_end(self, *, epoch, model, lr):
-        if epoch not in self.epochs or self._a is None:
+        if epoch not in self.epochs or not self._pending:
             return
+        self._fill()
         seen = self._seen
         f = np.concatenate([self._a, np.ones((len(self._a), 1), np.float32)], 1).astype(np.float64)   # (N, D+1)
         d = self._delta.astype(np.float64)                                                          # (N, C)

@@ -20,7 +20,8 @@ from .common import example_batch, orient, prepare_model
 
 
 @torch.no_grad()
-def embeddings(model, checkpoints, dataset, *, batch_size: int = 512, device=None, num_workers: int = 0) -> torch.Tensor:
+def embeddings(model, checkpoints, dataset, *, batch_size: int = 512, device=None,
+               num_workers: int = 0) -> torch.Tensor:
     """Penultimate features (N, D), float64 on the CPU, at the last checkpoint."""
     device = resolve_device(device)
     work = prepare_model(model, device)

@@ -1,0 +1,147 @@
+"""dp.prune, its result object, exports and the HTML report."""
+
+import csv
+import os
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import dataprune as dp
+from dataprune.data import ArrayDataset, SubsetView, load_dataset
+from dataprune.models import build_model
+from dataprune.select import num_kept
+
+
+@pytest.fixture(scope="module")
+def digits():
+    split = load_dataset("digits", label_noise=0.2, train_limit=300)
+    return split, split.train
+
+
+@pytest.fixture(scope="module")
+def result(digits):
+    split, ds = digits
+    return dp.prune(build_model("cnn", 10, split.input_shape), ds, 0.7, epochs=3, batch_size=32, lr=0.05)
+
+
+def test_prune_returns_everything_that_led_to_the_kept_indices(digits, result):
+    split, ds = digits
+    assert result.method == "recommended" and result.policy == "auto"
+    assert result.keep.dtype == np.int64 and np.all(np.diff(result.keep) > 0)
+    assert len(result.keep) == num_kept(len(ds), 0.7) == result.n_kept
+    assert result.scores.shape == (len(ds),) and result.scores.dtype == np.float64
+    assert result.evidence["probs"].shape == (len(ds), 10)
+    d = result.decisions
+    assert set(d["estimated_noise_per_class"]) == set(range(10)) and 0 < result.estimated_noise < 0.6
+    assert sum(d["quotas"].values()) == result.n_kept
+    assert result.cost["cost_fraction"] > 0 and result.cost["plan"] == "full"
+    assert result.provenance["fingerprint"]["n"] == len(ds)
+    # the same selection through the step-by-step API, with the evidence under the same names
+    again = dp.select(result.scores, 0.7, labels=result.labels, policy=result.policy, **result.evidence)
+    assert np.array_equal(again, result.keep)
+    # the mislabelled samples the default keeps are far fewer than a random subset would keep
+    assert split.flipped[result.keep].mean() < 0.5 * split.flipped.mean()
+    assert "labels that look wrong" in result.summary() and "pruning cost" in result.summary()
+
+
+def test_subset_feeds_a_plain_dataloader(digits, result):
+    _, ds = digits
+    sub = result.subset()
+    assert isinstance(sub, torch.utils.data.Subset) and len(sub) == result.n_kept
+    xs, ys = next(iter(torch.utils.data.DataLoader(sub, batch_size=16)))
+    assert xs.shape == (16, 1, 8, 8) and torch.equal(ys, torch.as_tensor(result.labels[result.keep[:16]]))
+    with pytest.raises(ValueError, match="the dataset has 5 samples"):
+        result.subset(SubsetView(ds, np.arange(5)))
+
+
+def test_save_load_and_csv(tmp_path, digits, result):
+    split, ds = digits
+    folder = tmp_path / "r"
+    result.save(str(folder), positions=split.train_positions)
+    with pytest.raises(FileExistsError):
+        result.save(str(folder))
+    loaded = dp.PruneResult.load(str(folder))
+    assert np.array_equal(loaded.keep, result.keep) and np.array_equal(loaded.scores, result.scores)
+    assert np.array_equal(loaded.labels, result.labels) and loaded.decisions["quotas"] == result.decisions["quotas"]
+    assert np.array_equal(dp.select(loaded.scores, 0.7, labels=loaded.labels, policy=loaded.policy,
+                                    **loaded.evidence), result.keep)
+    with open(folder / "keep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["index"]) for r in rows] == result.keep.tolist()
+    assert [int(r["source_index"]) for r in rows] == split.train_positions[result.keep].tolist()
+    assert np.array_equal(np.load(folder / "keep.npy"), result.keep)
+    assert len(loaded.subset(ds)) == result.n_kept
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.ids, self.rows, self._id = [], {}, [], None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a["src"])
+        if "id" in a:
+            self._id = a["id"]
+        if tag == "tr" and a.get("class") == "class-row":
+            self.rows.append({k[5:]: int(v) for k, v in a.items() if k.startswith("data-")})
+
+    def handle_data(self, data):
+        if self._id and data.strip():
+            self.ids[self._id] = data.strip()
+            self._id = None
+
+
+def _parse(path):
+    page = _Page()
+    with open(path) as f:
+        page.feed(f.read())
+    return page
+
+
+def test_report_images_classes_and_numbers(tmp_path, result):
+    path = result.report(str(tmp_path / "rep"))
+    page = _parse(path)
+    assert page.images and all(os.path.isfile(os.path.join(os.path.dirname(path), src)) for src in page.images)
+    assert any("removed" in src or "lowest" in src for src in page.images)
+    assert {r["class"] for r in page.rows} == set(range(10))
+    expected = {r["class"]: (r["size"], r["kept"]) for r in result.per_class()}
+    assert {r["class"]: (r["size"], r["kept"]) for r in page.rows} == expected
+    assert int(page.ids["n-kept"]) == result.n_kept and int(page.ids["n-total"]) == len(result.scores)
+    assert float(page.ids["ratio"]) == 0.7 and page.ids["policy"] == "auto"
+    assert page.ids["estimated-noise"] == f"{100 * result.estimated_noise:.1f}%"
+    assert int(page.ids["set-aside"]) == result.decisions["set_aside"]
+    with pytest.raises(FileExistsError):
+        result.report(str(tmp_path / "rep"))
+
+
+def test_report_of_non_image_data_uses_tables(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (90,), generator=g)
+    x = torch.randn(90, 5, generator=g) + 3 * nn.functional.one_hot(y, 5).float()
+    ds = ArrayDataset(x, y.numpy())
+    make = lambda: nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))  # noqa: E731
+    res = dp.prune(make, ds, 0.5, epochs=3, batch_size=16)
+    page = _parse(res.report(str(tmp_path / "t")))
+    assert all("class" not in src for src in page.images)          # only the histograms are pictures
+    text = open(tmp_path / "t" / "report.html").read()
+    assert text.count("<th>index</th>") >= 3 and {r["class"] for r in page.rows} == {0, 1, 2}
+
+
+def test_budget_and_given_checkpoints(digits):
+    split, ds = digits
+    make = lambda: build_model("cnn", 10, split.input_shape)  # noqa: E731
+    cheap = dp.prune(make, ds, 0.5, budget=0.25, epochs=10, batch_size=32)
+    assert cheap.cost["expected_cost_fraction"] <= 0.25 and cheap.cost["budget"] == 0.25
+    assert cheap.provenance["plan"] != "full" and max(c["epoch"] for c in cheap.provenance["checkpoints"]) <= 3
+    run = dp.train(make(), ds, epochs=2, batch_size=32, checkpoint_epochs=[1, 2])
+    given = dp.prune(make(), ds, 0.5, checkpoints=run.checkpoints)
+    assert given.cost["plan"] == "given checkpoints" and given.n_kept == num_kept(len(ds), 0.5)
+    with pytest.raises(ValueError, match="with checkpoints= there is none to train"):
+        dp.prune(make(), ds, 0.5, checkpoints=run.checkpoints, budget=0.5)
+    other = dp.prune(make(), ds, 0.5, method="el2n", checkpoints=run.checkpoints)
+    assert other.policy == "class_balanced" and other.evidence == {}
