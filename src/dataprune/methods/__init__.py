@@ -129,7 +129,8 @@ register(MethodSpec("grand", gradnorm.grand_score,
                     "GraNd, per-sample gradient norm early in training (Paul et al. 2021)"))
 register(MethodSpec("forgetting", dynamics.forgetting_score, "forgetting events during training (Toneva et al. 2019)",
                     history="required"))
-register(MethodSpec("aum", dynamics.aum_score, "area under the margin, as -AUM (Pleiss et al. 2020)", history="required"))
+register(MethodSpec("aum", dynamics.aum_score, "area under the margin, as -AUM (Pleiss et al. 2020)",
+                    history="required"))
 register(MethodSpec("dynunc", dynamics.dynunc_score, "dynamic uncertainty over training windows (He et al. 2023)",
                     history="required"))
 register(MethodSpec("tdds", dynamics.tdds_score, "temporal dual-depth scoring (Zhang et al. 2024)", history="required"))
