@@ -50,7 +50,7 @@ def test_demo_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     keep = np.load(out / "indices" / "recommended-r0.9-seed0.npy")
     kmeta = json.loads((out / "indices" / "recommended-r0.9-seed0.npy.json").read_text())
     assert len(keep) == 30 and np.all(np.diff(keep) > 0)
-    assert kmeta["decisions"]["sampling"] == "stratified" and "estimated_noise_per_class" in kmeta["decisions"]
+    assert kmeta["decisions"]["sampling"] == "random" and "estimated_noise_per_class" in kmeta["decisions"]
 
     # Same command again: every cell is done, nothing is retrained.
     monkeypatch.setattr(bench, "_retrain_unit", lambda *a, **k: pytest.fail("finished cell recomputed"))
@@ -255,7 +255,7 @@ def test_recommended_scores_carry_evidence_for_the_auto_policy(tmp_path, capsys)
     assert 0 <= kmeta["decisions"]["estimated_noise"] < 0.45
     assert cli.main(["select", *DIGITS, "--scores", sc, "--ratio", "0.9", "--out", str(tmp_path / "k9.npy"),
                      "--quiet"]) == 0
-    assert json.loads(open(str(tmp_path / "k9.npy.json")).read())["decisions"]["sampling"] == "stratified"
+    assert json.loads(open(str(tmp_path / "k9.npy.json")).read())["decisions"]["sampling"] == "random"
     # scores without evidence are refused for auto, with the way to get it; --evidence records it
     plain = str(tmp_path / "m.npy")
     assert cli.main(["score", *DIGITS, "--method", "moso", "--epochs", "2", "--checkpoints", "1,2",

@@ -24,7 +24,7 @@ def digits():
 @pytest.fixture(scope="module")
 def result(digits):
     split, ds = digits
-    return dp.prune(build_model("cnn", 10, split.input_shape), ds, 0.7, epochs=3, batch_size=32, lr=0.05)
+    return dp.prune(build_model("cnn", 10, split.input_shape), ds, 0.7, epochs=8, batch_size=32, lr=0.05)
 
 
 def test_prune_returns_everything_that_led_to_the_kept_indices(digits, result):

@@ -230,3 +230,29 @@ def test_quota_ties_go_to_the_larger_class_then_the_lower_label():
     assert class_quotas(np.array([0] + [1] * 3), 2) == {0: 0, 1: 2}
     # the same sizes with the labels swapped: still the larger class, not the lower label
     assert class_quotas(np.array([1] + [0] * 3), 2) == {0: 2, 1: 0}
+
+
+def test_adaptive_noise_rule():
+    from dataprune.select import confident_noise
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 50)
+    clean = np.full((200, 4), 0.05)
+    clean[np.arange(200), labels] = 0.85
+    clean[:6, (labels[:6] + 1) % 4], clean[:6, labels[:6]] = 0.6, 0.3     # a few hard samples, 3%
+    noisy = clean.copy()
+    flip = np.arange(0, 200, 5)                                             # 20% of every class look wrong
+    noisy[flip] = 0.05
+    noisy[flip, (labels[flip] + 1) % 4] = 0.85
+    hard_and_flipped = np.union1d(flip, np.arange(6))
+    # little evidence of noise: only what confident learning flags
+    a = confident_noise(clean, labels, "adaptive")["suspect"]
+    assert np.array_equal(a, confident_noise(clean, labels, "confident")["suspect"])
+    # noise is evident: the calibrated rule takes over and finds every flipped label
+    b = confident_noise(noisy, labels, "adaptive")["suspect"]
+    assert np.array_equal(b, confident_noise(noisy, labels, "calibrated")["suspect"])
+    assert set(flip) <= set(np.flatnonzero(b)) <= set(hard_and_flipped)
+    # a surrogate that knows nothing is no evidence: never half of the labels set aside
+    guess = rng.dirichlet(np.ones(4), size=200)
+    assert confident_noise(guess, labels, "calibrated")["suspect"].mean() >= 0.5
+    assert confident_noise(guess, labels, "adaptive")["suspect"].mean() < 0.5

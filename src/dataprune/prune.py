@@ -25,6 +25,8 @@ from .train import TrainConfig
 from .trajectory import as_checkpoints
 
 RESULT_FILES = ("keep.npy", "keep.csv", "scores.npy", "result.json")
+SAMPLING_WORDS = {"top": "the highest scores", "random": "a uniformly random sample of the trusted samples",
+                  "stratified": "an even sample across {strata} score strata"}
 
 
 @dataclass
@@ -116,8 +118,8 @@ class PruneResult:
             lines.append(f"class quotas: kept share per class from {min(shares):.0%} to {max(shares):.0%}"
                          + (f" (alpha {d['alpha']:g})" if "alpha" in d else ""))
         if "sampling" in d:
-            lines.append("within each class: " + ("the highest scores" if d["sampling"] == "top" else
-                                                  f"an even sample across {d.get('strata')} score strata"))
+            lines.append("within each class: " + SAMPLING_WORDS.get(d["sampling"], d["sampling"]).format(
+                strata=d.get("strata")))
         if self.cost:
             lines.append(f"pruning cost: {self.cost.get('prune_seconds', float('nan')):.1f} s = "
                          f"{self.cost.get('cost_fraction', float('nan')):.2f} of one training run "

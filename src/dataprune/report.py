@@ -360,11 +360,13 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
                      f"<b id=\"estimated-noise\">{100 * d['estimated_noise']:.1f}%"
                      f"</b> of the samples; set aside: <b id=\"set-aside\">{d.get('set_aside', 0)}</b>.")
     if "sampling" in d:
-        facts.append("Within each class the policy kept " + ("the highest scores." if d["sampling"] == "top" else
-                                                              f"an even sample across {d.get('strata')} score strata."))
+        from .prune import SAMPLING_WORDS
+
+        facts.append("Within each class the policy kept " + SAMPLING_WORDS.get(d["sampling"], d["sampling"]).format(
+            strata=d.get("strata")) + ".")
     if "alpha" in d:
-        facts.append(f"Class quotas follow (trusted class size)<sup>{d['alpha']:g}</sup>: small classes keep a larger "
-                     "share.")
+        facts.append(f"Class quotas follow (trusted class size)<sup>{d['alpha']:g}</sup>, capped at the class size"
+                     + (": equal counts where the classes are large enough." if d["alpha"] == 0 else "."))
     if cost:
         facts.append(f"Pruning cost: <b id=\"cost-fraction\">{cost.get('cost_fraction', float('nan')):.2f}</b> of one "
                      f"full training run ({cost.get('prune_seconds', float('nan')):.1f} s; plan "
