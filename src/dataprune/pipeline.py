@@ -38,12 +38,13 @@ from .train import TrainConfig, TrainResult, train
 from .trajectory import choose_epochs
 from .utils import seed_everything
 
-# Expected cost of each step, in training epochs over all N samples (one epoch = 1.0):
-# an eval-mode forward pass over the data (last-layer scoring, predictions), all-parameter
-# class-wise MoSo per checkpoint (two passes, per-sample norms), and the bookkeeping of fused
-# scoring per recorded epoch. Measured by ``python benchmarks/cost.py`` (small CNN and MLP on
-# mnist5k, 2 CPU cores); the achieved cost of every run is measured, not taken from here.
-COST = {"forward": 0.30, "head": 0.30, "all_params": 2.4, "fused": 0.08}
+# Expected cost of each step, in training epochs over all N samples (one epoch = 1.0): an
+# eval-mode forward pass over the data (predictions), class-wise scoring of the classifier head and
+# over all parameters per checkpoint, and per epoch trained the bookkeeping of fused scoring and of
+# the training record. The largest values measured by ``python benchmarks/cost.py`` (small CNN and
+# MLP on mnist5k, 1 thread) rounded up: an expected cost must not underestimate. The achieved cost
+# of every run is measured, not taken from here.
+COST = {"forward": 0.4, "head": 0.4, "all_params": 2.4, "fused": 0.1, "record": 0.05}
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class Plan:
             scoring = COST["fused"] * e
         else:
             scoring = k * (COST["head"] if self.params == "last_layer" else COST["all_params"])
-        return (self.data_fraction * e + scoring) / recipe_epochs
+        return (self.data_fraction * e * (1 + COST["record"]) + scoring) / recipe_epochs
 
     def describe(self, recipe_epochs: int, requested=()) -> str:
         e = self.epochs(recipe_epochs)
@@ -117,6 +118,7 @@ PLANS = [
     Plan("early3-head", segment=0.3, params="last_layer", checkpoints=2),
     Plan("early2-head", segment=0.2, params="last_layer", checkpoints=1),
     Plan("early2-fused", segment=0.2, fused=True, checkpoints=2),
+    Plan("early1-head", segment=0.1, params="last_layer", checkpoints=1),
     Plan("half-data-early2-head", segment=0.2, data_fraction=0.5, params="last_layer", checkpoints=1),
     Plan("half-data-early1-head", segment=0.1, data_fraction=0.5, params="last_layer", checkpoints=1),
 ]
