@@ -79,3 +79,62 @@ def test_npy_is_standardised_with_training_statistics_by_default(tmp_path):
     assert np.allclose(data.test[0][0].numpy(), (scaled[0] - mean[:, None, None]) / std[:, None, None], atol=1e-5)
     with pytest.raises(ValueError, match="normalize must be one of train, none"):
         load_dataset("npy", root=str(tmp_path), normalize="imagenet")
+
+
+def test_float_index_files_are_refused_not_truncated(tmp_path, capsys):
+    from dataprune import cli
+
+    path = tmp_path / "keep.npy"
+    np.save(path, np.array([0.0, 3.7, 5.0]))
+    assert cli.main(["evaluate", "--dataset", "digits", "--train-limit", "50", "--indices", str(path),
+                     "--epochs", "1", "--quiet"]) == 2
+    assert "holds float64 values; indices must be integers" in capsys.readouterr().err
+
+
+def test_cifar_batches_pickled_with_protocol_5(tmp_path):
+    import pickle
+
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 12), ("test", 4)):
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                         b"fine_labels": rng.integers(0, 100, n).tolist()}, f, protocol=5)
+    split = load_dataset("cifar100", root=str(tmp_path))
+    assert (len(split.train), len(split.test)) == (12, 4)
+
+
+def test_image_folder_exports_carry_file_paths_and_size_mismatch_is_named(tmp_path, capsys):
+    from dataprune import cli
+    from test_data import _write_image_folder
+
+    root = tmp_path / "imgs"
+    _write_image_folder(str(root), per_class=6)
+    out = tmp_path / "p"
+    data = ["--dataset", "imagefolder", "--data-root", str(root), "--image-size", "16"]
+    assert cli.main(["prune", *data, "--model", "cnn", "--epochs", "2", "--checkpoints", "1,2", "--ratio", "0.5",
+                     "--out", str(out), "--no-report", "--quiet"]) == 0
+    lines = (out / "keep.csv").read_text().splitlines()
+    assert lines[0] == "index,label,score,source_index,path" and len(lines) == 7
+    assert all(line.split(",")[-1].startswith(str(root / "train")) for line in lines[1:])
+    capsys.readouterr()
+    assert cli.main(["select", "--dataset", "imagefolder", "--data-root", str(root), "--image-size", "12",
+                     "--scores", str(out / "scores.npy"), "--ratio", "0.5", "--out", str(tmp_path / "k.npy"),
+                     "--quiet"]) == 2
+    assert "image_size 16 there vs 12 here" in capsys.readouterr().err
+
+
+def test_an_explicit_epoch_count_also_sets_a_presets_surrogate():
+    from dataprune import cli
+
+    args = cli.build_parser().parse_args(["bench", "--preset", "mnist5k-cpu", "--epochs", "3"])
+    from dataprune.presets import get_preset
+
+    cli._resolve_grid(args, cli.BENCH, get_preset("mnist5k-cpu"))
+    assert args.epochs == 3 and args.surrogate_epochs is None          # the surrogate follows --epochs
+    assert args.checkpoints is None                                    # and the default checkpoints fit it
+    assert cli.parse_checkpoints(args.checkpoints, 3) == [1, 2, 3]
+    args = cli.build_parser().parse_args(["bench", "--preset", "mnist5k-cpu"])
+    cli._resolve_grid(args, cli.BENCH, get_preset("mnist5k-cpu"))
+    assert (args.epochs, args.surrogate_epochs, args.checkpoints) == (10, 10, "1,3,5,7,9")
