@@ -305,7 +305,7 @@ def _merge_options(have: dict, new: dict, what: str, where: str) -> dict:
 
 
 def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = None, *, device=None,
-             batch_size: int = 256, jobs: int = 1, progress: bool = False, force: bool = False,
+             batch_size: int = 256, jobs: int = 1, force: bool = False,
              log: Callable[[str], None] = lambda s: None, cell_log: Callable[[str], None] | None = None) -> list[dict]:
     """Score once per method, plan and seed, prune at every ratio, retrain, collect test accuracy.
 

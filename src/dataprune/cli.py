@@ -539,8 +539,7 @@ def _run_grid(args, log, defaults: dict, title: str, preset: dict | None = None)
     t0 = time.perf_counter()
     lock = output_lock(os.path.join(args.out, "run.json")) if args.out else _nullcontext()
     with lock:
-        rows = run_grid(spec, split, make, args.out, device=args.device, jobs=_jobs(args),
-                        progress=not args.quiet and _jobs(args) == 1, force=args.force, log=log)
+        rows = run_grid(spec, split, make, args.out, device=args.device, jobs=_jobs(args), force=args.force, log=log)
     print(f"\n{title}: test accuracy (%) after retraining {spec.retrain['epochs']} epochs on the kept subset "
           f"({spec.policy} selection unless a method has its own policy or says +policy; mean ± std over seeds "
           f"{spec.seeds}); pruning cost in full-data training runs:\n")
@@ -735,14 +734,14 @@ def cmd_select(args, log):
                 "decisions": sel.decisions, "scores_file": os.path.abspath(args.scores), "method": method,
                 **_dataset_meta(args, split), "fingerprint": io.dataset_fingerprint(split.train)}
     io.save_array(args.out, sel.keep, out_meta, overwrite=args.force)
-    _write_csv(args.out[:-4] + ".csv", sel.keep, labels, scores, split, args.force)
+    _write_csv(args.out[:-4] + ".csv", sel.keep, labels, scores, split)
     from .prune import PruneResult
 
     result = PruneResult(sel.keep, scores, labels, args.ratio, method or "?", policy, {}, sel.decisions)
     log(result.summary() + f"\nwrote {args.out} and {args.out[:-4] + '.csv'}")
 
 
-def _write_csv(path, keep, labels, scores, split, force):
+def _write_csv(path, keep, labels, scores, split):
     from .prune import PruneResult, sample_paths
 
     PruneResult(keep, scores, labels, 0.0, "", "").to_csv(path, overwrite=True, positions=split.train_positions,
