@@ -141,7 +141,10 @@ def candidate(name, e, ratio, seed):
     v = _ev(e, sets[opts.get("ev", "odd")], opts.get("params", "all"))
     probs = _ev(e, sets[opts.get("pev", "early3")])["probs"]
     keep, _ = S.auto_indices(v["score"], labels, k, probs=probs, ratio=ratio, rng=rng,
-                             alpha=float(opts.get("alpha", S.AUTO_ALPHA)), noise=opts.get("noise", "confident"),
+                             alpha=float(opts.get("alpha", S.AUTO_ALPHA)),
+                             # "adaptive10": the adaptive rule as shipped (global switch at 10%)
+                             noise={"adaptive10": "adaptive"}.get(opts.get("noise", "confident"),
+                                                                  opts.get("noise", "confident")),
                              within=opts.get("within", "auto"), high=opts.get("hi"),
                              stratified_from=float(opts.get("strat", S.AUTO_STRATIFIED_FROM)))
     return keep

@@ -37,8 +37,9 @@ def test_demo_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     assert all(0 <= float(r["test_acc"]) <= 1 for r in rows)
     assert all(r["policy"] == {"moso": "class_balanced", "recommended": "auto", "random": "class_balanced"}[r["method"]]
                for r in rows if r["method"] != "full")
-    # every pruned cell carries a measured cost: surrogate + scoring over the measured full-data run
-    full = float(rows[0]["train_seconds"])
+    # every pruned cell carries a measured cost: surrogate + scoring over the measured full-data run, in CPU time
+    full = float(rows[0]["train_cpu_seconds"])
+    assert {r["cost_clock"] for r in rows} == {"cpu"}
     for r in rows[1:]:
         assert float(r["cost_fraction"]) == pytest.approx(float(r["prune_seconds"]) / full, rel=1e-4)
     for png in ("accuracy_vs_ratio.png", "accuracy_vs_cost.png"):

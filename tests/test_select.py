@@ -241,7 +241,7 @@ def test_adaptive_noise_rule():
     clean[np.arange(200), labels] = 0.85
     clean[:6, (labels[:6] + 1) % 4], clean[:6, labels[:6]] = 0.6, 0.3     # a few hard samples, 3%
     noisy = clean.copy()
-    flip = np.arange(0, 200, 5)                                             # 20% of every class look wrong
+    flip = np.arange(0, 200, 4)                                             # 25% of every class look wrong
     noisy[flip] = 0.05
     noisy[flip, (labels[flip] + 1) % 4] = 0.85
     hard_and_flipped = np.union1d(flip, np.arange(6))

@@ -38,8 +38,8 @@ from .select import POLICIES, selection
 from .train import TrainConfig
 
 RESULT_COLUMNS = ["method", "policy", "plan", "ratio", "seed", "n_kept", "test_acc", "test_bacc", "val_acc",
-                  "val_bacc", "kept_mislabelled", "prune_seconds", "cost_fraction", "train_seconds",
-                  "retrain_budget", "epochs", "steps"]
+                  "val_bacc", "kept_mislabelled", "prune_seconds", "cost_fraction", "cost_clock", "train_seconds",
+                  "train_cpu_seconds", "retrain_budget", "epochs", "steps"]
 # Keys of run.json that a run may extend (everything else must match to resume or add to a folder);
 # per-method and per-policy options merge, as long as no option is given two values.
 GRID_KEYS = ("methods", "ratios", "seeds", "full", "options", "policy_options")
@@ -158,7 +158,7 @@ def read_results(path: str) -> list[dict]:
         r["ratio"] = float(r["ratio"])
         r["seed"] = int(r["seed"])
         for k in ("test_acc", "test_bacc", "val_acc", "val_bacc", "kept_mislabelled", "prune_seconds",
-                  "cost_fraction", "train_seconds"):
+                  "cost_fraction", "train_seconds", "train_cpu_seconds"):
             r[k] = float(r[k]) if r.get(k) not in (None, "") else float("nan")
     return rows
 
@@ -205,9 +205,9 @@ def _score_unit(methods, plan, spec_dict, seed, work_dir, device, batch_size, op
                            seed=seed, device=device, batch_size=batch_size, options=options,
                            work_dir=work_dir, evidence_for=evidence_for)
     return {"scores": run.scores, "aux": run.aux, "seconds": run.seconds,
-            "surrogate_cost": {m: run.surrogate_cost(m) for m in run.scores},
+            "prune_cost": {m: run.surrogate_cost(m) + run.scoring_cost(m) for m in run.scores}, "clock": run.clock,
             "surrogate_seconds": run.surrogate_seconds, "recorded_seconds": run.recorded_seconds,
-            "full_seconds_estimate": run.full_seconds_estimate,
+            "full_estimate": run.cost(next(iter(run.scores)))["full_train_seconds"],
             "checkpoints": [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part],
             "epochs_trained": plan.epochs(spec.surrogate["epochs"])}
 
@@ -359,7 +359,11 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
             g["entries"].append(e)
     runner = _Runner(jobs, split, make_model, spec.threads)
     pending: dict[Future, tuple] = {}
-    full_seconds: dict[int, float] = {int(r["seed"]): r["train_seconds"] for r in rows if r["method"] == "full"}
+    from .utils import resolve_device
+
+    clock = "cpu" if resolve_device(device).type == "cpu" else "wall"
+    timing = "train_cpu_seconds" if clock == "cpu" else "train_seconds"
+    full_seconds: dict[int, float] = {int(r["seed"]): r[timing] for r in rows if r["method"] == "full"}
     score_cache: dict[tuple, dict] = {}
     total_cells = sum(len(g["entries"]) for g in groups.values()) * len(spec.ratios) + \
         sum(1 for s in spec.seeds if spec.full and ("full", 0.0, s) not in done)
@@ -392,9 +396,10 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
                 res = fut.result()
                 if what[0] == "full":
                     seed = what[1]
-                    full_seconds[seed] = res["train_seconds"]
+                    full_seconds[seed] = res[timing]
                     rows.append({"method": "full", "policy": "", "plan": "", "ratio": 0.0, "seed": seed,
-                                 "prune_seconds": 0.0, "cost_fraction": 0.0, "retrain_budget": res["budget"],
+                                 "prune_seconds": 0.0, "cost_fraction": 0.0, "cost_clock": clock,
+                                 "retrain_budget": res["budget"],
                                  "kept_mislabelled": _kept_share(flipped, None), **res})
                     save()
                     finished[0] += 1
@@ -412,11 +417,11 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
                 else:
                     _, e, ratio, seed, keep, plan, decisions = what
                     sres = score_cache[(plan, seed)]
-                    prune = sres["surrogate_cost"][e.method] + sres["seconds"][e.method]
-                    full = full_seconds.get(seed) or _mean(full_seconds.values()) or sres["full_seconds_estimate"]
+                    prune = sres["prune_cost"][e.method]
+                    full = full_seconds.get(seed) or _mean(full_seconds.values()) or sres["full_estimate"]
                     rows.append({"method": e.text, "policy": e.policy, "plan": plan.name, "ratio": float(ratio),
                                  "seed": seed, "prune_seconds": prune, "cost_fraction": prune / full if full else
-                                 float("nan"), "retrain_budget": res["budget"],
+                                 float("nan"), "cost_clock": clock, "retrain_budget": res["budget"],
                                  "kept_mislabelled": _kept_share(flipped, keep), "_new": True, **res})
                     save()
                     finished[0] += 1
@@ -493,8 +498,8 @@ def _save_scores(out_dir, plan, seed, res, spec, fingerprint):
                 "model": spec.model, "options": spec.options.get(m, {}), "surrogate": spec.surrogate,
                 "partitions": spec.partitions, "plan": asdict(plan), "checkpoints": res["checkpoints"],
                 "seconds": res["seconds"][m], "surrogate_seconds": res["surrogate_seconds"],
-                "surrogate_cost": res["surrogate_cost"][m],
-                "recorded_seconds": res["recorded_seconds"], "full_seconds_estimate": res["full_seconds_estimate"],
+                "prune_cost": res["prune_cost"][m], "clock": res["clock"],
+                "recorded_seconds": res["recorded_seconds"], "full_estimate": res["full_estimate"],
                 "fingerprint": fingerprint, "higher_is": "keep"}
         if res["aux"].get(m):
             meta["aux"] = io.save_aux(path, res["aux"][m])
@@ -505,8 +510,8 @@ def _load_scores(out_dir, plan, seed, methods, evidence_for, fingerprint):
     """Every method's scores of a (plan, seed) unit from the folder, or None when one is missing."""
     if out_dir is None:
         return None
-    res = {"scores": {}, "aux": {}, "seconds": {}, "surrogate_seconds": 0.0, "recorded_seconds": 0.0,
-           "full_seconds_estimate": float("nan")}
+    res = {"scores": {}, "aux": {}, "seconds": {}, "prune_cost": {}, "surrogate_seconds": 0.0,
+           "recorded_seconds": 0.0, "full_estimate": float("nan"), "clock": "wall"}
     for m in methods:
         path = _score_path(out_dir, plan, m, seed)
         if not os.path.isfile(path):
@@ -517,10 +522,12 @@ def _load_scores(out_dir, plan, seed, methods, evidence_for, fingerprint):
         if m in evidence_for and "probs" not in aux:
             return None          # scored earlier without the evidence a policy now needs
         res["scores"][m], res["seconds"][m], res["aux"][m] = arr, float(meta.get("seconds", 0.0)), aux
-        res.setdefault("surrogate_cost", {})[m] = float(meta.get("surrogate_cost", meta.get("surrogate_seconds", 0.0)))
+        res["prune_cost"][m] = float(meta.get("prune_cost", meta.get("seconds", 0.0)
+                                              + meta.get("surrogate_seconds", 0.0)))
+        res["clock"] = meta.get("clock", "wall")
         res["surrogate_seconds"] = float(meta.get("surrogate_seconds", 0.0))
         res["recorded_seconds"] = float(meta.get("recorded_seconds", 0.0))
-        res["full_seconds_estimate"] = float(meta.get("full_seconds_estimate", float("nan")))
+        res["full_estimate"] = float(meta.get("full_estimate", float("nan")))
     return res
 
 

@@ -696,8 +696,9 @@ def cmd_score(args, log):
         if not args.work_dir:
             io.PartStore(work_dir, {}).clear()
     finite = scores[np.isfinite(scores)]
-    log(f"scored {len(scores)} samples with {args.method}: surrogate {cost['surrogate_seconds']:.1f}s, scoring "
-        f"{cost['scoring_seconds']:.1f}s = {cost['cost_fraction']:.2f} of one full training run (estimated from "
+    unit = "s of CPU time" if cost["clock"] == "cpu" else "s"
+    log(f"scored {len(scores)} samples with {args.method}: surrogate {cost['surrogate_seconds']:.1f}{unit}, scoring "
+        f"{cost['scoring_seconds']:.1f}{unit} = {cost['cost_fraction']:.2f} of one full training run (estimated from "
         f"the surrogate's speed); range [{finite.min():.4g}, {finite.max():.4g}]; wrote {args.out}")
 
 

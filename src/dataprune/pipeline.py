@@ -8,7 +8,8 @@ own (``train``, ``methods.score``, ``select``, ``evaluate.retrain``).
 seconds -- and ``cost_fraction``: that total divided by the time of one full-data training run
 with the same recipe, estimated from the surrogate's own training speed (seconds per sample
 presentation x epochs x N). ``dataprune bench`` replaces the estimate by the full-data run it
-measures itself.
+measures itself. On the CPU the fraction is one of CPU times of the process (``clock="cpu"``),
+which other programs on a shared machine do not inflate; on a GPU, of wall times.
 
 **Plans and budgets.** A :class:`Plan` says how the scores are bought: the surrogate trains
 only an early segment of its schedule, on all of the data or a random part of it, and the
@@ -44,7 +45,7 @@ from .utils import seed_everything
 # the training record. The largest values measured by ``python benchmarks/cost.py`` (small CNN and
 # MLP on mnist5k, 1 thread) rounded up: an expected cost must not underestimate. The achieved cost
 # of every run is measured, not taken from here.
-COST = {"forward": 0.4, "head": 0.4, "all_params": 2.4, "fused": 0.1, "record": 0.05}
+COST = {"forward": 0.5, "head": 0.45, "all_params": 2.6, "fused": 0.12, "record": 0.08}
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ PLANS = [
     Plan("early2-fused", segment=0.2, fused=True, checkpoints=2),
     Plan("early1-head", segment=0.1, params="last_layer", checkpoints=1),
     Plan("half-data-early2-head", segment=0.2, data_fraction=0.5, params="last_layer", checkpoints=1),
-    Plan("half-data-early1-head", segment=0.1, data_fraction=0.5, params="last_layer", checkpoints=1),
+    Plan("quarter-data-early2-head", segment=0.2, data_fraction=0.25, params="last_layer", checkpoints=1),
+    Plan("quarter-data-early1-head", segment=0.1, data_fraction=0.25, params="last_layer", checkpoints=1),
 ]
 PLAN_NAMES = {p.name: p for p in PLANS}
 
@@ -194,17 +196,30 @@ class ScoreRun:
     recorded_seconds: float = 0.0                        # callbacks during training (history, fused)
     full_seconds_estimate: float = float("nan")          # one full-data training run, from the surrogate's speed
     uses_surrogate: dict = field(default_factory=dict)   # method -> whether its scores needed the surrogate
+    clock: str = "wall"                                  # "cpu" on the CPU: the cpu_* figures are the cost
+    cpu: dict = field(default_factory=lambda: {"surrogate": 0.0, "recorded": 0.0, "scoring": {},
+                                               "full_estimate": float("nan")})
 
-    def surrogate_cost(self, method: str) -> float:
+    def surrogate_cost(self, method: str, clock: str | None = None) -> float:
         """Surrogate seconds charged to ``method``: none for methods that need no surrogate (random)."""
-        return self.surrogate_seconds + self.recorded_seconds if self.uses_surrogate.get(method, True) else 0.0
+        if not self.uses_surrogate.get(method, True):
+            return 0.0
+        if (clock or self.clock) == "cpu":
+            return self.cpu["surrogate"] + self.cpu["recorded"]
+        return self.surrogate_seconds + self.recorded_seconds
+
+    def scoring_cost(self, method: str, clock: str | None = None) -> float:
+        return self.cpu["scoring"].get(method, 0.0) if (clock or self.clock) == "cpu" else self.seconds[method]
 
     def cost(self, method: str, full_seconds: float | None = None) -> dict:
-        """What ``method``'s scores cost: seconds and the fraction of one full training run."""
-        total = self.surrogate_cost(method) + self.seconds[method]
-        full = self.full_seconds_estimate if full_seconds is None else full_seconds
-        return {"plan": self.plan.name, "surrogate_seconds": self.surrogate_cost(method),
-                "scoring_seconds": self.seconds[method], "prune_seconds": total,
+        """What ``method``'s scores cost: seconds (of the run's clock) and the fraction of one full training
+        run (``full_seconds`` measured by the caller on the same clock, else estimated)."""
+        total = self.surrogate_cost(method) + self.scoring_cost(method)
+        estimate = self.cpu["full_estimate"] if self.clock == "cpu" else self.full_seconds_estimate
+        full = estimate if full_seconds is None else full_seconds
+        return {"plan": self.plan.name, "clock": self.clock, "surrogate_seconds": self.surrogate_cost(method),
+                "scoring_seconds": self.scoring_cost(method), "prune_seconds": total,
+                "wall_seconds": self.surrogate_cost(method, "wall") + self.seconds[method],
                 "full_train_seconds": full, "full_train_measured": full_seconds is not None,
                 "cost_fraction": total / full if full and full == full else float("nan")}
 
@@ -255,7 +270,10 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
     ck_epochs = plan.checkpoint_epochs(config.epochs, checkpoint_epochs) if checkpoints is None else []
     scores = {s.name: np.zeros(len(dataset)) for s in specs}
     seconds = {s.name: 0.0 for s in specs}
+    from .utils import resolve_device
+
     run = ScoreRun(scores, seconds, 0.0, parts=parts, plan=plan,
+                   clock="cpu" if resolve_device(device).type == "cpu" else "wall",
                    uses_surrogate={s.name: checkpoints is None and (s.needs_checkpoints or s.history or plan.fused
                                                                     or s.name in evidence_for) for s in specs})
     presentations = 0
@@ -276,9 +294,11 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         saved = _saved_surrogate(work_dir, k, config, ck_epochs, seed, part, dataset, plan) \
             if work_dir is not None and needs_training and not fused else None
         if saved is not None:
-            cks, history, train_seconds, cb_seconds, seen = saved
-            run.surrogate_seconds += train_seconds
-            run.recorded_seconds += cb_seconds
+            cks, history, times, seen = saved
+            run.surrogate_seconds += times["train_seconds"]
+            run.recorded_seconds += times["callback_seconds"]
+            run.cpu["surrogate"] += times.get("train_cpu_seconds", times["train_seconds"])
+            run.cpu["recorded"] += times.get("callback_cpu_seconds", times["callback_seconds"])
             presentations += seen
         elif needs_training:
             seed_everything(seed * 1000 + k)
@@ -290,6 +310,8 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                            desc=f"surrogate{'' if partitions == 1 else f' {k + 1}/{partitions}'}")
             run.surrogate_seconds += result.train_seconds
             run.recorded_seconds += result.callback_seconds
+            run.cpu["surrogate"] += result.train_cpu_seconds
+            run.cpu["recorded"] += result.callback_cpu_seconds
             presentations += result.samples_seen
             run.surrogates.append(result)
             cks = result.checkpoints
@@ -299,7 +321,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         run.checkpoints.append(cks or [])
         run.histories.append(history)
         for s in specs:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if s.name in fused:
                 part_scores, part_aux = fused[s.name].result()
             else:
@@ -322,8 +344,10 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                 raise RuntimeError(f"method {s.name!r} returned shape {part_scores.shape}, expected ({len(view)},)")
             scores[s.name][part] = part_scores
             seconds[s.name] += time.perf_counter() - t0
+            run.cpu["scoring"][s.name] = run.cpu["scoring"].get(s.name, 0.0) + time.process_time() - c0
     if presentations:
         run.full_seconds_estimate = run.surrogate_seconds / presentations * config.epochs * len(dataset)
+        run.cpu["full_estimate"] = run.cpu["surrogate"] / presentations * config.epochs * len(dataset)
     return run
 
 
@@ -369,7 +393,8 @@ def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset
                 history = _load_history(path + ".history.npz") if meta.get("history") else None
                 if meta.get("history") and history is None:
                     raise ValueError("its training record is missing or damaged")
-                found = (cks, history, meta.get("train_seconds", 0.0), meta.get("callback_seconds", 0.0),
+                found = (cks, history, {k: meta.get(k, 0.0) for k in ("train_seconds", "callback_seconds",
+                                                                        "train_cpu_seconds", "callback_cpu_seconds")},
                          meta.get("samples_seen", 0))
         except ValueError as exc:
             warnings.warn(f"the saved surrogate {path} cannot be used ({exc}); training it again",
@@ -395,7 +420,8 @@ def _save_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset,
         write_bytes(path + ".history.npz", buf.getvalue(), overwrite=True)
     save_checkpoints(cks, path, overwrite=True,
                      meta={"key": key, "history": history is not None, "train_seconds": result.train_seconds,
-                           "callback_seconds": result.callback_seconds, "samples_seen": result.samples_seen})
+                           "callback_seconds": result.callback_seconds, "train_cpu_seconds": result.train_cpu_seconds,
+                           "callback_cpu_seconds": result.callback_cpu_seconds, "samples_seen": result.samples_seen})
 
 
 def _load_history(path):

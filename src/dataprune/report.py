@@ -68,9 +68,11 @@ def markdown_table(rows: list[dict], methods: list[str] | None = None, key: str 
     out = "\n".join(lines) + "\n"
     if ("full", 0.0) in summary:
         mean, std, cnt = summary[("full", 0.0)]
-        secs = [float(r["train_seconds"]) for r in rows if r["method"] == "full"]
+        full_rows = [r for r in rows if r["method"] == "full"]
+        cpu = any(r.get("cost_clock") == "cpu" for r in full_rows)
+        secs = [float(r["train_cpu_seconds" if cpu else "train_seconds"]) for r in full_rows]
         out += (f"\nFull data (ratio 0): {100 * mean:.1f} ± {100 * std:.1f} (n={cnt}); one full-data training run "
-                f"took {np.mean(secs):.1f} s, the unit of the pruning cost.\n")
+                f"took {np.mean(secs):.1f} s{' of CPU time' if cpu else ''}, the unit of the pruning cost.\n")
     return out
 
 

@@ -12,7 +12,9 @@ Callbacks are plain objects with any of these methods::
     on_epoch_end(*, epoch, model, lr)                        # weights after `epoch` epochs
 
 The time spent in callbacks is measured apart (``TrainResult.callback_seconds``), so the
-cost of training and of what is recorded along the way can be told apart.
+cost of training and of what is recorded along the way can be told apart. Every duration is
+measured twice: wall time and CPU time of the process (``*_cpu_seconds``), which other load on
+a shared machine does not inflate.
 """
 
 from __future__ import annotations
@@ -76,11 +78,17 @@ class TrainResult:
     seconds: float = 0.0              # wall time of the whole loop, callbacks included
     callback_seconds: float = 0.0     # of which in callbacks
     samples_seen: int = 0             # sample presentations (steps x batch), the unit of training cost
+    cpu_seconds: float = 0.0          # CPU time of the process over the loop
+    callback_cpu_seconds: float = 0.0
 
     @property
     def train_seconds(self) -> float:
         """Wall time of training alone (the loop minus the callbacks)."""
         return self.seconds - self.callback_seconds
+
+    @property
+    def train_cpu_seconds(self) -> float:
+        return self.cpu_seconds - self.callback_cpu_seconds
 
 
 def cosine_lr(base_lr: float, epoch_index: int, total_epochs: int, min_lr: float = 0.0) -> float:
@@ -157,16 +165,17 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
     checkpoints, history = [], []
     if 0 in checkpoint_epochs:
         checkpoints.append(snapshot(model, cosine_lr(cfg.lr, 0, epochs, cfg.min_lr), 0))
-    step, seen_total, t0 = 0, 0, time.perf_counter()
-    cb_time = [0.0]
+    step, seen_total, t0, c0 = 0, 0, time.perf_counter(), time.process_time()
+    cb_time = [0.0, 0.0]
 
     def call(name, **kw):
         for cb in callbacks:
             fn = getattr(cb, name, None)
             if fn is not None:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 fn(**kw)
                 cb_time[0] += time.perf_counter() - t
+                cb_time[1] += time.process_time() - c
 
     call("on_train_begin", model=model)
     bar = progress_bar(range(1, last + 1), desc=desc, enabled=progress and rank == 0, unit="epoch")
@@ -208,7 +217,8 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         if epoch in checkpoint_epochs:
             checkpoints.append(snapshot(model, lr, epoch))
         call("on_epoch_end", epoch=epoch, model=model, lr=lr)
-    return TrainResult(model, checkpoints, history, step, time.perf_counter() - t0, cb_time[0], seen_total)
+    return TrainResult(model, checkpoints, history, step, time.perf_counter() - t0, cb_time[0], seen_total,
+                       time.process_time() - c0, cb_time[1])
 
 
 @torch.no_grad()
