@@ -147,16 +147,6 @@ def choose_plan(budget: float | None, recipe_epochs: int, requested=(), *, fused
                      f"to cost {cheapest.expected_cost(recipe_epochs, requested):.3f}")
 
 
-def evidence_epochs(recipe_epochs: int, trained: int | None = None) -> int:
-    """How many first epochs the surrogate's training pass averages its class probabilities over (the
-    label evidence of the ``auto`` policy): ``ceil(EVIDENCE_SEGMENT * epochs)`` of the recipe, within
-    what the surrogate trains."""
-    from .methods.moso_variants import EVIDENCE_SEGMENT
-
-    k = max(1, math.ceil(EVIDENCE_SEGMENT * recipe_epochs - 1e-9))
-    return min(k, trained or recipe_epochs)
-
-
 def partition(labels: np.ndarray, parts: int, seed: int = 0) -> list[np.ndarray]:
     """Split positions into ``parts`` disjoint, class-stratified, seeded parts (sorted indices)."""
     if parts < 1:
@@ -283,7 +273,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             stratified_fraction(get_targets(view), plan.data_fraction, seed * 1000 + k)
         fit_view = view if plan.data_fraction == 1 else SubsetView(view, fit)
         wants_history = history_methods or record_history or any(s.history for s in specs)
-        recorder = DynamicsRecorder(len(fit_view), early_epochs=evidence_epochs(config.epochs, epochs_trained)) \
+        recorder = DynamicsRecorder(len(fit_view)) \
             if wants_history and checkpoints is None else None
         fused = {s.name: s.fused(view, ck_epochs) for s in specs if plan.fused}
         seed_everything(seed * 1000 + k)

@@ -37,7 +37,7 @@ class MethodSpec:
     defaults: dict = field(default_factory=dict)
     aux: bool = False                      # fn(..., return_aux=True) -> (scores, {name: (N, ...) array})
     policy: str | None = None              # the selection policy this method is meant to be used with
-    history: str | None = None             # "required" / "optional": reads the surrogate's training record
+    history: str | None = None             # "required": reads the surrogate's training record (history=)
     fused: Callable | None = None          # (dataset, epochs) -> training callback with .result() -> (scores, aux)
     plan: dict | None = None               # the method's own surrogate plan (pipeline.Plan fields), e.g. DUAL's
 
@@ -116,12 +116,12 @@ def _fused(dataset, epochs):
 
 register(MethodSpec("moso_class", moso_variants.classwise_score,
                     "class-wise MoSo: alignment with the own class's mean gradient, self-term removed", aux=True,
-                    fused=_fused, history="optional"))
+                    fused=_fused))
 register(MethodSpec("moso_norm", moso_variants.normalized_score,
-                    "class-wise MoSo per unit gradient norm (direction, not size)", aux=True, history="optional"))
+                    "class-wise MoSo per unit gradient norm (direction, not size)", aux=True))
 register(MethodSpec(RECOMMENDED, moso_variants.classwise_score,
                     "the recommended default: class-wise MoSo scores + the `auto` policy", aux=True, policy="auto",
-                    fused=_fused, history="optional"))
+                    fused=_fused))
 register(MethodSpec("random", baseline.random_scores, "uniform random scores: a random subset",
                     needs_checkpoints=False))
 register(MethodSpec("el2n", uncertainty.el2n_score, "EL2N, error L2-norm early in training (Paul et al. 2021)"))

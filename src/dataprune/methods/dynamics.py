@@ -36,11 +36,10 @@ class History:
     target_prob: np.ndarray    # softmax probability of the assigned label
     change: np.ndarray         # sum_c p_t(c) |log p_t(c) - log p_{t-1}(c)|; NaN in the first epoch
     seen: np.ndarray           # bool: the sample was presented in that epoch
-    early_probs: np.ndarray | None = None   # (N, C): mean class probabilities over the early epochs
 
     def arrays(self) -> dict:
         """The fields that hold arrays (for saving)."""
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return dict(self.__dict__)
 
 
 def _stats(logits: torch.Tensor, targets: torch.Tensor, prev_logp: torch.Tensor | None):
@@ -58,20 +57,13 @@ def _stats(logits: torch.Tensor, targets: torch.Tensor, prev_logp: torch.Tensor 
 class DynamicsRecorder:
     """Training callback recording every presentation of every sample (see :class:`History`).
 
-    With ``early_epochs=k`` it also averages each sample's class probabilities over the first k
-    epochs (``History.early_probs``): the surrogate's opinion of every label before it memorises
-    the wrong ones, at no extra forward pass.
-
-    Memory: four float arrays of (epochs x N) plus two (N x C) arrays.
+    Memory: four float arrays of (epochs x N) plus the last log-probabilities (N x C).
     """
 
-    def __init__(self, n: int, early_epochs: int | None = None):
+    def __init__(self, n: int):
         self.n = n
-        self.early_epochs = early_epochs
         self.rows: list[dict] = []
         self._prev = None  # (N, C) last log-probabilities of each sample
-        self._psum = None  # (N, C) sum of early-epoch probabilities
-        self._pcount = np.zeros(n)
         self._pending: list = []
 
     def _row(self, epoch):
@@ -117,11 +109,6 @@ class DynamicsRecorder:
         row["change"][indices] = change.double().numpy()
         row["seen"][indices] = True
         self._prev[idx] = logp
-        if self.early_epochs and epoch <= self.early_epochs:
-            if self._psum is None:
-                self._psum = np.zeros((self.n, logits.shape[1]))
-            np.add.at(self._psum, indices, logp.exp().double().numpy())
-            np.add.at(self._pcount, indices, 1.0)
 
     def history(self) -> History:
         """The recorded history; under DDP every rank saw only its share of each batch, so the
@@ -142,14 +129,7 @@ class DynamicsRecorder:
             rows = merged
         if not rows:
             raise RuntimeError("no training batches were recorded")
-        early = None
-        if self._psum is not None:
-            psum, count = self._psum, self._pcount
-            if dist.is_distributed():
-                parts = dist.gather_objects((psum, count))
-                psum, count = sum(p for p, _ in parts), sum(c for _, c in parts)
-            early = (psum / np.maximum(count, 1)[:, None]).astype(np.float32)
-        return History(**{k: np.stack([r[k] for r in rows]) for k in rows[0]}, early_probs=early)
+        return History(**{k: np.stack([r[k] for r in rows]) for k in rows[0]})
 
 
 def history_from_checkpoints(model, checkpoints, dataset, *, batch_size: int = 512, device=None,
