@@ -70,3 +70,19 @@ def test_partition_is_stratified_and_disjoint():
         assert np.bincount(labels[p]).tolist() == [10, 10, 10, 10]
     with pytest.raises(ValueError, match="partitions must be >= 1"):
         partition(labels, 0)
+
+
+def test_a_head_plan_scores_the_head_of_an_early_segment(digits):
+    """Plan 'early2-head': 2 of 10 epochs, the recommended method's scores over the classifier head only
+    (a regression: methods with a fused form once ignored the plan's parameters and scored them all)."""
+    from dataprune.methods.moso_variants import classwise_score
+    from dataprune.pipeline import PLAN_NAMES
+
+    split, ds = digits
+    make = lambda: build_model("cnn", 10, split.input_shape)  # noqa: E731
+    run = surrogate_scores(["recommended"], ds, make, config=TrainConfig(epochs=10, batch_size=32),
+                           checkpoint_epochs=[1, 3, 5, 7, 9], plan=PLAN_NAMES["early2-head"], seed=0)
+    assert [c.epoch for c in run.checkpoints[0]] == [2] and len(run.surrogates[0].history) == 2
+    head = classwise_score(make(), run.checkpoints[0], ds, params="last_layer")
+    assert np.allclose(run.scores["recommended"], head)
+    assert not np.allclose(head, classwise_score(make(), run.checkpoints[0], ds))

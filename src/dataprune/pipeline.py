@@ -254,7 +254,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                          "they cannot use precomputed checkpoints")
     if plan.params is not None:
         for s in specs:
-            if "params" in s.options and not s.fused:
+            if "params" in s.options:
                 options.setdefault(s.name, {}).setdefault("params", plan.params)
     epochs_trained = plan.epochs(config.epochs)
     ck_epochs = plan.checkpoint_epochs(config.epochs, checkpoint_epochs) if checkpoints is None else []
