@@ -89,7 +89,13 @@ def test_tables_do_not_depend_on_threads_or_jobs(tmp_path, monkeypatch):
 
 def test_step_by_step_commands(tmp_path, capsys):
     ck, sc, keep, res = (str(tmp_path / n) for n in ("ck.pt", "s.npy", "keep.npy", "res.csv"))
-    assert cli.main(["train", *DIGITS, "--epochs", "2", "--checkpoints", "1,2", "--out", ck, "--quiet"]) == 0
+    before = torch.get_num_threads()
+    try:        # --threads sets the compute threads of the command (here a train on a busy machine)
+        assert cli.main(["train", *DIGITS, "--epochs", "2", "--checkpoints", "1,2", "--out", ck, "--quiet",
+                         "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
     assert cli.main(["score", *DIGITS, "--checkpoints-file", ck, "--out", sc, "--quiet"]) == 0
     meta = json.loads(open(sc + ".json").read())
     assert [c["epoch"] for c in meta["checkpoints"]] == [1, 2] and meta["checkpoints_file"] == ck

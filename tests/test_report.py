@@ -37,3 +37,13 @@ def test_markdown_table_order_is_the_grid_order_not_completion_order():
     rows = _rows({("b", 0.5): [0.5], ("a", 0.5): [0.6], ("random", 0.5): [0.4]})
     table = markdown_table(rows[::-1], ["random", "b", "a"])
     assert [line.split("|")[1].strip() for line in table.splitlines()[2:5]] == ["random", "b", "a"]
+
+
+def test_report_orders_suspects_by_evidence():
+    # the grid of removed suspects starts with the lowest label margin (the most evident wrong labels)
+    from dataprune.report import _most_evident
+
+    margin = np.array([0.3, -0.8, 0.1, -0.2, 0.05])
+    idx = np.array([0, 2, 3, 4])
+    assert _most_evident(idx, margin).tolist() == [3, 4, 2, 0]
+    assert _most_evident(idx, None).tolist() == idx.tolist()

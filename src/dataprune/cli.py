@@ -216,7 +216,7 @@ def _recipe_rest(g):
                    help="training augmentation; auto = the dataset's default (flip+crop for CIFAR/images)")
 
 
-def _run_args(p, model_default="cnn", seed=True):
+def _run_args(p, model_default="cnn", seed=True, threads=True):
     from .models import MODELS
 
     g = p.add_argument_group("run")
@@ -226,6 +226,10 @@ def _run_args(p, model_default="cnn", seed=True):
     if seed:
         g.add_argument("--seed", type=int, default=0, help="default %(default)s")
     g.add_argument("--num-workers", type=int, default=0, help="DataLoader workers for on-disk datasets")
+    if threads:
+        g.add_argument("--threads", dest="compute_threads", type=_positive_int,
+                       help="CPU compute threads (default: PyTorch's, usually one per core; fewer on a machine "
+                            "that is busy with other work, where extra threads wait on each other)")
     g.add_argument("--quiet", action="store_true", help="print only the result (no progress, no log lines)")
 
 
@@ -255,7 +259,7 @@ def _scoring_args(p, method_default="recommended"):
 def _grid_args(p):
     """Options shared by `demo` and `bench`; None means: the preset's, else the command's default."""
     _data_args(p, default=None)
-    _run_args(p, model_default=None, seed=False)
+    _run_args(p, model_default=None, seed=False, threads=False)
     g = p.add_argument_group("retraining recipe (the surrogate's too, unless --surrogate-epochs)")
     g.add_argument("--epochs", type=_positive_int, help="retraining epochs (default 10)")
     _recipe_rest(g)
@@ -929,6 +933,10 @@ def main(argv=None) -> int:
 
     tune_cpu_allocator()
     try:
+        if getattr(args, "compute_threads", None):
+            import torch
+
+            torch.set_num_threads(args.compute_threads)
         _init_distributed(args)
         log.quiet = getattr(args, "quiet", False)
         COMMANDS[args.command](args, log)

@@ -286,6 +286,13 @@ def _image(x) -> np.ndarray | None:
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
 
+def _most_evident(idx, margin):
+    """``idx`` ordered by label margin, lowest (strongest evidence of a wrong label) first."""
+    if margin is None or not len(idx):
+        return idx
+    return idx[np.argsort(np.asarray(margin)[idx], kind="stable")]
+
+
 def _grid_png(images, captions, path, colors=None):
     import matplotlib
 
@@ -418,7 +425,7 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
     is_image = dataset is not None and len(dataset) == len(labels) and _image(dataset[0][0]) is not None
     parts.append(f"<h2>Samples per class</h2><p class=\"muted\">Up to {per_class} per class and kind: the "
                  "highest- and lowest-scored samples, and the removed samples whose label the surrogate contradicts "
-                 "(given label &rarr; the surrogate's)."
+                 "(given label &rarr; the surrogate's; the most evident first)."
                  + ("" if is_image else " The samples are not images (or the dataset was not available): "
                     "tables instead.") + "</p>")
     for c in classes:
@@ -426,7 +433,8 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
         order = members[np.argsort(-scores[members], kind="stable")]
         kinds = [("highest scores", order[:per_class], None),
                  ("lowest scores", order[::-1][:per_class], None),
-                 ("removed as mislabelled", members[removed_suspect[members]][:per_class], "flip")]
+                 ("removed as mislabelled", _most_evident(members[removed_suspect[members]], margin)[:per_class],
+                  "flip")]
         parts.append(f"<h3 class=\"class-head\" data-class=\"{c}\">class {_html(result.class_name(int(c)))}</h3>")
         for title, idx, kind in kinds:
             if not len(idx):
