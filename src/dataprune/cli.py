@@ -779,7 +779,7 @@ def cmd_prune(args, log):
                        budget=args.budget, checkpoints=checkpoints, policy=args.policy, config=cfg,
                        checkpoint_epochs=None if args.checkpoints is None else parse_checkpoints(args.checkpoints,
                                                                                                  cfg.epochs),
-                       seed=args.seed, device=args.device, batch_size=args.score_batch_size, options=options,
+                       seed=args.seed, device=args.device, score_batch_size=args.score_batch_size, options=options,
                        policy_options=_options(args.policy_set), progress=not args.quiet,
                        num_workers=args.num_workers)
         result.provenance.update(_dataset_meta(args, split), model=args.model)

@@ -207,7 +207,8 @@ def default_policy(method: str, labels_given: bool = True) -> str:
 
 def prune(model: torch.nn.Module, train_set, ratio: float, *, method: str = RECOMMENDED, budget: float | None = None,
           checkpoints=None, policy: str | None = None, config: TrainConfig | None = None,
-          checkpoint_epochs=None, seed: int = 0, device=None, batch_size: int = 256, options: dict | None = None,
+          checkpoint_epochs=None, seed: int = 0, device=None, score_batch_size: int = 256,
+          options: dict | None = None,
           policy_options: dict | None = None, progress: bool = False, num_workers: int = 0,
           **train_overrides) -> PruneResult:
     """Score ``train_set`` and keep ``1 - ratio`` of it: the whole job in one call.
@@ -238,6 +239,8 @@ def prune(model: torch.nn.Module, train_set, ratio: float, *, method: str = RECO
         the cost accounting.
     checkpoint_epochs : list of int, optional
         Epochs scored (default: 1,3,5,7,9 when the recipe has at least 9 epochs, else evenly spaced).
+    score_batch_size : int
+        Batch size of the scoring passes (memory, not results); ``batch_size=`` is the surrogate's.
     options, policy_options : dict, optional
         The method's and the policy's own options.
     """
@@ -263,10 +266,10 @@ def prune(model: torch.nn.Module, train_set, ratio: float, *, method: str = RECO
         model = model if isinstance(model, torch.nn.Module) else model()
         t0 = time.perf_counter()
         scores, aux = call_method(spec, model, cks, train_set, options=options, return_aux=True,
-                                  batch_size=batch_size, device=device, seed=seed, progress=progress,
+                                  batch_size=score_batch_size, device=device, seed=seed, progress=progress,
                                   num_workers=num_workers)
         if "probs" in needs_evidence and "probs" not in aux:
-            aux = {**aux, **prediction_evidence(model, cks, train_set, batch_size=batch_size, device=device)}
+            aux = {**aux, **prediction_evidence(model, cks, train_set, batch_size=score_batch_size, device=device)}
         cost = {"plan": "given checkpoints", "surrogate_seconds": 0.0,
                 "scoring_seconds": time.perf_counter() - t0, "prune_seconds": time.perf_counter() - t0,
                 "cost_fraction": float("nan"), "full_train_seconds": float("nan")}
@@ -277,7 +280,7 @@ def prune(model: torch.nn.Module, train_set, ratio: float, *, method: str = RECO
             choose_plan(budget, cfg.epochs, checkpoint_epochs, fused_ok=spec.fused is not None)
         run = surrogate_scores([method], train_set, lambda: _fresh(model), config=cfg,
                                checkpoint_epochs=checkpoint_epochs, plan=plan, seed=seed, device=device,
-                               batch_size=batch_size, num_workers=num_workers, progress=progress,
+                               batch_size=score_batch_size, num_workers=num_workers, progress=progress,
                                options={method: options},
                                evidence_for=[method] if "probs" in needs_evidence else [])
         scores, aux = run.scores[method], run.aux.get(method, {})
