@@ -14,6 +14,7 @@ from conftest import randomize_norm_stats
 from dataprune import moso
 from dataprune.data import ArrayDataset
 from dataprune.grads import NonFiniteLossWarning
+from dataprune.methods.common import NonFiniteScoreWarning
 from dataprune.models import SmallCNN
 from dataprune.train import train
 from dataprune.trajectory import Checkpoint
@@ -162,7 +163,9 @@ def test_nonfinite_losses_are_reported_not_spread():
     ds = ArrayDataset(x, y.numpy())
     model = SmallCNN(1, 10)
     cks = _trajectory(model, 2)
-    with pytest.warns(NonFiniteLossWarning, match=r"\[3, 11\]"):
+    # the loss pass names the samples, and so does the score (which gives them -inf)
+    with pytest.warns(NonFiniteLossWarning, match=r"\[3, 11\]"), \
+            pytest.warns(NonFiniteScoreWarning, match=r"positions \[3, 11\]"):
         s = moso.score(model, cks, ds, batch_size=8)
     assert np.isneginf(s[[3, 11]]).all()
     finite = np.delete(np.arange(20), [3, 11])
