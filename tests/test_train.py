@@ -70,10 +70,20 @@ def test_callbacks_see_every_sample_every_epoch():
         assert sorted(idx.tolist()) == list(range(10, 50))
 
 
-def test_singleton_last_batch_is_merged():
-    ds = _data(n=33)
-    res = train(_model(), ds, epochs=1, batch_size=16)
-    assert res.steps == 2
+@pytest.mark.parametrize("n", [17, 33, 49])
+def test_singleton_last_batch_is_merged(n):
+    # n = k * 16 + 1: the last sample joins the previous batch; every sample is seen once per epoch
+    # (the merge once overwrote the wrong batch: one batch lost, another seen twice; n=17 crashed)
+    seen = []
+
+    class Recorder:
+        def on_batch_end(self, *, epoch, step, indices, logits, targets):
+            seen.append(indices.copy())
+
+    res = train(_model(), _data(n=n), epochs=1, batch_size=16, callbacks=[Recorder()])
+    assert res.steps == n // 16
+    assert sorted(np.concatenate(seen).tolist()) == list(range(n))
+    assert len(seen[-1]) == 17
 
 
 def test_choose_epochs():
