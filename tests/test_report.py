@@ -47,3 +47,10 @@ def test_report_orders_suspects_by_evidence():
     idx = np.array([0, 2, 3, 4])
     assert _most_evident(idx, margin).tolist() == [3, 4, 2, 0]
     assert _most_evident(idx, None).tolist() == idx.tolist()
+
+
+def test_markdown_table_shows_a_spread_only_with_two_seeds_or_more():
+    one = markdown_table(_rows({("a", 0.5): [0.5], ("random", 0.5): [0.4]}))
+    two = markdown_table(_rows({("a", 0.5): [0.5, 0.7], ("random", 0.5): [0.4, 0.4]}))
+    assert "| a | 50.0 | 0.50 |" in one and "±" not in one
+    assert "| a | 60.0 ± 10.0 | 0.50 |" in two

@@ -41,6 +41,11 @@ def summarize(rows: list[dict], key: str = "test_acc") -> dict:
     return {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in cells.items()}
 
 
+def _pm(mean: float, std: float, count: int) -> str:
+    """``mean ± std`` in %, or the mean alone for a single seed (whose spread is unknown, not zero)."""
+    return f"{100 * mean:.1f}" if count < 2 else f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
 def markdown_table(rows: list[dict], methods: list[str] | None = None, key: str = "test_acc") -> str:
     """Methods as rows, pruning ratios as columns, mean ± std (%) over seeds, then the pruning cost
     (mean ``cost_fraction``: surrogate + scoring, in full-data training runs) and, under label
@@ -58,7 +63,7 @@ def markdown_table(rows: list[dict], methods: list[str] | None = None, key: str 
         cells = []
         for r in ratios:
             mean, std, cnt = summary.get((m, r), (float("nan"),) * 3)
-            cells.append("-" if cnt != cnt else f"{100 * mean:.1f} ± {100 * std:.1f}")
+            cells.append("-" if cnt != cnt else _pm(mean, std, cnt))
         costs = [cost[(m, r)][0] for r in ratios if (m, r) in cost]
         cells.append(f"{np.mean(costs):.2f}" if costs else "-")
         if noisy:
@@ -71,7 +76,7 @@ def markdown_table(rows: list[dict], methods: list[str] | None = None, key: str 
         full_rows = [r for r in rows if r["method"] == "full"]
         cpu = any(r.get("cost_clock") == "cpu" for r in full_rows)
         secs = [float(r["train_cpu_seconds" if cpu else "train_seconds"]) for r in full_rows]
-        out += (f"\nFull data (ratio 0): {100 * mean:.1f} ± {100 * std:.1f} (n={cnt}); one full-data training run "
+        out += (f"\nFull data (ratio 0): {_pm(mean, std, cnt)} (n={cnt}); one full-data training run "
                 f"took {np.mean(secs):.1f} s{' of CPU time' if cpu else ''}, the unit of the pruning cost.\n")
     return out
 
