@@ -289,7 +289,16 @@ def test_prune_in_one_step_and_its_report(tmp_path, capsys):
     assert "already exists; pass --force" in capsys.readouterr().err
     os.remove(out / "report.html")
     assert cli.main(["report", str(out), "--quiet"]) == 0
-    assert (out / "report.html").exists()
+    assert "class0-highest.png" in (out / "report.html").read_text()      # the dataset was loaded again: images
+    # A result whose dataset no longer matches (here: its recorded labels) gets tables, not wrong images.
+    meta = json.loads((out / "keep.npy.json").read_text())
+    meta["fingerprint"]["labels_sha256"] = "0" * 16
+    (out / "keep.npy.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert cli.main(["report", str(out)]) == 0
+    said = "".join(capsys.readouterr())
+    assert "made for a different dataset" in said and "tables instead of images" in said
+    assert "class0-highest.png" not in (out / "report.html").read_text()
 
 
 def test_a_second_run_on_the_same_output_is_refused(tmp_path, capsys):

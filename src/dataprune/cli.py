@@ -790,6 +790,7 @@ def cmd_prune(args, log):
 
 
 def cmd_report(args, log):
+    from . import io
     from .data import load_dataset
     from .prune import PruneResult
 
@@ -805,9 +806,14 @@ def cmd_report(args, log):
                                  **{k: prov[k] for k in ("label_noise", "noise_kind", "noise_seed", "imbalance",
                                                          "train_limit", "val_split", "image_size", "normalize")
                                     if k in prov})
+            io.check_fingerprint(prov.get("fingerprint"), io.dataset_fingerprint(split.train),
+                                 os.path.join(args.folder, "keep.npy"))
             dataset = split.train
         except (ValueError, FileNotFoundError, ImportError) as exc:
             log(f"(the dataset could not be loaded again, so the report shows tables instead of images: {exc})")
+    else:
+        log("(this result was saved from Python and names no built-in dataset, so the report shows tables "
+            "instead of images; result.report(folder) in Python, where the dataset is at hand, draws them)")
     page = result.report(args.folder, dataset=dataset, bench_dir=args.bench, overwrite=True)
     print(page)
 
