@@ -87,15 +87,18 @@ def test_tables_do_not_depend_on_threads_or_jobs(tmp_path, monkeypatch):
     assert accuracy_cells(tmp_path / "a") == accuracy_cells(tmp_path / "b")
 
 
-def test_step_by_step_commands(tmp_path, capsys):
+def test_step_by_step_commands(tmp_path, capsys, monkeypatch):
     ck, sc, keep, res = (str(tmp_path / n) for n in ("ck.pt", "s.npy", "keep.npy", "res.csv"))
-    before = torch.get_num_threads()
-    try:        # --threads sets the compute threads of the command (here a train on a busy machine)
-        assert cli.main(["train", *DIGITS, "--epochs", "2", "--checkpoints", "1,2", "--out", ck, "--quiet",
-                         "--threads", "1"]) == 0
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    # --threads sets the compute threads of the command (here a train on a busy machine), for it only;
+    # --quiet too: neither leaks into the next call in the same process.
+    before, seen = torch.get_num_threads(), []
+    monkeypatch.delenv("DATAPRUNE_QUIET", raising=False)          # conftest sets it for the whole session
+    real = cli.COMMANDS["train"]
+    monkeypatch.setitem(cli.COMMANDS, "train", lambda args, log: (seen.append(torch.get_num_threads()),
+                                                                  real(args, log)))
+    assert cli.main(["train", *DIGITS, "--epochs", "2", "--checkpoints", "1,2", "--out", ck, "--quiet",
+                     "--threads", "1"]) == 0
+    assert seen == [1] and torch.get_num_threads() == before and "DATAPRUNE_QUIET" not in os.environ
     assert cli.main(["score", *DIGITS, "--checkpoints-file", ck, "--out", sc, "--quiet"]) == 0
     meta = json.loads(open(sc + ".json").read())
     assert [c["epoch"] for c in meta["checkpoints"]] == [1, 2] and meta["checkpoints_file"] == ck

@@ -934,14 +934,16 @@ def main(argv=None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    import torch
+
+    # --quiet and --threads hold for this command only (main may be called again in the same process).
+    quiet_before, threads_before = os.environ.get("DATAPRUNE_QUIET"), torch.get_num_threads()
     log = _Log(getattr(args, "quiet", False))
     from .utils import tune_cpu_allocator
 
     tune_cpu_allocator()
     try:
         if getattr(args, "compute_threads", None):
-            import torch
-
             torch.set_num_threads(args.compute_threads)
         _init_distributed(args)
         log.quiet = getattr(args, "quiet", False)
@@ -966,6 +968,12 @@ def main(argv=None) -> int:
 
         if tdist.is_available() and tdist.is_initialized():
             tdist.destroy_process_group()
+        if quiet_before is None:
+            os.environ.pop("DATAPRUNE_QUIET", None)
+        else:
+            os.environ["DATAPRUNE_QUIET"] = quiet_before
+        if torch.get_num_threads() != threads_before:
+            torch.set_num_threads(threads_before)
     return 0
 
 
