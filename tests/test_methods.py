@@ -107,9 +107,9 @@ def test_ccs_drops_the_hardest_then_covers_every_stratum():
 
 # ------------------------------------------------------------- conventions ---
 
-@pytest.fixture(scope="module")
-def planted():
-    """Four well-separated classes, 10% of labels flipped; a small surrogate and its checkpoints."""
+def _planted_data():
+    """Four well-separated classes, every 10th label flipped to the next class: (x, clean labels,
+    given labels, class centres, flipped positions)."""
     g = torch.Generator().manual_seed(0)
     centers = torch.randn(4, 12, generator=g) * 3
     y = torch.randint(0, 4, (160,), generator=g)
@@ -117,9 +117,18 @@ def planted():
     noisy = y.clone()
     flipped = np.arange(0, 160, 10)
     noisy[flipped] = (y[flipped] + 1) % 4
-    ds = ArrayDataset(x, noisy.numpy())
-    make = lambda: nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 4))  # noqa: E731
-    return ds, make, flipped
+    return x, y, noisy, centers, flipped
+
+
+def _planted_model():
+    return nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 4))
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """The planted data as a dataset, a small model constructor, the flipped positions."""
+    x, _, noisy, _, flipped = _planted_data()
+    return ArrayDataset(x, noisy.numpy()), _planted_model, flipped
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -155,20 +164,13 @@ def test_unknown_method_option_is_refused(planted):
 @pytest.fixture(scope="module")
 def planted_easy():
     """The planted fixture plus a duplicated easy sample (the sample nearest its class centre, twice)."""
-    g = torch.Generator().manual_seed(0)
-    centers = torch.randn(4, 12, generator=g) * 3
-    y = torch.randint(0, 4, (160,), generator=g)
-    x = centers[y] + torch.randn(160, 12, generator=g)
-    noisy = y.clone()
-    flipped = np.arange(0, 160, 10)
-    noisy[flipped] = (y[flipped] + 1) % 4
+    x, y, noisy, centers, flipped = _planted_data()
     d = (x - centers[y]).norm(dim=1)
     d[flipped] = float("inf")
     easy = int(d.argmin())
     x = torch.cat([x, x[easy:easy + 1], x[easy:easy + 1]])
     noisy = torch.cat([noisy, noisy[easy:easy + 1], noisy[easy:easy + 1]])
-    make = lambda: nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 4))  # noqa: E731
-    run = lambda name: surrogate_scores([name], ArrayDataset(x, noisy.numpy()), make,  # noqa: E731
+    run = lambda name: surrogate_scores([name], ArrayDataset(x, noisy.numpy()), _planted_model,  # noqa: E731
                                         config=TrainConfig(epochs=8, batch_size=16, lr=0.05),
                                         checkpoint_epochs=range(1, 9), seed=0)
     return run, flipped, np.array([160, 161]), noisy.numpy()
