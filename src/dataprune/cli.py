@@ -802,10 +802,8 @@ def cmd_report(args, log):
     dataset = None
     if prov.get("dataset"):
         try:
-            split = load_dataset(prov["dataset"], root=prov.get("data_root"),
-                                 **{k: prov[k] for k in ("label_noise", "noise_kind", "noise_seed", "imbalance",
-                                                         "train_limit", "val_split", "image_size", "normalize")
-                                    if k in prov})
+            settings = {k: prov[k] for k in io.DATA_KEYS if k in prov and k not in ("dataset", "data_root")}
+            split = load_dataset(prov["dataset"], root=prov.get("data_root"), **settings)
             io.check_fingerprint(prov.get("fingerprint"), io.dataset_fingerprint(split.train),
                                  os.path.join(args.folder, "keep.npy"))
             dataset = split.train

@@ -121,17 +121,10 @@ def plot_accuracy_vs_ratio(rows: list[dict], path: str, title: str = "", methods
         lw = 2.4 if m == "random" or m.startswith(("moso", "recommended")) else 1.3
         ax.errorbar([p[0] for p in pts], [100 * p[1][0] for p in pts], yerr=[100 * p[1][1] for p in pts],
                     marker=st["marker"], ms=4, lw=lw, capsize=3, color=st["color"], ls=st["ls"], label=m)
-    if ("full", 0.0) in summary:
-        ax.axhline(100 * summary[("full", 0.0)][0], color="gray", ls=":", lw=1, label="full data")
     ax.set_xlabel("pruning ratio (fraction of training data removed)")
     ax.set_ylabel(("balanced " if key.endswith("bacc") else "") + ("validation" if key.startswith("val") else "test")
                   + " accuracy (%)")
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    fig.tight_layout()
-    _save(plt, fig, path)
+    _finish(plt, fig, ax, summary, title, path)
 
 
 def plot_accuracy_vs_cost(rows: list[dict], path: str, title: str = "", methods: list[str] | None = None,
@@ -152,11 +145,16 @@ def plot_accuracy_vs_cost(rows: list[dict], path: str, title: str = "", methods:
         for r, c, a in pts:
             ax.annotate(f"{r:g}", (c, 100 * a), textcoords="offset points", xytext=(4, 2), fontsize=6,
                         color=st["color"])
-    if ("full", 0.0) in summary:
-        ax.axhline(100 * summary[("full", 0.0)][0], color="gray", ls=":", lw=1, label="full data")
     ax.axvline(1.0, color="#999999", lw=0.8, ls="--")
     ax.set_xlabel("pruning cost (surrogate + scoring, in full-data training runs; dashed: one run)")
     ax.set_ylabel("test accuracy (%)")
+    _finish(plt, fig, ax, summary, title, path)
+
+
+def _finish(plt, fig, ax, summary, title, path):
+    """What both accuracy plots end with: the full-data line, title, grid, legend outside, save."""
+    if ("full", 0.0) in summary:
+        ax.axhline(100 * summary[("full", 0.0)][0], color="gray", ls=":", lw=1, label="full data")
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
