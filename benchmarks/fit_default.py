@@ -140,9 +140,10 @@ def candidate(name, e, ratio, seed):
             "e2": [2], "e3": [3], "last": [10]}
     v = _ev(e, sets[opts.get("ev", "odd")], opts.get("params", "all"))
     probs = _ev(e, sets[opts.get("pev", "early3")])["probs"]
+    # "adaptive10": the adaptive rule as shipped (global switch at 10%)
+    rule = {"adaptive10": "adaptive"}.get(opts.get("noise", "confident"), opts.get("noise", "confident"))
     score = v["score"]
     if opts.get("mid"):     # within a class, the trusted samples whose score is nearest the class median
-        rule = {"adaptive10": "adaptive"}.get(opts.get("noise", "confident"), opts.get("noise", "confident"))
         trusted = ~S.confident_noise(probs, labels, rule)["suspect"]
         score = score.copy()
         for c in np.unique(labels):
@@ -151,9 +152,7 @@ def candidate(name, e, ratio, seed):
             score[members] = -np.abs(v["score"][members] - np.median(v["score"][ref]))
     keep, _ = S.auto_indices(score, labels, k, probs=probs, ratio=ratio, rng=rng,
                              alpha=float(opts.get("alpha", S.AUTO_ALPHA)),
-                             # "adaptive10": the adaptive rule as shipped (global switch at 10%)
-                             noise={"adaptive10": "adaptive"}.get(opts.get("noise", "confident"),
-                                                                  opts.get("noise", "confident")),
+                             noise=rule,
                              within=opts.get("within", "auto"), high=opts.get("hi"),
                              stratified_from=float(opts.get("strat", S.AUTO_STRATIFIED_FROM)))
     return keep
