@@ -98,3 +98,35 @@ def test_stratified_sampling_covers_the_score_range_of_the_trusted_samples():
                sampling="stratified", seed=3)
     assert a.tolist() == select(scores, 0.9, labels=labels, policy="noise_cutoff", gradnorm=evidence, cutoff=0.3,
                                 sampling="stratified", seed=3).tolist()
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_equals_classwise_last_layer_with_and_without_head_bias(bias):
+    """The fused callback, fed one epoch of a model that does not move, gives the class-wise last-layer
+    scores of that checkpoint (a head without a bias has no bias column in its gradient)."""
+    from dataprune.data import ArrayDataset
+    from dataprune.methods.fused import FusedClasswise
+    from dataprune.trajectory import snapshot
+
+    torch.manual_seed(0)
+    x = torch.randn(60, 8)
+    y = np.arange(60) % 3
+    ds = ArrayDataset(x, y)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3, bias=bias))
+    lr = 0.1
+    for cache_mb in (None, 0):          # in memory, and spilled to files
+        fused = FusedClasswise(ds, [1], cache_mb=cache_mb)
+        fused.on_train_begin(model=model)
+        model.eval()
+        with torch.no_grad():
+            for step, start in enumerate(range(0, 60, 16)):
+                idx = np.arange(start, min(start + 16, 60))
+                logits = model(x[idx])
+                fused.on_batch_end(epoch=1, step=step, indices=idx, logits=logits, targets=torch.from_numpy(y[idx]))
+        fused.on_epoch_end(epoch=1, model=model, lr=lr)
+        got, aux = fused.result()
+        want, want_aux = moso_variants.classwise_score(model, [snapshot(model, lr, 1)], ds, params="last_layer",
+                                                       return_aux=True)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(aux["gradnorm"], want_aux["gradnorm"], rtol=1e-5)
+        np.testing.assert_allclose(aux["probs"], want_aux["probs"], rtol=1e-5, atol=1e-7)

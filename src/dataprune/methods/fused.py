@@ -12,6 +12,8 @@ approximation that makes scoring nearly free; ``benchmarks/cost.py`` measures bo
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -27,7 +29,7 @@ class FusedClasswise:
     """Training callback; after training, :meth:`result` gives ``(scores, aux)`` like
     ``classwise_score(..., params="last_layer", return_aux=True)``."""
 
-    def __init__(self, dataset, epochs):
+    def __init__(self, dataset, epochs, *, cache_mb: float | None = 4096):
         if dist.is_distributed():
             raise ValueError("fused scoring runs in one process; under torchrun score without it")
         self.dataset = dataset
@@ -44,7 +46,9 @@ class FusedClasswise:
         self._seen = np.zeros(n, bool)
         self._captured = None
         self._handle = None
-        self._pending: list = []
+        self._any = False
+        self._spill = None
+        self.cache_mb = cache_mb
 
     def on_train_begin(self, *, model):
         was = model.training
@@ -63,50 +67,66 @@ class FusedClasswise:
         a = self._captured.detach()
         if a.dim() != 2:
             raise ValueError(f"the classifier's input has shape {tuple(a.shape)}; fused scoring needs (B, D)")
-        # A copy per batch; the arrays are filled once per epoch.
-        self._pending.append((np.asarray(indices), a.float().cpu(), logits.detach().float().cpu(), targets.cpu()))
-
-    def _fill(self):
-        idx = np.concatenate([p[0] for p in self._pending])
-        a = torch.cat([p[1] for p in self._pending])
-        logits = torch.cat([p[2] for p in self._pending])
-        targets = torch.cat([p[3] for p in self._pending])
-        self._pending = []
-        p = torch.softmax(logits, 1)
+        p = torch.softmax(logits.detach().float(), 1).cpu()
         delta = p.clone()
-        delta[torch.arange(len(targets)), targets] -= 1
+        delta[torch.arange(len(targets)), targets.cpu()] -= 1
         if self._a is None:
-            n = len(self.dataset)
-            self._a = np.zeros((n, a.shape[1]), dtype=np.float32)
-            self._delta = np.zeros((n, delta.shape[1]), dtype=np.float32)
-            self._p = np.zeros((n, delta.shape[1]), dtype=np.float32)
-        self._a[idx] = a.numpy()
+            self._allocate(a.shape[1], p.shape[1])
+        idx = np.asarray(indices)
+        # Written straight into the (N, D) record: no second per-epoch copy of the batches.
+        self._a[idx] = a.float().cpu().numpy()
         self._delta[idx] = delta.numpy()
         self._p[idx] = p.numpy()
         self._seen[idx] = True
+        self._any = True
+
+    def _allocate(self, width, classes):
+        n = len(self.dataset)
+        need = n * (width + 2 * classes) * 4
+        if self.cache_mb is not None and need > self.cache_mb * 2 ** 20:
+            # Larger than the memory allowed: the records live in files (freed when this object goes).
+            import tempfile
+
+            self._spill = tempfile.TemporaryDirectory(prefix="dataprune-fused-")
+            def mm(name, cols):
+                return np.lib.format.open_memmap(os.path.join(self._spill.name, name), mode="w+",
+                                                 dtype=np.float32, shape=(n, cols))
+            self._a, self._delta, self._p = mm("a.npy", width), mm("delta.npy", classes), mm("p.npy", classes)
+        else:
+            self._a = np.zeros((n, width), dtype=np.float32)
+            self._delta = np.zeros((n, classes), dtype=np.float32)
+            self._p = np.zeros((n, classes), dtype=np.float32)
 
     def on_epoch_end(self, *, epoch, model, lr):
-        if epoch not in self.epochs or not self._pending:
+        if epoch not in self.epochs or not self._any:
             return
-        self._fill()
+        self._any = False
         seen = self._seen
-        f = np.concatenate([self._a, np.ones((len(self._a), 1), np.float32)], 1).astype(np.float64)   # (N, D+1)
-        d = self._delta.astype(np.float64)                                                          # (N, C)
-        sq = (d * d).sum(1) * (f * f).sum(1)
-        dot = np.zeros(len(f))
+        # The head's per-sample gradient is delta_i [a_i, 1]^T with the bias, delta_i a_i^T without:
+        # the same feature row as the last-layer closed form (grads.lastlayer) for this head.
+        bias = getattr(self.head, "bias", None) is not None
+        n = len(self._a)
+        sq = np.zeros(n)
+        dot = np.zeros(n)
         counts = np.zeros(len(self.classes))
+        # One class at a time in float64: the memory held beyond the float32 records is one class's rows.
         for g in range(len(self.classes)):
             rows = np.flatnonzero((self.groups == g) & seen)
             counts[g] = len(rows)
             if not len(rows):
                 continue
-            mean = d[rows].T @ f[rows] / len(rows)                  # (C, D+1): the class's mean head gradient
-            dot[rows] = ((f[rows] @ mean.T) * d[rows]).sum(1)
+            f = self._a[rows].astype(np.float64)
+            if bias:
+                f = np.concatenate([f, np.ones((len(rows), 1))], 1)
+            d = self._delta[rows].astype(np.float64)
+            sq[rows] = (d * d).sum(1) * (f * f).sum(1)
+            mean = d.T @ f / len(rows)                  # (C, D[+1]): the class's mean head gradient
+            dot[rows] = ((f @ mean.T) * d).sum(1)
         nc = counts[self.groups]
         contrib = np.where(seen, (nc * dot - sq) / np.maximum(nc - 1, 1), 0.0)
         self.score += lr * contrib
         self.gradnorm += lr * np.sqrt(np.where(seen, sq, 0.0))
-        p = self._p.astype(np.float64)
+        p = np.asarray(self._p, dtype=np.float64)
         self.probs = p if self.probs is None else self.probs + p
         self.wrong += p.argmax(1) != self.labels
         self.count += 1
