@@ -256,3 +256,42 @@ def test_adaptive_noise_rule():
     guess = rng.dirichlet(np.ones(4), size=200)
     assert confident_noise(guess, labels, "calibrated")["suspect"].mean() >= 0.5
     assert confident_noise(guess, labels, "adaptive")["suspect"].mean() < 0.5
+
+
+def _policy_kwargs(policy, n, rng):
+    """Evidence and required options for any registered policy, random but valid."""
+    from dataprune.select import POLICIES
+
+    probs = rng.dirichlet(np.ones(4), size=n)
+    evidence = {"probs": probs, "gradnorm": rng.random(n), "disagreement": rng.random(n),
+                "label_prob": rng.random(n)}
+    kw = {e: evidence[e] for e in POLICIES[policy].evidence}
+    if policy == "noise_cutoff":
+        kw["cutoff"] = 0.2
+    return kw
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.5, 0.8, 0.85, 0.9])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_minus_infinity_is_pruned_first_by_every_policy(ratio, seed):
+    """Every registered policy keeps no -inf sample while enough finite ones remain (random sampling
+    within a class, strata and Beta weights once kept them), and keeps -inf ones only to fill up."""
+    from dataprune.select import POLICIES
+
+    rng = np.random.default_rng(seed)
+    n = 200
+    labels = rng.integers(0, 4, n)
+    scores = rng.normal(size=n)
+    bad = rng.choice(n, 20, replace=False)
+    scores[bad] = -np.inf
+    for policy in POLICIES:
+        kw = _policy_kwargs(policy, n, rng)
+        keep = select(scores, ratio, labels=labels, policy=policy, seed=seed, **kw)
+        assert len(keep) == num_kept(n, ratio), policy
+        assert not np.isin(bad, keep).any(), (policy, ratio, np.isin(bad, keep).sum())
+    # Too few finite samples: all of them are kept, the rest filled from the -inf ones.
+    scores[:] = -np.inf
+    scores[:10] = 1.0
+    for policy in POLICIES:
+        keep = select(scores, 0.5, labels=labels, policy=policy, seed=seed, **_policy_kwargs(policy, n, rng))
+        assert len(keep) == 100 and np.isin(np.arange(10), keep).all(), policy

@@ -117,6 +117,9 @@ class PruneResult:
             shares = [d["quotas"][c] / sizes[int(c)] for c in d["quotas"] if sizes.get(int(c))]
             lines.append(f"class quotas: kept share per class from {min(shares):.0%} to {max(shares):.0%}"
                          + (f" (alpha {d['alpha']:g})" if "alpha" in d else ""))
+        if d.get("non_finite"):
+            lines.append(f"{d['non_finite']} samples had no computable score (-inf): pruned first"
+                         + (f", {d['non_finite_kept']} kept to fill the budget" if d.get("non_finite_kept") else ""))
         if "sampling" in d:
             lines.append("within each class: " + SAMPLING_WORDS.get(d["sampling"], d["sampling"]).format(
                 strata=d.get("strata")))

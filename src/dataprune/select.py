@@ -463,7 +463,23 @@ def selection(scores, ratio: float, *, labels=None, policy: str = "topk", seed: 
             raise ValueError(f"{name} has shape {arr.shape}; expected ({n}, ...) like the scores")
         evidence[name] = arr
     k = num_kept(n, ratio)
-    keep, decisions = spec.fn(scores, k, ratio, labels, np.random.default_rng(seed), evidence, **options)
+    rng = np.random.default_rng(seed)
+    bad = np.isneginf(scores)
+    if not bad.any():
+        keep, decisions = spec.fn(scores, k, ratio, labels, rng, evidence, **options)
+    else:
+        # -inf (a sample whose score could not be computed) is pruned first by every policy: the policy
+        # sees only the finite samples, and -inf ones are kept only when there are too few of those.
+        ok = np.flatnonzero(~bad)
+        decisions = {}
+        keep = np.zeros(0, dtype=np.int64)
+        if len(ok):
+            sub, decisions = spec.fn(scores[ok], min(k, len(ok)), ratio, None if labels is None else labels[ok], rng,
+                                     {name: evidence[name][ok] for name in spec.evidence}, **options)
+            keep = ok[np.asarray(sub, dtype=np.int64)]
+        if k > len(ok):
+            keep = np.concatenate([keep, np.flatnonzero(bad)[:k - len(ok)]])
+        decisions = {**decisions, "non_finite": int(bad.sum()), "non_finite_kept": int(max(0, k - len(ok)))}
     keep = np.sort(np.asarray(keep)).astype(np.int64)
     return Selection(keep, policy, decisions)
 
