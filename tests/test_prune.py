@@ -24,7 +24,7 @@ def digits():
 @pytest.fixture(scope="module")
 def result(digits):
     split, ds = digits
-    return dp.prune(build_model("cnn", 10, split.input_shape), ds, 0.7, epochs=8, batch_size=32, lr=0.05)
+    return dp.prune(build_model("cnn", 10, split.input_shape), ds, ratio=0.7, epochs=8, batch_size=32, lr=0.05)
 
 
 def test_prune_returns_everything_that_led_to_the_kept_indices(digits, result):
@@ -125,7 +125,7 @@ def test_report_of_non_image_data_uses_tables(tmp_path):
     x = torch.randn(90, 5, generator=g) + 3 * nn.functional.one_hot(y, 5).float()
     ds = ArrayDataset(x, y.numpy())
     make = lambda: nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))  # noqa: E731
-    res = dp.prune(make, ds, 0.5, epochs=3, batch_size=16)
+    res = dp.prune(make, ds, ratio=0.5, epochs=3, batch_size=16)
     page = _parse(res.report(str(tmp_path / "t")))
     assert all("class" not in src for src in page.images)          # only the histograms are pictures
     text = open(tmp_path / "t" / "report.html").read()
@@ -135,15 +135,15 @@ def test_report_of_non_image_data_uses_tables(tmp_path):
 def test_budget_and_given_checkpoints(digits):
     split, ds = digits
     make = lambda: build_model("cnn", 10, split.input_shape)  # noqa: E731
-    cheap = dp.prune(make, ds, 0.5, budget=0.25, epochs=10, batch_size=32)
+    cheap = dp.prune(make, ds, ratio=0.5, budget=0.25, epochs=10, batch_size=32)
     assert cheap.cost["expected_cost_fraction"] <= 0.25 and cheap.cost["budget"] == 0.25
     assert cheap.provenance["plan"] != "full" and max(c["epoch"] for c in cheap.provenance["checkpoints"]) <= 3
     # batch_size= is the surrogate's recipe (it once went to the scoring passes instead)
     assert cheap.provenance["recipe"]["batch_size"] == 32 and cheap.provenance["recipe"]["epochs"] == 10
     run = dp.train(make(), ds, epochs=2, batch_size=32, checkpoint_epochs=[1, 2])
-    given = dp.prune(make(), ds, 0.5, checkpoints=run.checkpoints)
+    given = dp.prune(make(), ds, ratio=0.5, checkpoints=run.checkpoints)
     assert given.cost["plan"] == "given checkpoints" and given.n_kept == num_kept(len(ds), 0.5)
     with pytest.raises(ValueError, match="with checkpoints= there is none to train"):
-        dp.prune(make(), ds, 0.5, checkpoints=run.checkpoints, budget=0.5)
-    other = dp.prune(make(), ds, 0.5, method="el2n", checkpoints=run.checkpoints)
+        dp.prune(make(), ds, ratio=0.5, checkpoints=run.checkpoints, budget=0.5)
+    other = dp.prune(make(), ds, ratio=0.5, method="el2n", checkpoints=run.checkpoints)
     assert other.policy == "class_balanced" and other.evidence == {}

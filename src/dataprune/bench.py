@@ -33,7 +33,7 @@ import numpy as np
 from . import io
 from .data import get_targets
 from .methods import get_method
-from .pipeline import FULL, Plan, choose_plan
+from .pipeline import FULL, Plan, resolve_plan
 from .select import POLICIES, selection
 from .train import TrainConfig
 
@@ -105,13 +105,10 @@ def parse_entry(entry: str, default_policy: str = "class_balanced") -> Entry:
 
 def entry_plan(entry: Entry, spec: GridSpec) -> Plan:
     """The plan that buys an entry's scores: its budget's, the method's own (DUAL), or the full one."""
-    method = get_method(entry.method)
-    if entry.budget is not None:
-        return choose_plan(entry.budget, spec.surrogate["epochs"], spec.checkpoint_epochs,
-                           fused_ok=method.fused is not None)
-    if method.plan:
-        return Plan(**method.plan)
-    return FULL
+    return resolve_plan(entry.method, budget=entry.budget, recipe_epochs=spec.surrogate["epochs"],
+                        checkpoint_epochs=spec.checkpoint_epochs, policy=entry.policy,
+                        options=spec.options.get(entry.method), partitions=spec.partitions,
+                        full_epochs=spec.retrain["epochs"])[0]
 
 
 def validate(spec: GridSpec) -> list[Entry]:

@@ -143,11 +143,11 @@ def _options(pairs) -> dict:
 
 def parse_checkpoints(spec: str | None, total_epochs: int, seed: int = 0) -> list[int]:
     """``1,3,5`` | ``every:k`` | ``even:T`` | ``random:T`` -> sorted epochs; None = the default
-    (1,3,5,7,9 for recipes of at least 9 epochs, else evenly spaced ``even:min(5, epochs)``)."""
-    from .trajectory import choose_epochs
+    (:func:`dataprune.trajectory.default_checkpoint_epochs`: 10%, 30%, ..., 90% of the schedule)."""
+    from .trajectory import choose_epochs, default_checkpoint_epochs
 
     if spec is None:
-        return [1, 3, 5, 7, 9] if total_epochs >= 9 else choose_epochs(total_epochs, count=min(5, total_epochs))
+        return default_checkpoint_epochs(total_epochs)
     try:
         if ":" in spec:
             kind, val = spec.split(":", 1)
@@ -166,8 +166,8 @@ def parse_checkpoints(spec: str | None, total_epochs: int, seed: int = 0) -> lis
 
 # ------------------------------------------------------------- arguments ----
 
-CHECKPOINTS_HELP = ("epochs kept for scoring: 1,3,5 | every:K | even:T | random:T (default 1,3,5,7,9 for 9 "
-                    "epochs or more, else even:min(5, epochs))")
+CHECKPOINTS_HELP = ("epochs kept for scoring: 1,3,5 | every:K | even:T | random:T (default: 10%%, 30%%, 50%%, 70%% "
+                    "and 90%% of the epochs, e.g. 1,3,5,7,9 of 10 or 20,60,100,140,180 of 200)")
 
 
 def _data_args(p, default="mnist5k"):
@@ -775,7 +775,7 @@ def cmd_prune(args, log):
         checkpoints, ck_meta = load_checkpoints(args.checkpoints_file)
         io.check_fingerprint(ck_meta.get("fingerprint"), io.dataset_fingerprint(split.train), args.checkpoints_file)
     with io.output_lock(os.path.join(args.out, "result.json")):
-        result = prune(make if checkpoints is None else make(), split.train, args.ratio, method=args.method,
+        result = prune(make if checkpoints is None else make(), split.train, ratio=args.ratio, method=args.method,
                        budget=args.budget, checkpoints=checkpoints, policy=args.policy, config=cfg,
                        checkpoint_epochs=None if args.checkpoints is None else parse_checkpoints(args.checkpoints,
                                                                                                  cfg.epochs),

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .data import SubsetView, get_targets
+from .evidence import holdout_indices, label_evidence
 from .methods import call_method, get_method
 from .methods.dynamics import DynamicsRecorder
 from .train import TrainConfig, TrainResult, train
@@ -88,15 +89,32 @@ class Plan:
         inside = sorted({int(c) for c in requested if 0 <= int(c) <= e})
         return inside or [e]
 
-    def expected_cost(self, recipe_epochs: int, requested=()) -> float:
-        """Expected pruning cost as a fraction of one full training run (see :data:`COST`)."""
+    def trained_epochs(self, recipe_epochs: int, requested=(), *, history: bool = False) -> int:
+        """Epochs the surrogate actually trains: it stops after its last checkpoint unless the scores come
+        from the training pass or its record (``history``), which read every epoch."""
         e = self.epochs(recipe_epochs)
+        if self.fused or history:
+            return e
+        return min(e, max(max(self.checkpoint_epochs(recipe_epochs, requested)), 1))
+
+    def expected_cost(self, recipe_epochs: int, requested=(), *, evidence: bool = False,
+                      history: bool = False, full_epochs: int | None = None) -> float:
+        """Expected pruning cost as a fraction of one full training run (see :data:`COST`): the
+        surrogate's epochs (of its ``recipe_epochs``-long schedule), the scoring passes, and with
+        ``evidence`` the eval-mode passes of the label evidence (:mod:`dataprune.evidence`: two
+        checkpoints over the data, every checkpoint over the held-out share). The full run is the
+        recipe the user trains with: ``full_epochs`` epochs (default ``recipe_epochs``)."""
+        from .evidence import EVIDENCE_CHECKPOINTS, HOLDOUT
+
+        e = self.trained_epochs(recipe_epochs, requested, history=history)
         k = len(self.checkpoint_epochs(recipe_epochs, requested))
         if self.fused:
             scoring = COST["fused"] * e
         else:
             scoring = k * (COST["head"] if self.params == "last_layer" else COST["all_params"])
-        return (self.data_fraction * e * (1 + COST["record"]) + scoring) / recipe_epochs
+        if evidence:
+            scoring += (min(EVIDENCE_CHECKPOINTS, k) + (0 if self.fused else HOLDOUT * k)) * COST["forward"]
+        return (self.data_fraction * e * (1 + COST["record"]) + scoring) / (full_epochs or recipe_epochs)
 
     def describe(self, recipe_epochs: int, requested=()) -> str:
         e = self.epochs(recipe_epochs)
@@ -127,9 +145,11 @@ PLANS = [
 PLAN_NAMES = {p.name: p for p in PLANS}
 
 
-def choose_plan(budget: float | None, recipe_epochs: int, requested=(), *, fused_ok: bool = True) -> Plan:
-    """The first plan of :data:`PLANS` whose expected cost is at most ``budget`` (a fraction of one
-    full training run); ``None`` = no budget, the full plan."""
+def choose_plan(budget: float | None, recipe_epochs: int, requested=(), *, fused_ok: bool = True,
+                evidence: bool = False, history: bool = False, full_epochs: int | None = None) -> Plan:
+    """The first plan of :data:`PLANS` whose expected cost (:meth:`Plan.expected_cost`, with the label
+    evidence's passes when ``evidence``) is at most ``budget`` (a fraction of one full training run of
+    ``recipe_epochs``); ``None`` = no budget, the full plan."""
     if budget is None:
         return FULL
     try:
@@ -138,13 +158,53 @@ def choose_plan(budget: float | None, recipe_epochs: int, requested=(), *, fused
         raise TypeError(f"budget must be a fraction of one training run, e.g. 0.25; got {budget!r}") from None
     if not budget > 0:
         raise ValueError(f"budget must be > 0 (a fraction of one training run), got {budget}")
+
+    def cost(p):
+        return p.expected_cost(recipe_epochs, requested, evidence=evidence, history=history, full_epochs=full_epochs)
+
     for plan in PLANS:
-        if (fused_ok or not plan.fused) and plan.expected_cost(recipe_epochs, requested) <= budget + 1e-12:
+        if (fused_ok or not plan.fused) and cost(plan) <= budget + 1e-12:
             return plan
-    cheapest = min(PLANS, key=lambda p: p.expected_cost(recipe_epochs, requested))
+    cheapest = min(PLANS, key=cost)
     raise ValueError(f"no plan fits a budget of {budget:g} of a training run with {recipe_epochs} epochs: the "
                      f"cheapest, {cheapest.name!r} ({cheapest.describe(recipe_epochs, requested)}), is expected "
-                     f"to cost {cheapest.expected_cost(recipe_epochs, requested):.3f}")
+                     f"to cost {cost(cheapest):.3f}")
+
+
+def resolve_plan(method: str, *, budget: float | None, recipe_epochs: int, checkpoint_epochs=(),
+                 policy: str | None = None, options: dict | None = None, partitions: int = 1,
+                 checkpoints_given: bool = False, full_epochs: int | None = None) -> tuple[Plan, bool]:
+    """``(plan, evidence)``: the plan that buys ``method``'s scores and whether the selection policy
+    needs the label evidence -- the one place where the CLI, the bench and :func:`dataprune.prune`
+    decide it, before anything trains. A plan that cannot hold is refused here with the reason:
+    a budget for a method with its own surrogate plan (DUAL's early window), method options that a
+    plan would ignore or overrun (fused scoring takes none; a head plan with ``params="all"``).
+    """
+    from .select import POLICIES
+
+    spec = get_method(method)
+    options = dict(options or {})
+    spec.check_options(options)
+    policy = policy or spec.policy
+    evidence = bool(policy) and "probs" in POLICIES[policy].evidence
+    history = spec.history is not None
+    if checkpoints_given:
+        if budget is not None:
+            raise ValueError("budget= buys a cheaper surrogate; with checkpoints= there is none to train")
+        return Plan(name="given checkpoints"), evidence
+    if budget is None:
+        return (Plan(**spec.plan) if spec.plan else FULL), evidence
+    if spec.plan:
+        raise ValueError(f"method {method!r} trains its own surrogate ({Plan(**spec.plan).describe(recipe_epochs)}); "
+                         "a budget cannot buy it cheaper: drop the budget for this method")
+    fused_ok = spec.fused is not None and partitions == 1 and not options
+    plan = choose_plan(budget, recipe_epochs, checkpoint_epochs, fused_ok=fused_ok, evidence=evidence,
+                       history=history, full_epochs=full_epochs)
+    if plan.params is not None and "params" in options and options["params"] != plan.params:
+        raise ValueError(f"a budget of {budget:g} buys plan {plan.name!r}, which scores params={plan.params!r}; "
+                         f"the option params={options['params']!r} would cost several times the budget. Drop "
+                         "the option or raise the budget")
+    return plan, evidence
 
 
 def partition(labels: np.ndarray, parts: int, seed: int = 0) -> list[np.ndarray]:
@@ -189,6 +249,8 @@ class ScoreRun:
     clock: str = "wall"                                  # "cpu" on the CPU: the cpu_* figures are the cost
     cpu: dict = field(default_factory=lambda: {"surrogate": 0.0, "recorded": 0.0, "scoring": {},
                                                "full_estimate": float("nan")})
+    holdouts: list = field(default_factory=list)          # per partition: dataset positions held out
+    evidence: list = field(default_factory=list)          # per partition: what label_evidence measured
 
     def surrogate_cost(self, method: str, clock: str | None = None) -> float:
         """Surrogate seconds charged to ``method``: none for methods that need no surrogate (random)."""
@@ -219,7 +281,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                      seed: int = 0, device=None, batch_size: int = 256, num_workers: int = 0,
                      progress: bool = False, options: dict[str, dict] | None = None, checkpoints=None,
                      work_dir: str | None = None, record_history: bool | None = None,
-                     evidence_for=()) -> ScoreRun:
+                     evidence_for=(), score_view=None, holdout: float = 0.0) -> ScoreRun:
     """Train the surrogate(s) once (as ``plan`` says) and score ``dataset`` with every method in ``methods``.
 
     With ``partitions=K`` the data is split into K class-stratified parts; a surrogate is
@@ -231,6 +293,13 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
     ``evidence_for`` names methods whose scores must carry the surrogate's class probabilities
     (``aux["probs"]``, what ``policy="auto"`` reads) even if the method does not record them:
     one eval-mode pass per checkpoint, counted in that method's scoring time.
+
+    ``score_view`` is the deterministic view of ``dataset`` (same samples, same order, no random
+    transform: :func:`dataprune.data.views.deterministic_view`): the surrogate trains on ``dataset``,
+    and scoring and evidence read ``score_view``. ``holdout`` keeps that class-stratified share of the
+    data out of the surrogate's training (still scored) to judge, on data it did not train on, whether
+    its label evidence is credible and where on the schedule to read it
+    (:func:`dataprune.evidence.label_evidence`).
     """
     plan = plan or FULL
     specs = [get_method(m) for m in methods]
@@ -246,6 +315,9 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         bad = [s.name for s in specs if s.fused is None]
         if bad:
             raise ValueError(f"plan {plan.name!r} scores inside training, which methods {bad} cannot do")
+    if plan.fused and plan.data_fraction < 1:
+        raise ValueError(f"plan {plan.name!r} scores inside training, which sees only {plan.data_fraction:.0%} of "
+                         "the data: the other samples would get no score")
     if plan.data_fraction < 1 and history_methods:
         raise ValueError(f"methods {[s.name for s in history_methods]} read the training record of every sample; "
                          f"a surrogate trained on {plan.data_fraction:.0%} of the data has none for the rest")
@@ -258,6 +330,9 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                 options.setdefault(s.name, {}).setdefault("params", plan.params)
     epochs_trained = plan.epochs(config.epochs)
     ck_epochs = plan.checkpoint_epochs(config.epochs, checkpoint_epochs) if checkpoints is None else []
+    if ck_epochs and not any(s.history for s in specs) and not plan.fused:
+        # Nothing reads the epochs after the last checkpoint: the surrogate stops there.
+        epochs_trained = min(epochs_trained, max(max(ck_epochs), 1))
     scores = {s.name: np.zeros(len(dataset)) for s in specs}
     seconds = {s.name: 0.0 for s in specs}
     from .utils import resolve_device
@@ -267,11 +342,29 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                    uses_surrogate={s.name: checkpoints is None and (s.needs_checkpoints or s.history or plan.fused
                                                                     or s.name in evidence_for) for s in specs})
     presentations = 0
+    score_view = dataset if score_view is None else score_view
+    # Samples held out of the surrogate's training to judge its label evidence: not for methods whose
+    # scores come from the training pass or its record (they would have none for those samples).
+    use_holdout = bool(holdout) and checkpoints is None and bool(evidence_for) and not plan.fused \
+        and not any(s.history for s in specs)
+    if len(score_view) != len(dataset):
+        raise ValueError(f"score_view has {len(score_view)} samples; the dataset has {len(dataset)}")
     for k, part in enumerate(parts):
         view = dataset if partitions == 1 else SubsetView(dataset, part)
-        fit = np.arange(len(view)) if plan.data_fraction == 1 else \
-            stratified_fraction(get_targets(view), plan.data_fraction, seed * 1000 + k)
-        fit_view = view if plan.data_fraction == 1 else SubsetView(view, fit)
+        sview = score_view if partitions == 1 else SubsetView(score_view, part)
+        fit, held = np.arange(len(view)), np.zeros(0, dtype=np.int64)
+        if plan.data_fraction < 1:
+            # The samples outside the surrogate's share are held out already.
+            fit = stratified_fraction(get_targets(view), plan.data_fraction, seed * 1000 + k)
+            if use_holdout:
+                rest = np.setdiff1d(np.arange(len(view)), fit)
+                held = rest[holdout_indices(get_targets(view)[rest], min(1.0, holdout * len(view) / max(len(rest), 1)),
+                                            seed * 1000 + k)]
+        elif use_holdout:
+            held = holdout_indices(get_targets(view), holdout, seed * 1000 + k)
+            fit = np.setdiff1d(fit, held)
+        fit_view = view if len(fit) == len(view) else SubsetView(view, fit)
+        run.holdouts.append(np.asarray(part)[held])
         wants_history = history_methods or record_history or any(s.history for s in specs)
         recorder = DynamicsRecorder(len(fit_view)) \
             if wants_history and checkpoints is None else None
@@ -281,7 +374,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         needs_training = checkpoints is None and (any(s.needs_checkpoints for s in specs) or history_methods
                                                   or fused or evidence_for)
         cks, history = checkpoints, None
-        saved = _saved_surrogate(work_dir, k, config, ck_epochs, seed, part, dataset, plan) \
+        saved = _saved_surrogate(work_dir, k, config, ck_epochs, seed, part, sview, plan, held) \
             if work_dir is not None and needs_training and not fused else None
         if saved is not None:
             cks, history, times, seen = saved
@@ -307,9 +400,10 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             cks = result.checkpoints
             history = recorder.history() if recorder else None
             if work_dir is not None and not fused:
-                _save_surrogate(work_dir, k, config, ck_epochs, seed, part, dataset, plan, cks, history, result)
+                _save_surrogate(work_dir, k, config, ck_epochs, seed, part, sview, plan, cks, history, result, held)
         run.checkpoints.append(cks or [])
         run.histories.append(history)
+        ev = None
         for s in specs:
             t0, c0 = time.perf_counter(), time.process_time()
             if s.name in fused:
@@ -321,11 +415,16 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                     common["history"] = history
                 if work_dir is not None:
                     common["work_dir"] = os.path.join(work_dir, f"{s.name}-part{k}")
-                part_scores, part_aux = call_method(s, template, cks or [], view, options=options.get(s.name),
+                part_scores, part_aux = call_method(s, template, cks or [], sview, options=options.get(s.name),
                                                     return_aux=True, **common)
-            if s.name in evidence_for and "probs" not in part_aux:
-                part_aux = {**part_aux, **prediction_evidence(template, cks or [], view, batch_size=batch_size,
-                                                              device=device, num_workers=num_workers)}
+            if s.name in evidence_for:
+                # One label evidence for every plan and method: eval mode, deterministic view, read where the
+                # held-out samples say the surrogate has learnt (its forward passes count as scoring time).
+                if ev is None:
+                    ev, report = label_evidence(template, cks or [], sview, held=held, batch_size=batch_size,
+                                                device=device, num_workers=num_workers)
+                    run.evidence.append(report)
+                part_aux = {**part_aux, **ev}
             for key, arr in part_aux.items():
                 arr = np.asarray(arr)
                 run.aux.setdefault(s.name, {}).setdefault(
@@ -343,32 +442,25 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
 
 def prediction_evidence(model, checkpoints, dataset, *, batch_size: int = 512, device=None,
                         num_workers: int = 0) -> dict:
-    """The surrogate's class probabilities (eval mode) averaged over ``checkpoints``, ``{"probs": (N, C)}``,
-    and ``disagreement`` (share of checkpoints whose prediction is not the label): the evidence of
-    ``policy="auto"`` for scores that do not record it themselves."""
-    from .methods.uncertainty import probabilities
-
-    if not checkpoints:
-        raise ValueError("evidence for the selection policy needs the surrogate's checkpoints")
-    labels = get_targets(dataset)
-    total, wrong = None, np.zeros(len(dataset))
-    for p in probabilities(model, checkpoints, dataset, batch_size=max(batch_size, 512), device=device,
-                           num_workers=num_workers):
-        p = p.numpy()
-        total = p if total is None else total + p
-        wrong += p.argmax(1) != labels
-    return {"probs": (total / len(checkpoints)).astype(np.float32), "disagreement": wrong / len(checkpoints)}
+    """The label evidence of ``policy="auto"`` for checkpoints given without a held-out share:
+    :func:`dataprune.evidence.label_evidence` (eval mode, the fixed early segment), ``{"probs",
+    "disagreement"}``."""
+    return label_evidence(model, checkpoints, dataset, batch_size=batch_size, device=device,
+                          num_workers=num_workers)[0]
 
 
-def _surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan):
+def _surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan, held=()):
     from .io import dataset_fingerprint
 
+    def digest(a):
+        return hashlib.sha256(np.asarray(a, dtype=np.int64).tobytes()).hexdigest()[:16]
+
     return {"recipe": dict(config.__dict__), "checkpoint_epochs": [int(e) for e in checkpoint_epochs],
-            "seed": seed, "part": hashlib.sha256(np.asarray(part, dtype=np.int64).tobytes()).hexdigest()[:16],
-            "plan": asdict(plan), "fingerprint": dataset_fingerprint(dataset)}
+            "seed": seed, "part": digest(part), "held_out": digest(held), "plan": asdict(plan),
+            "fingerprint": dataset_fingerprint(dataset)}
 
 
-def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, plan):
+def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, plan, held=()):
     """Checkpoints (and training record) of a surrogate an earlier run trained with the same settings."""
     from . import distributed as dist
     from .trajectory import load_checkpoints
@@ -378,7 +470,7 @@ def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset
     if dist.rank() == 0 and os.path.isfile(path):
         try:
             cks, meta = load_checkpoints(path)
-            want = json.loads(json.dumps(_surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan)))
+            want = json.loads(json.dumps(_surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan, held)))
             if meta.get("key") == want:
                 history = _load_history(path + ".history.npz") if meta.get("history") else None
                 if meta.get("history") and history is None:
@@ -393,7 +485,7 @@ def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset
     return dist.broadcast_object(found)
 
 
-def _save_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, plan, cks, history, result):
+def _save_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, plan, cks, history, result, held=()):
     from . import distributed as dist
     from .io import write_bytes
     from .trajectory import save_checkpoints
@@ -401,7 +493,7 @@ def _save_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset,
     if dist.rank() != 0:
         return
     path = os.path.join(work_dir, f"surrogate-part{k}.pt")
-    key = json.loads(json.dumps(_surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan)))
+    key = json.loads(json.dumps(_surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan, held)))
     if history is not None:
         import io as _io
 

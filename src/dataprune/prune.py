@@ -18,11 +18,13 @@ import torch
 
 from . import io
 from .data import get_targets
+from .evidence import label_evidence
 from .methods import RECOMMENDED, call_method, get_method
-from .pipeline import Plan, choose_plan, prediction_evidence, surrogate_scores
+from .pipeline import surrogate_scores
 from .select import POLICIES, selection
 from .train import TrainConfig
 from .trajectory import as_checkpoints
+from .utils import resolve_device as utils_resolve_device
 
 RESULT_FILES = ("keep.npy", "keep.csv", "scores.npy", "result.json")
 SAMPLING_WORDS = {"top": "the highest scores", "random": "a uniformly random sample of the trusted samples",
@@ -208,11 +210,11 @@ def default_policy(method: str, labels_given: bool = True) -> str:
     return get_method(method).policy or ("class_balanced" if labels_given else "topk")
 
 
-def prune(model: torch.nn.Module, train_set, ratio: float, *, method: str = RECOMMENDED, budget: float | None = None,
-          checkpoints=None, policy: str | None = None, config: TrainConfig | None = None,
+def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECOMMENDED,
+          budget: float | None = None, checkpoints=None, policy: str | None = None, config: TrainConfig | None = None,
           checkpoint_epochs=None, seed: int = 0, device=None, score_batch_size: int = 256,
-          options: dict | None = None,
-          policy_options: dict | None = None, progress: bool = False, num_workers: int = 0,
+          options: dict | None = None, policy_options: dict | None = None, progress: bool = False,
+          num_workers: int = 0, score_set=None, holdout: float | None = None, input_key=None, label_key=None,
           **train_overrides) -> PruneResult:
     """Score ``train_set`` and keep ``1 - ratio`` of it: the whole job in one call.
 
@@ -222,8 +224,12 @@ def prune(model: torch.nn.Module, train_set, ratio: float, *, method: str = RECO
         The architecture (its weights are not changed): the surrogate is a copy re-initialised
         with every layer's ``reset_parameters()`` under ``seed`` (or ``model()`` for a constructor),
         trained here unless ``checkpoints`` are given.
-    train_set : map-style Dataset yielding ``(input, integer_label)``
-    ratio : float in [0, 1)
+    train_set : map-style Dataset
+        Items ``(input, integer_label)``, or dicts / longer tuples (Hugging Face ``datasets`` with
+        ``set_format("torch")``): the input and label fields are detected (``pixel_values``, ``image``,
+        ``input_ids``...; ``label``, ``labels``, ``y``...) or named with ``input_key`` / ``label_key``.
+        Training reads it as it is, random transforms included.
+    ratio : float in [0, 1), keyword-only
         Fraction of samples removed.
     method : str
         Any registered method (``dataprune.methods.METHODS``); default ``"recommended"``, the
@@ -241,81 +247,141 @@ def prune(model: torch.nn.Module, train_set, ratio: float, *, method: str = RECO
         batch_size=32, lr=0.05`` replace its fields). Its epochs are the "full training run" of
         the cost accounting.
     checkpoint_epochs : list of int, optional
-        Epochs scored (default: 1,3,5,7,9 when the recipe has at least 9 epochs, else evenly spaced).
+        Epochs scored (default: 10%, 30%, 50%, 70% and 90% of the recipe's epochs, e.g. 1,3,5,7,9 of 10
+        or 20,60,100,140,180 of 200; the surrogate stops after the last one unless the method reads
+        its whole training record).
     score_batch_size : int
         Batch size of the scoring passes (memory, not results); ``batch_size=`` is the surrogate's.
     options, policy_options : dict, optional
         The method's and the policy's own options.
+    score_set : Dataset, optional
+        The same samples in the same order with deterministic (evaluation) preprocessing: what scoring,
+        the label evidence and the fingerprint read. Default: ``train_set`` itself when reading a sample
+        twice gives the same input, else ``train_set`` read with the random generators seeded per sample
+        (a fixed draw of your augmentation; ``result.decisions["view"]`` says which).
+    holdout : float
+        Share of the training set (class-stratified, at most 2,000 samples) held out of the surrogate's
+        training to judge on data it did not train on whether it has learnt the task, and where on its
+        schedule to read the label evidence (:mod:`dataprune.evidence`); the held-out samples are still
+        scored and selected. 0 reads the evidence at a fixed early segment without judging it.
+    input_key, label_key : str or int, optional
+        The input and label fields of dict or tuple items, when they cannot be detected.
     """
-    from .trajectory import choose_epochs
+    from .data.views import as_pairs, deterministic_view
+    from .evidence import HOLDOUT, apply_credibility
+    from .pipeline import resolve_plan
+    from .select import _check
+    from .trajectory import default_checkpoint_epochs
 
+    # Every argument is checked before anything trains.
     spec = get_method(method)
     cfg = (config or TrainConfig()).replace(**train_overrides)
-    labels = get_targets(train_set)
+    _check(np.zeros(1), ratio, None, None)
+    holdout = HOLDOUT if holdout is None else float(holdout)
+    if not 0 <= holdout < 1:
+        raise ValueError(f"holdout must be a share of the training set in [0, 1), got {holdout}")
     policy = policy or default_policy(method)
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(POLICIES)}")
     options = dict(options or {})
-    spec.check_options(options)
-    needs_evidence = [e for e in POLICIES[policy].evidence]
+    popts = dict(policy_options or {})
+    unknown = set(popts) - set(POLICIES[policy].options)
+    if unknown:
+        raise TypeError(f"policy {policy!r} has no option(s) {sorted(unknown)}; valid: "
+                        f"{', '.join(POLICIES[policy].options) or 'none'}")
+    train_set = as_pairs(train_set, input_key=input_key, label_key=label_key)
+    if score_set is not None:
+        score_set = as_pairs(score_set, input_key=input_key, label_key=label_key)
+    view, view_kind = deterministic_view(train_set, score_set, seed=seed)
+    labels = get_targets(view)
     if checkpoint_epochs is None:
-        checkpoint_epochs = [1, 3, 5, 7, 9] if cfg.epochs >= 9 else choose_epochs(cfg.epochs, count=min(5, cfg.epochs))
+        checkpoint_epochs = default_checkpoint_epochs(cfg.epochs)
+    plan, needs_probs = resolve_plan(method, budget=budget, recipe_epochs=cfg.epochs,
+                                     checkpoint_epochs=checkpoint_epochs, policy=policy, options=options,
+                                     checkpoints_given=checkpoints is not None)
+    needs_evidence = list(POLICIES[policy].evidence)
+    if any(e != "probs" for e in needs_evidence) and not spec.aux:
+        raise ValueError(f"policy {policy!r} needs the evidence {needs_evidence}, which method {method!r} does not "
+                         "record")
+    reports = []
     if checkpoints is not None:
-        if budget is not None:
-            raise ValueError("budget= buys a cheaper surrogate; with checkpoints= there is none to train")
         cks = as_checkpoints(checkpoints)
         import time
 
         model = model if isinstance(model, torch.nn.Module) else model()
-        t0 = time.perf_counter()
-        scores, aux = call_method(spec, model, cks, train_set, options=options, return_aux=True,
+        t0, c0 = time.perf_counter(), time.process_time()
+        scores, aux = call_method(spec, model, cks, view, options=options, return_aux=True,
                                   batch_size=score_batch_size, device=device, seed=seed, progress=progress,
                                   num_workers=num_workers)
-        if "probs" in needs_evidence and "probs" not in aux:
-            aux = {**aux, **prediction_evidence(model, cks, train_set, batch_size=score_batch_size, device=device)}
-        cost = {"plan": "given checkpoints", "surrogate_seconds": 0.0,
-                "scoring_seconds": time.perf_counter() - t0, "prune_seconds": time.perf_counter() - t0,
-                "cost_fraction": float("nan"), "full_train_seconds": float("nan")}
+        if needs_probs:
+            ev, report = label_evidence(model, cks, view, batch_size=score_batch_size, device=device,
+                                        num_workers=num_workers)
+            aux = {**aux, **ev}
+            reports.append(report)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        cpu_clock = utils_resolve_device(device).type == "cpu"
+        cost = {"plan": "given checkpoints", "clock": "cpu" if cpu_clock else "wall", "surrogate_seconds": 0.0,
+                "scoring_seconds": cpu if cpu_clock else wall, "prune_seconds": cpu if cpu_clock else wall,
+                "wall_seconds": wall, "cost_fraction": None, "full_train_seconds": None,
+                "cost_unknown": "the checkpoints were given: no training run was timed to compare with"}
         ck_info = [{"epoch": c.epoch, "lr": c.lr} for c in cks]
         plan = None
     else:
-        plan = Plan(**spec.plan) if (spec.plan and budget is None) else \
-            choose_plan(budget, cfg.epochs, checkpoint_epochs, fused_ok=spec.fused is not None)
         run = surrogate_scores([method], train_set, lambda: _fresh(model), config=cfg,
                                checkpoint_epochs=checkpoint_epochs, plan=plan, seed=seed, device=device,
                                batch_size=score_batch_size, num_workers=num_workers, progress=progress,
-                               options={method: options},
-                               evidence_for=[method] if "probs" in needs_evidence else [])
+                               options={method: options}, evidence_for=[method] if needs_probs else [],
+                               score_view=view, holdout=holdout if needs_probs else 0.0)
         scores, aux = run.scores[method], run.aux.get(method, {})
+        reports = run.evidence
         cost = run.cost(method)
         if budget is not None:
             cost["budget"] = float(budget)
-            cost["expected_cost_fraction"] = plan.expected_cost(cfg.epochs, checkpoint_epochs)
+            cost["expected_cost_fraction"] = plan.expected_cost(cfg.epochs, checkpoint_epochs, evidence=needs_probs,
+                                                                history=spec.history is not None)
         ck_info = [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part]
     missing = [e for e in needs_evidence if e not in aux]
     if missing:
         raise ValueError(f"policy {policy!r} needs the evidence {missing}, which method {method!r} does not record")
-    sel = selection(scores, ratio, labels=labels, policy=policy, seed=seed, **(policy_options or {}), **aux)
+    popts, extra = apply_credibility(policy, popts, reports)
+    sel = selection(scores, ratio, labels=labels, policy=policy, seed=seed, **popts, **aux)
+    decisions = {**sel.decisions, **extra, "view": view_kind}
     provenance = {"options": {k: repr(v) if not isinstance(v, (int, float, str, bool, type(None), list)) else v
                               for k, v in options.items()},
                   "policy_options": dict(policy_options or {}), "seed": seed, "recipe": dict(cfg.__dict__),
                   "plan": None if plan is None else plan.name, "checkpoints": ck_info,
-                  "fingerprint": io.dataset_fingerprint(train_set, labels), "environment": io.environment()}
-    return PruneResult(sel.keep, scores, labels, float(ratio), method, policy, dict(aux), sel.decisions, cost,
+                  "holdout": holdout if needs_probs and checkpoints is None else 0.0,
+                  "fingerprint": io.dataset_fingerprint(view, labels), "environment": io.environment()}
+    return PruneResult(sel.keep, scores, labels, float(ratio), method, policy, dict(aux), decisions, cost,
                        provenance, _class_names(train_set), train_set)
 
 
 def _fresh(model):
     """A freshly initialised model: ``model()`` when given a constructor, else a copy of the module with
-    every ``reset_parameters()`` called (under the run's seed, so the surrogate is reproducible)."""
+    every ``reset_parameters()`` called (under the run's seed, so the surrogate is reproducible). A model
+    with parameters that no ``reset_parameters()`` re-initialises (a bare ``nn.Parameter`` in a module
+    without one) is refused: the surrogate would start from the passed-in weights for those."""
     import copy
 
     if not isinstance(model, torch.nn.Module):
-        return model()
+        fresh = model()
+        if not isinstance(fresh, torch.nn.Module):
+            raise TypeError(f"the model constructor returned {type(fresh).__name__}, not a torch.nn.Module")
+        return fresh
     fresh = copy.deepcopy(model)
-    for m in fresh.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
+    stuck = []
+    for mod_name, m in fresh.named_modules():
+        own = list(m.named_parameters(recurse=False))
+        reset = getattr(m, "reset_parameters", None)
+        if callable(reset):
+            reset()
+        elif own:
+            stuck += [f"{mod_name}.{n}" if mod_name else n for n, _ in own]
+    if stuck:
+        raise ValueError(f"cannot re-initialise the model: parameters {stuck[:5]}{' ...' if len(stuck) > 5 else ''} "
+                         "belong to modules without reset_parameters(), so the surrogate would start from the "
+                         "weights you passed. Pass a constructor instead, e.g. dp.prune(lambda: MyNet(), ...), "
+                         "or give those modules a reset_parameters()")
     return fresh
 
 

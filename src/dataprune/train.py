@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from . import distributed as dist_utils
 from .data import get_augmentation, get_targets, iter_batches
+from .data.core import BatchReader
 from .trajectory import Checkpoint, snapshot
 from .utils import model_dtype, progress_bar, resolve_device
 
@@ -179,6 +180,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
                 cb_time[1] += time.process_time() - c
 
     call("on_train_begin", model=model)
+    reader = BatchReader(dataset, num_workers=num_workers, device=device)
     bar = progress_bar(range(1, last + 1), desc=desc, enabled=progress and rank == 0, unit="epoch")
     for epoch in bar:
         lr = cosine_lr(cfg.lr, epoch - 1, epochs, cfg.min_lr)
@@ -188,12 +190,12 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         rng = np.random.default_rng([seed, epoch])
         order = indices[rng.permutation(len(indices))]
         loss_sum, correct, seen = 0.0, 0, 0
-        for batch in _batches(order, cfg.batch_size):
-            if total_steps is not None and step >= total_steps:
-                break
-            local = dist_utils.shard_batch(batch, world, rank)
-            ((idx, x, y),) = iter_batches(dataset, local, max(len(local), 1), num_workers=num_workers,
-                                          device=device)
+        batches = _batches(order, cfg.batch_size)
+        if total_steps is not None:
+            batches = batches[:max(total_steps - step, 0)]
+        # Each rank reads its share of every global batch; the reader's workers persist across epochs.
+        for batch, (idx, x, y) in zip(batches, reader([dist_utils.shard_batch(b, world, rank) for b in batches]),
+                                      strict=True):
             if augment is not None:
                 x = augment(x, gen)
             logits = net(x)
@@ -218,6 +220,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         if epoch in checkpoint_epochs:
             checkpoints.append(snapshot(model, lr, epoch))
         call("on_epoch_end", epoch=epoch, model=model, lr=lr)
+    reader.close()
     return TrainResult(model, checkpoints, history, step, time.perf_counter() - t0, cb_time[0], seen_total,
                        time.process_time() - c0, cb_time[1])
 

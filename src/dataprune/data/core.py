@@ -121,15 +121,102 @@ def get_targets(dataset: Dataset, *, batch_size: int = 512, num_workers: int = 0
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
-class _IndexedSubset(Dataset):
-    def __init__(self, dataset, indices):
-        self.dataset, self.indices = dataset, indices
+class _BatchDataset(Dataset):
+    """A dataset read a batch at a time: ``__getitems__`` returns ``(inputs, labels)`` of the batch
+    (``get_batch`` when the dataset has one, else its items collated), so a ``DataLoader`` worker
+    reads whole batches."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
 
     def __len__(self):
-        return len(self.indices)
+        return len(self.dataset)
 
     def __getitem__(self, i):
-        return self.dataset[int(self.indices[i])]
+        return self.__getitems__([i])
+
+    def __getitems__(self, idx):
+        if hasattr(self.dataset, "get_batch"):
+            return self.dataset.get_batch(np.asarray(idx, dtype=np.int64))
+        getitems = getattr(self.dataset, "__getitems__", None)
+        items = getitems(list(idx)) if getitems is not None else [self.dataset[int(i)] for i in idx]
+        return _collate_pairs(items, idx)
+
+
+def _collate_pairs(items, idx):
+    from torch.utils.data import default_collate
+
+    first = items[0] if len(items) else None
+    if not isinstance(first, (list, tuple)) or len(first) != 2:
+        raise TypeError("the dataset must yield (input, integer_label) pairs; got "
+                        f"{type(first).__name__}" + (f" of length {len(first)}" if hasattr(first, "__len__") else "")
+                        + " (for dict samples, wrap it: dataprune.data.as_pairs(dataset, input_key=..., "
+                        "label_key=...))")
+    x, y = default_collate(list(items))
+    return x, y
+
+
+def _identity(batch):
+    return batch
+
+
+class _Batches:
+    """A batch sampler whose batches are set before each pass (one DataLoader, and one worker pool, for
+    every pass)."""
+
+    def __init__(self):
+        self.batches: list = []
+
+    def __iter__(self):
+        return iter([b.tolist() for b in self.batches])
+
+    def __len__(self):
+        return len(self.batches)
+
+
+class BatchReader:
+    """Reads batches of dataset positions, with ``num_workers`` worker processes that persist from one
+    call to the next (a training run builds one reader, not a DataLoader per step).
+
+    ``reader(batches)`` yields ``(positions, inputs, labels)`` for each index array of ``batches``, in
+    order; labels are checked to be integers, tensors moved to ``device`` and floating inputs cast to
+    ``dtype``. Works for every map-style dataset: ``get_batch`` (in-memory sets, image folders),
+    ``__getitems__`` (Hugging Face) or item by item.
+    """
+
+    def __init__(self, dataset, *, num_workers: int = 0, device=None, dtype=None):
+        self.dataset = dataset
+        self.num_workers = int(num_workers or 0)
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.device, self.dtype = device, dtype
+        self.non_blocking = device is not None and torch.device(device).type == "cuda"
+        self._sampler = _Batches()
+        self._loader = None
+        if self.num_workers:
+            self._loader = DataLoader(_BatchDataset(dataset), batch_sampler=self._sampler, collate_fn=_identity,
+                                      num_workers=self.num_workers, persistent_workers=True,
+                                      pin_memory=self.non_blocking)
+        self._direct = _BatchDataset(dataset)
+
+    def __call__(self, batches) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        batches = [np.asarray(b, dtype=np.int64) for b in batches]
+        if self._loader is None:
+            source = (self._direct.__getitems__(b) for b in batches)
+        else:
+            self._sampler.batches = batches
+            source = iter(self._loader)
+        for idx, (x, y) in zip(batches, source, strict=False):
+            y = _check_label(y, f"dataset at indices {idx[:3].tolist()}...")
+            if len(y) != len(idx):
+                raise RuntimeError(f"the dataset returned {len(y)} labels for a batch of {len(idx)} positions")
+            yield idx, *_place(x, y, self.device, self.dtype, self.non_blocking)
+
+    def close(self):
+        """Stop the worker processes now (they also stop when the reader is garbage-collected)."""
+        if self._loader is not None and getattr(self._loader, "_iterator", None) is not None:
+            self._loader._iterator._shutdown_workers()
+            self._loader._iterator = None
 
 
 def iter_batches(dataset: Dataset, indices, batch_size: int, *, num_workers: int = 0,
@@ -137,32 +224,18 @@ def iter_batches(dataset: Dataset, indices, batch_size: int, *, num_workers: int
     """Yield ``(batch_indices, inputs, labels)`` over ``indices`` in the given order.
 
     Labels are validated to be integers; inputs and labels are moved to ``device``, and
-    floating-point inputs are cast to ``dtype`` when one is given (a float64 model).
+    floating-point inputs are cast to ``dtype`` when one is given (a float64 model). With
+    ``num_workers`` the batches are read by that many worker processes (one pool for the pass).
     """
     indices = np.asarray(indices, dtype=np.int64)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    non_blocking = device is not None and torch.device(device).type == "cuda"
-    if hasattr(dataset, "get_batch"):
-        for start in range(0, len(indices), batch_size):
-            idx = indices[start:start + batch_size]
-            x, y = dataset.get_batch(idx)
-            y = _check_label(y, f"dataset at indices {idx[:3].tolist()}...")
-            yield idx, *_place(x, y, device, dtype, non_blocking)
-        return
-    loader = DataLoader(_IndexedSubset(dataset, indices), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, pin_memory=non_blocking,
-                        persistent_workers=False)
-    start = 0
-    for batch in loader:
-        if not isinstance(batch, (list, tuple)) or len(batch) != 2:
-            raise TypeError("the dataset must yield (input, integer_label) pairs; got "
-                            f"{type(batch).__name__} of length {len(batch) if hasattr(batch, '__len__') else '?'}")
-        x, y = batch
-        idx = indices[start:start + len(y)]
-        start += len(y)
-        y = _check_label(y, f"dataset at indices {idx[:3].tolist()}...")
-        yield idx, *_place(x, y, device, dtype, non_blocking)
+    batches = [indices[start:start + batch_size] for start in range(0, len(indices), batch_size)]
+    reader = BatchReader(dataset, num_workers=num_workers if len(batches) > 1 else 0, device=device, dtype=dtype)
+    try:
+        yield from reader(batches)
+    finally:
+        reader.close()
 
 
 def _place(x, y, device, dtype, non_blocking):
