@@ -702,8 +702,10 @@ def cmd_score(args, log):
     finite = scores[np.isfinite(scores)]
     unit = "s of CPU time" if cost["clock"] == "cpu" else "s"
     log(f"scored {len(scores)} samples with {args.method}: surrogate {cost['surrogate_seconds']:.1f}{unit}, scoring "
-        f"{cost['scoring_seconds']:.1f}{unit} = {cost['cost_fraction']:.2f} of one full training run (estimated from "
-        f"the surrogate's speed); range [{finite.min():.4g}, {finite.max():.4g}]; wrote {args.out}")
+        f"{cost['scoring_seconds']:.1f}{unit}"
+        + (f" = {cost['cost_fraction']:.2f} of one full training run (estimated from the surrogate's speed)"
+           if cost.get("cost_fraction") is not None else f" ({cost.get('cost_unknown', 'cost fraction unknown')})")
+        + f"; range [{finite.min():.4g}, {finite.max():.4g}]; wrote {args.out}")
 
 
 def cmd_select(args, log):
@@ -774,6 +776,9 @@ def cmd_prune(args, log):
 
         checkpoints, ck_meta = load_checkpoints(args.checkpoints_file)
         io.check_fingerprint(ck_meta.get("fingerprint"), io.dataset_fingerprint(split.train), args.checkpoints_file)
+    work_dir = os.path.join(args.out, "parts")
+    if os.path.isdir(work_dir):
+        log(f"resuming: reusing the finished parts in {work_dir} that match these settings")
     with io.output_lock(os.path.join(args.out, "result.json")):
         result = prune(make if checkpoints is None else make(), split.train, ratio=args.ratio, method=args.method,
                        budget=args.budget, checkpoints=checkpoints, policy=args.policy, config=cfg,
@@ -781,9 +786,10 @@ def cmd_prune(args, log):
                                                                                                  cfg.epochs),
                        seed=args.seed, device=args.device, score_batch_size=args.score_batch_size, options=options,
                        policy_options=_options(args.policy_set), progress=not args.quiet,
-                       num_workers=args.num_workers)
+                       num_workers=args.num_workers, work_dir=work_dir)
         result.provenance.update(_dataset_meta(args, split), model=args.model)
         result.save(args.out, overwrite=True, positions=split.train_positions, paths=sample_paths(split.train))
+        io.PartStore(work_dir, {}).clear()          # finished: the parts are not needed any more
         page = None if args.no_report else result.report(args.out, overwrite=True)
     print(result.summary())
     log(f"wrote {', '.join(RESULT_FILES)}" + (f" and {os.path.basename(page)}" if page else "") + f" in {args.out}")

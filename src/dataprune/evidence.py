@@ -107,15 +107,14 @@ def evidence_positions(epochs, held_accuracy=None, trained_accuracy=None) -> lis
     return sorted(order[start:start + EVIDENCE_CHECKPOINTS])
 
 
-def label_evidence(model, checkpoints, dataset, *, held=None, batch_size: int = 512, device=None,
-                   num_workers: int = 0) -> tuple[dict, dict]:
-    """``(aux, report)``: the evidence arrays ``probs`` (N, C) and ``disagreement`` (N,) and what was
-    measured on the way (held-out accuracy per checkpoint, the checkpoints read, whether the evidence
-    is credible and why).
-
-    ``dataset`` must be the deterministic view; ``held`` the positions the surrogate did not train on.
-    """
-    from .select import confident_noise
+def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, device=None,
+          num_workers: int = 0) -> dict:
+    """Where to read the label evidence and whether it is credible, from the held-out samples ``held``
+    (positions of ``dataset``, the deterministic view, that the surrogate did not train on): a report
+    with ``evidence_epochs`` (the checkpoints to read), held-out and trained-on accuracy per checkpoint,
+    ``credible`` (True, False, or None when it could not be judged) and ``why`` / ``caution``. Costs
+    eval-mode passes over the held-out samples and as many trained-on ones, not over the data."""
+    from .select import UNCREDIBLE_FROM, confident_noise
 
     cks = as_checkpoints(checkpoints)
     if not cks:
@@ -125,49 +124,60 @@ def label_evidence(model, checkpoints, dataset, *, held=None, batch_size: int = 
     held = np.zeros(0, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)
     common = dict(batch_size=max(batch_size, 256), device=device, num_workers=num_workers)
     report = {"checkpoint_epochs": epochs, "held_out": int(len(held))}
-    if len(held):
-        held_probs = _probs(model, cks, SubsetView(dataset, held), **common)
-        acc = [float((p.argmax(1) == labels[held]).mean()) for p in held_probs]
-        # The same number of samples it trained on, for the memorisation gap.
-        rest = np.setdiff1d(np.arange(len(labels)), held)
-        probe = np.sort(np.random.default_rng(len(held)).choice(rest, size=min(len(held), len(rest)), replace=False))
-        fitted = [float((p.argmax(1) == labels[probe]).mean())
-                  for p in _probs(model, cks, SubsetView(dataset, probe), **common)]
-        use = evidence_positions(epochs, acc, fitted)
-        report["held_out_accuracy"] = [round(a, 4) for a in acc]
-        report["trained_accuracy"] = [round(a, 4) for a in fitted]
-    else:
-        held_probs, use = None, evidence_positions(epochs)
-    report["evidence_epochs"] = [epochs[k] for k in use]
-    chosen = [cks[k] for k in use]
-    probs = _probs(model, chosen, dataset, **common)
+    if not len(held):
+        use = evidence_positions(epochs)
+        report.update({"evidence_epochs": [epochs[k] for k in use], "credible": None,
+                       "why": f"no held-out samples (the training set gives fewer than {HOLDOUT_MIN}, or none were "
+                              "asked for): whether the surrogate had learnt the task could not be judged; the "
+                              "evidence is read at the start of its schedule"})
+        return report
+    held_probs = _probs(model, cks, SubsetView(dataset, held), **common)
+    acc = [float((p.argmax(1) == labels[held]).mean()) for p in held_probs]
+    # The same number of samples it trained on, for the memorisation gap.
+    rest = np.setdiff1d(np.arange(len(labels)), held)
+    probe = np.sort(np.random.default_rng(len(held)).choice(rest, size=min(len(held), len(rest)), replace=False))
+    fitted = [float((p.argmax(1) == labels[probe]).mean())
+              for p in _probs(model, cks, SubsetView(dataset, probe), **common)]
+    use = evidence_positions(epochs, acc, fitted)
+    report.update({"held_out_accuracy": [round(a, 4) for a in acc], "trained_accuracy": [round(a, 4) for a in fitted],
+                   "evidence_epochs": [epochs[k] for k in use]})
+    hp = np.mean([held_probs[k] for k in use], axis=0)
+    flagged = confident_noise(hp, labels[held], "confident")["suspect"]
+    right = hp.argmax(1) == labels[held]
+    unflagged_acc = float(right[~flagged].mean()) if (~flagged).any() else 0.0
+    explained = float((right | flagged).mean())
+    report.update({"held_out_flagged": round(float(flagged.mean()), 4), "held_out_explained": round(explained, 4),
+                   "held_out_accuracy_unflagged": round(unflagged_acc, 4),
+                   "credible": bool(explained >= CREDIBLE_EXPLAINED and flagged.mean() < UNCREDIBLE_FROM)})
+    if explained < CREDIBLE_EXPLAINED:
+        report["why"] = (f"the surrogate had not learnt the task: on samples it did not train on, it predicted "
+                         f"the label or confidently another class for only {explained:.0%} (needs "
+                         f"{CREDIBLE_EXPLAINED:.0%}); no label was judged wrong")
+    elif not report["credible"]:
+        report["why"] = (f"the surrogate contradicts {flagged.mean():.0%} of the labels of samples it did not "
+                         "train on: it has collapsed onto few classes rather than found wrong labels; no label "
+                         "was judged wrong")
+    elif unflagged_acc < CAUTION_ACCURACY:
+        report["caution"] = (f"the surrogate is right on {unflagged_acc:.0%} of the held-out samples it does not "
+                             "flag: some samples it flags may be hard, not mislabelled (a longer or better "
+                             "surrogate recipe would tell them apart)")
+    return report
+
+
+def label_evidence(model, checkpoints, dataset, *, held=None, batch_size: int = 512, device=None,
+                   num_workers: int = 0, report: dict | None = None) -> tuple[dict, dict]:
+    """``(aux, report)``: the evidence arrays ``probs`` (N, C) and ``disagreement`` (N,), read in eval
+    mode from ``dataset`` (the deterministic view) at the checkpoints :func:`judge` chose (or that a
+    given ``report`` names), and the report. Costs one eval-mode pass over the data per checkpoint read."""
+    cks = as_checkpoints(checkpoints)
+    if report is None:
+        report = judge(model, cks, dataset, held=held, batch_size=batch_size, device=device, num_workers=num_workers)
+    chosen = [c for c in cks if c.epoch in set(report["evidence_epochs"])]
+    labels = get_targets(dataset)
+    probs = _probs(model, chosen, dataset, batch_size=max(batch_size, 256), device=device, num_workers=num_workers)
     mean = np.mean(probs, axis=0)
     wrong = np.mean([p.argmax(1) != labels for p in probs], axis=0)
-    if held_probs is not None:
-        hp = np.mean([held_probs[k] for k in use], axis=0)
-        flagged = confident_noise(hp, labels[held], "confident")["suspect"]
-        right = hp.argmax(1) == labels[held]
-        unflagged_acc = float(right[~flagged].mean()) if (~flagged).any() else 0.0
-        explained = float((right | flagged).mean())
-        report.update({"held_out_flagged": round(float(flagged.mean()), 4),
-                       "held_out_explained": round(explained, 4),
-                       "held_out_accuracy_unflagged": round(unflagged_acc, 4),
-                       "credible": bool(explained >= CREDIBLE_EXPLAINED)})
-        if not report["credible"]:
-            report["why"] = (f"the surrogate had not learnt the task: on samples it did not train on, it predicted "
-                             f"the label or confidently another class for only {explained:.0%} (needs "
-                             f"{CREDIBLE_EXPLAINED:.0%}); no label was judged wrong")
-        elif unflagged_acc < CAUTION_ACCURACY:
-            report["caution"] = (f"the surrogate is right on {unflagged_acc:.0%} of the held-out samples it does not "
-                                 "flag: some samples it flags may be hard, not mislabelled (a longer or better "
-                                 "surrogate recipe would tell them apart)")
-    else:
-        report.update({"credible": None, "why": f"no held-out samples (the training set gives fewer than "
-                       f"{HOLDOUT_MIN}, or none were asked for): whether the surrogate had learnt the task could not "
-                       "be judged; the evidence is read at the start of its schedule"})
     return {"probs": mean.astype(np.float32), "disagreement": wrong}, report
-
-
 
 
 def apply_credibility(policy: str, policy_options: dict | None, reports) -> tuple[dict, dict]:

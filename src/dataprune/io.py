@@ -238,10 +238,14 @@ def dataset_fingerprint(dataset, targets: np.ndarray | None = None, n_probe: int
     different size, a relabelled copy (label noise) or a different data root.
     """
     from .data import get_targets
+    from .data.views import SeededView
 
     n = len(dataset)
     if targets is None:
         targets = get_targets(dataset)
+    if not hasattr(dataset, "get_batch") and not isinstance(dataset, SeededView):
+        # The deterministic view: a random transform reads the same draw every time.
+        dataset = SeededView(dataset, 0)
     labels = hashlib.sha256(np.ascontiguousarray(np.asarray(targets, dtype=np.int64)).tobytes()).hexdigest()
     h = hashlib.sha256()
     for i in np.unique(np.linspace(0, max(n - 1, 0), num=min(n_probe, n), dtype=np.int64)):

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .data import SubsetView, get_targets
-from .evidence import holdout_indices, label_evidence
+from .evidence import holdout_indices, judge, label_evidence
 from .methods import call_method, get_method
 from .methods.dynamics import DynamicsRecorder
 from .train import TrainConfig, TrainResult, train
@@ -98,12 +98,14 @@ class Plan:
         return min(e, max(max(self.checkpoint_epochs(recipe_epochs, requested)), 1))
 
     def expected_cost(self, recipe_epochs: int, requested=(), *, evidence: bool = False,
-                      history: bool = False, full_epochs: int | None = None) -> float:
+                      history: bool = False, full_epochs: int | None = None, records_evidence: bool = False) -> float:
         """Expected pruning cost as a fraction of one full training run (see :data:`COST`): the
         surrogate's epochs (of its ``recipe_epochs``-long schedule), the scoring passes, and with
-        ``evidence`` the eval-mode passes of the label evidence (:mod:`dataprune.evidence`: two
-        checkpoints over the data, every checkpoint over the held-out share). The full run is the
-        recipe the user trains with: ``full_epochs`` epochs (default ``recipe_epochs``)."""
+        ``evidence`` the eval-mode passes of the label evidence (:mod:`dataprune.evidence`: every
+        checkpoint over the held-out share and as many trained-on samples, and two checkpoints over the
+        data unless the method reads them in its own scoring pass, ``records_evidence``; fused plans
+        have no scoring pass). The full run is the recipe the user trains with: ``full_epochs``
+        epochs (default ``recipe_epochs``)."""
         from .evidence import EVIDENCE_CHECKPOINTS, HOLDOUT
 
         e = self.trained_epochs(recipe_epochs, requested, history=history)
@@ -113,7 +115,9 @@ class Plan:
         else:
             scoring = k * (COST["head"] if self.params == "last_layer" else COST["all_params"])
         if evidence:
-            scoring += (min(EVIDENCE_CHECKPOINTS, k) + (0 if self.fused else HOLDOUT * k)) * COST["forward"]
+            full_pass = min(EVIDENCE_CHECKPOINTS, k) if (self.fused or not records_evidence) else 0
+            judged = 0 if self.fused else 2 * HOLDOUT * k
+            scoring += (full_pass + judged) * COST["forward"]
         return (self.data_fraction * e * (1 + COST["record"]) + scoring) / (full_epochs or recipe_epochs)
 
     def describe(self, recipe_epochs: int, requested=()) -> str:
@@ -146,7 +150,8 @@ PLAN_NAMES = {p.name: p for p in PLANS}
 
 
 def choose_plan(budget: float | None, recipe_epochs: int, requested=(), *, fused_ok: bool = True,
-                evidence: bool = False, history: bool = False, full_epochs: int | None = None) -> Plan:
+                evidence: bool = False, history: bool = False, full_epochs: int | None = None,
+                records_evidence: bool = False) -> Plan:
     """The first plan of :data:`PLANS` whose expected cost (:meth:`Plan.expected_cost`, with the label
     evidence's passes when ``evidence``) is at most ``budget`` (a fraction of one full training run of
     ``recipe_epochs``); ``None`` = no budget, the full plan."""
@@ -160,7 +165,8 @@ def choose_plan(budget: float | None, recipe_epochs: int, requested=(), *, fused
         raise ValueError(f"budget must be > 0 (a fraction of one training run), got {budget}")
 
     def cost(p):
-        return p.expected_cost(recipe_epochs, requested, evidence=evidence, history=history, full_epochs=full_epochs)
+        return p.expected_cost(recipe_epochs, requested, evidence=evidence, history=history, full_epochs=full_epochs,
+                               records_evidence=records_evidence)
 
     for plan in PLANS:
         if (fused_ok or not plan.fused) and cost(plan) <= budget + 1e-12:
@@ -199,7 +205,7 @@ def resolve_plan(method: str, *, budget: float | None, recipe_epochs: int, check
                          "a budget cannot buy it cheaper: drop the budget for this method")
     fused_ok = spec.fused is not None and partitions == 1 and not options
     plan = choose_plan(budget, recipe_epochs, checkpoint_epochs, fused_ok=fused_ok, evidence=evidence,
-                       history=history, full_epochs=full_epochs)
+                       history=history, full_epochs=full_epochs, records_evidence="evidence_epochs" in spec.options)
     if plan.params is not None and "params" in options and options["params"] != plan.params:
         raise ValueError(f"a budget of {budget:g} buys plan {plan.name!r}, which scores params={plan.params!r}; "
                          f"the option params={options['params']!r} would cost several times the budget. Drop "
@@ -272,8 +278,12 @@ class ScoreRun:
         return {"plan": self.plan.name, "clock": self.clock, "surrogate_seconds": self.surrogate_cost(method),
                 "scoring_seconds": self.scoring_cost(method), "prune_seconds": total,
                 "wall_seconds": self.surrogate_cost(method, "wall") + self.seconds[method],
-                "full_train_seconds": full, "full_train_measured": full_seconds is not None,
-                "cost_fraction": total / full if full and full == full else float("nan")}
+                "full_train_seconds": full if full and full == full else None,
+                "full_train_measured": full_seconds is not None,
+                "cost_fraction": total / full if full and full == full else None,
+                **({} if full and full == full else
+                   {"cost_unknown": "no training step was timed (nothing trained), so one full run's time is "
+                                    "unknown"})}
 
 
 def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch.nn.Module], *,
@@ -403,7 +413,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                 _save_surrogate(work_dir, k, config, ck_epochs, seed, part, sview, plan, cks, history, result, held)
         run.checkpoints.append(cks or [])
         run.histories.append(history)
-        ev = None
+        report = None
         for s in specs:
             t0, c0 = time.perf_counter(), time.process_time()
             if s.name in fused:
@@ -415,16 +425,25 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                     common["history"] = history
                 if work_dir is not None:
                     common["work_dir"] = os.path.join(work_dir, f"{s.name}-part{k}")
-                part_scores, part_aux = call_method(s, template, cks or [], sview, options=options.get(s.name),
+                method_options = dict(options.get(s.name) or {})
+                if s.name in evidence_for and "evidence_epochs" in s.options:
+                    # The method reads the evidence in its own scoring pass, at the checkpoints judged here.
+                    report = report or judge(template, cks or [], sview, held=held, batch_size=batch_size,
+                                             device=device, num_workers=num_workers)
+                    method_options["evidence_epochs"] = report["evidence_epochs"]
+                part_scores, part_aux = call_method(s, template, cks or [], sview, options=method_options,
                                                     return_aux=True, **common)
             if s.name in evidence_for:
                 # One label evidence for every plan and method: eval mode, deterministic view, read where the
                 # held-out samples say the surrogate has learnt (its forward passes count as scoring time).
-                if ev is None:
-                    ev, report = label_evidence(template, cks or [], sview, held=held, batch_size=batch_size,
-                                                device=device, num_workers=num_workers)
+                report = report or judge(template, cks or [], sview, held=held, batch_size=batch_size,
+                                         device=device, num_workers=num_workers)
+                if s.name in fused or "evidence_epochs" not in s.options:
+                    ev, _ = label_evidence(template, cks or [], sview, report=report, batch_size=batch_size,
+                                           device=device, num_workers=num_workers)
+                    part_aux = {**part_aux, **ev}
+                if not run.evidence or run.evidence[-1] is not report:
                     run.evidence.append(report)
-                part_aux = {**part_aux, **ev}
             for key, arr in part_aux.items():
                 arr = np.asarray(arr)
                 run.aux.setdefault(s.name, {}).setdefault(

@@ -102,6 +102,11 @@ class PruneResult:
             raise ValueError("this result was loaded from disk: pass the dataset, result.subset(train_set)")
         if len(dataset) != len(self.scores):
             raise ValueError(f"the dataset has {len(dataset)} samples but the result was made for {len(self.scores)}")
+        expected = self.provenance.get("fingerprint")
+        if expected and dataset is not self.dataset:
+            from .data.views import as_pairs
+
+            io.check_fingerprint(expected, io.dataset_fingerprint(as_pairs(dataset)), "this result")
         return torch.utils.data.Subset(dataset, self.keep.tolist())
 
     def summary(self) -> str:
@@ -114,6 +119,16 @@ class PruneResult:
             lines.append(f"labels that look wrong: {d['estimated_noise']:.1%} overall (most in classes "
                          + ", ".join(f"{self.class_name(int(c))} {r:.0%}" for c, r in worst) + f"); set aside "
                          f"{d.get('set_aside', 0)} samples")
+        for report in _as_list(d.get("evidence")):
+            if report.get("credible") is False:
+                lines.append("labels not judged: " + report.get("why", "the surrogate's evidence is not credible"))
+            elif report.get("credible") is None and "estimated_noise" in d:
+                lines.append("warning: " + report.get("why", "the evidence could not be judged"))
+            if report.get("caution"):
+                lines.append("caution: " + report["caution"])
+        if d.get("view") == "seeded":
+            lines.append("note: the training set draws random transforms; scoring read one fixed draw per sample "
+                         "(pass score_set= with evaluation preprocessing to score the plain samples)")
         if "quotas" in d:
             sizes = {r["class"]: r["size"] for r in self.per_class()}
             shares = [d["quotas"][c] / sizes[int(c)] for c in d["quotas"] if sizes.get(int(c))]
@@ -126,9 +141,12 @@ class PruneResult:
             lines.append("within each class: " + SAMPLING_WORDS.get(d["sampling"], d["sampling"]).format(
                 strata=d.get("strata")))
         if self.cost:
-            lines.append(f"pruning cost: {self.cost.get('prune_seconds', float('nan')):.1f} s = "
-                         f"{self.cost.get('cost_fraction', float('nan')):.2f} of one training run "
-                         f"(plan {self.cost.get('plan')})")
+            frac = self.cost.get("cost_fraction")
+            unit = " of CPU time" if self.cost.get("clock") == "cpu" else ""
+            lines.append(f"pruning cost: {self.cost.get('prune_seconds', float('nan')):.1f} s{unit}"
+                         + (f" = {frac:.2f} of one training run" if frac is not None and frac == frac else
+                            f" ({self.cost.get('cost_unknown', 'no full training run to compare with')})")
+                         + f" (plan {self.cost.get('plan')})")
         return "\n".join(lines)
 
     # ------------------------------------------------------------- saving --
@@ -151,22 +169,35 @@ class PruneResult:
         io.write_bytes(path, buf.getvalue().encode(), overwrite=overwrite)
 
     def save(self, folder: str, *, overwrite: bool = False, positions=None, paths=None) -> None:
-        """``keep.npy`` (+ sidecar), ``keep.csv``, ``scores.npy`` (+ evidence), ``result.json``."""
+        """``keep.npy`` (+ sidecar), ``keep.csv``, ``scores.npy`` (+ evidence), ``result.json``.
+
+        Every file is first written to a temporary folder beside them and then renamed into place,
+        ``result.json`` last: an interrupted save leaves the earlier result or a complete new one."""
+        import shutil
+        import tempfile
+
         if not overwrite:
             for f in RESULT_FILES:
                 if os.path.exists(os.path.join(folder, f)):
                     raise io.OutputExistsError(os.path.join(folder, f))
         os.makedirs(folder, exist_ok=True)
-        meta = self._meta()
-        scores_path = os.path.join(folder, "scores.npy")
-        smeta = {"kind": "scores", "method": self.method, "higher_is": "keep", **self.provenance}
-        smeta["aux"] = io.save_aux(scores_path, {**self.evidence, "labels": self.labels})
-        io.save_array(scores_path, self.scores, smeta, overwrite=True)
-        io.save_array(os.path.join(folder, "keep.npy"), self.keep,
-                      {"kind": "indices", "scores_file": "scores.npy", **meta}, overwrite=True)
-        self.to_csv(os.path.join(folder, "keep.csv"), overwrite=True, positions=positions, paths=paths)
-        io.write_json(os.path.join(folder, "result.json"), {**meta, "per_class": self.per_class(),
-                                                            "class_names": self.class_names}, overwrite=True)
+        tmp = tempfile.mkdtemp(prefix=".dataprune-save-", dir=folder)
+        try:
+            meta = self._meta()
+            scores_path = os.path.join(tmp, "scores.npy")
+            smeta = {"kind": "scores", "method": self.method, "higher_is": "keep", **self.provenance}
+            smeta["aux"] = io.save_aux(scores_path, {**self.evidence, "labels": self.labels})
+            io.save_array(scores_path, self.scores, smeta, overwrite=True)
+            io.save_array(os.path.join(tmp, "keep.npy"), self.keep,
+                          {"kind": "indices", "scores_file": "scores.npy", **meta}, overwrite=True)
+            self.to_csv(os.path.join(tmp, "keep.csv"), overwrite=True, positions=positions, paths=paths)
+            io.write_json(os.path.join(tmp, "result.json"), {**meta, "per_class": self.per_class(),
+                                                             "class_names": self.class_names}, overwrite=True)
+            names = sorted(os.listdir(tmp), key=lambda f: f == "result.json")
+            for f in names:
+                os.replace(os.path.join(tmp, f), os.path.join(folder, f))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def _meta(self) -> dict:
         return {"method": self.method, "policy": self.policy, "ratio": self.ratio, "n": int(len(self.scores)),
@@ -180,9 +211,11 @@ class PruneResult:
         evidence = io.load_aux(os.path.join(folder, "scores.npy"), smeta)
         info = io.read_json(os.path.join(folder, "result.json"))
         labels = evidence.pop("labels").astype(np.int64)
+        # The environment that *made* the result is provenance (the sidecar's own is the one that saved it,
+        # the same for a result saved once).
         prov = {k: v for k, v in meta.items() if k not in ("method", "policy", "ratio", "n", "n_kept", "decisions",
                                                            "cost", "kind", "scores_file", "format_version",
-                                                           "environment", "sha256", "shape", "dtype")}
+                                                           "sha256", "shape", "dtype")}
         return cls(keep.astype(np.int64), scores, labels, float(meta["ratio"]), meta["method"], meta["policy"],
                    evidence, _int_keys(meta.get("decisions", {})), meta.get("cost", {}), prov,
                    info.get("class_names"))
@@ -192,6 +225,12 @@ class PruneResult:
         from .report import write_prune_report
 
         return write_prune_report(self, folder, dataset=dataset, bench_dir=bench_dir, overwrite=overwrite)
+
+
+def _as_list(x):
+    if not x:
+        return []
+    return list(x) if isinstance(x, list) else [x]
 
 
 def _int_keys(d):
@@ -215,7 +254,7 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
           checkpoint_epochs=None, seed: int = 0, device=None, score_batch_size: int = 256,
           options: dict | None = None, policy_options: dict | None = None, progress: bool = False,
           num_workers: int = 0, score_set=None, holdout: float | None = None, input_key=None, label_key=None,
-          **train_overrides) -> PruneResult:
+          work_dir: str | None = None, **train_overrides) -> PruneResult:
     """Score ``train_set`` and keep ``1 - ratio`` of it: the whole job in one call.
 
     Parameters
@@ -266,6 +305,10 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
         scored and selected. 0 reads the evidence at a fixed early segment without judging it.
     input_key, label_key : str or int, optional
         The input and label fields of dict or tuple items, when they cannot be detected.
+    work_dir : str, optional
+        Makes the run resumable: the trained surrogate and every finished scoring checkpoint are kept
+        there, and a run with the same settings and data continues from them (``dataprune prune``
+        uses ``OUT/parts`` and removes it when the result is saved).
     """
     from .data.views import as_pairs, deterministic_view
     from .evidence import HOLDOUT, apply_credibility
@@ -292,7 +335,7 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
     train_set = as_pairs(train_set, input_key=input_key, label_key=label_key)
     if score_set is not None:
         score_set = as_pairs(score_set, input_key=input_key, label_key=label_key)
-    view, view_kind = deterministic_view(train_set, score_set, seed=seed)
+    view, view_kind = deterministic_view(train_set, score_set)
     labels = get_targets(view)
     if checkpoint_epochs is None:
         checkpoint_epochs = default_checkpoint_epochs(cfg.epochs)
@@ -331,14 +374,15 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
                                checkpoint_epochs=checkpoint_epochs, plan=plan, seed=seed, device=device,
                                batch_size=score_batch_size, num_workers=num_workers, progress=progress,
                                options={method: options}, evidence_for=[method] if needs_probs else [],
-                               score_view=view, holdout=holdout if needs_probs else 0.0)
+                               score_view=view, holdout=holdout if needs_probs else 0.0, work_dir=work_dir)
         scores, aux = run.scores[method], run.aux.get(method, {})
         reports = run.evidence
         cost = run.cost(method)
         if budget is not None:
             cost["budget"] = float(budget)
-            cost["expected_cost_fraction"] = plan.expected_cost(cfg.epochs, checkpoint_epochs, evidence=needs_probs,
-                                                                history=spec.history is not None)
+            cost["expected_cost_fraction"] = plan.expected_cost(
+                cfg.epochs, checkpoint_epochs, evidence=needs_probs, history=spec.history is not None,
+                records_evidence="evidence_epochs" in spec.options)
         ck_info = [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part]
     missing = [e for e in needs_evidence if e not in aux]
     if missing:

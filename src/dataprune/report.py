@@ -383,6 +383,16 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
         facts.append("Labels that look wrong to the surrogate: "
                      f"<b id=\"estimated-noise\">{100 * d['estimated_noise']:.1f}%"
                      f"</b> of the samples; set aside: <b id=\"set-aside\">{d.get('set_aside', 0)}</b>.")
+    ev = d.get("evidence")
+    for report in (ev if isinstance(ev, list) else [ev] if ev else []):
+        if report.get("held_out_accuracy"):
+            facts.append(f"The surrogate was judged on {report.get('held_out')} samples it did not train on: accuracy "
+                         + ", ".join(f"{100 * a:.0f}%" for a in report["held_out_accuracy"]) + " at epochs "
+                         + ", ".join(str(e) for e in report.get("checkpoint_epochs", []))
+                         + f"; the label evidence was read at epochs {report.get('evidence_epochs')}.")
+        for key in ("why", "caution"):
+            if report.get(key):
+                facts.append(f"<span class=\"warn\">{_html(report[key])}</span>")
     if "sampling" in d:
         from .prune import SAMPLING_WORDS
 
@@ -392,8 +402,10 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
         facts.append(f"Class quotas follow (trusted class size)<sup>{d['alpha']:g}</sup>, capped at the class size"
                      + (": equal counts where the classes are large enough." if d["alpha"] == 0 else "."))
     if cost:
-        facts.append(f"Pruning cost: <b id=\"cost-fraction\">{cost.get('cost_fraction', float('nan')):.2f}</b> of one "
-                     f"full training run ({cost.get('prune_seconds', float('nan')):.1f} s; plan "
+        frac = cost.get("cost_fraction")
+        share = f"<b id=\"cost-fraction\">{frac:.2f}</b> of one full training run" \
+            if frac is not None and frac == frac else _html(cost.get("cost_unknown", "unknown share of a training run"))
+        facts.append(f"Pruning cost: {share} ({cost.get('prune_seconds', float('nan')):.1f} s; plan "
                      f"{_html(cost.get('plan'))}).")
     parts.append("<p>" + "<br>".join(facts) + "</p>")
     parts.append("<h2>Per class</h2><table id=\"per-class\"><tr><th>class</th><th>size</th><th>kept</th>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+import time
 
 import numpy as np
 import torch
@@ -58,11 +59,45 @@ class _Quiet:
         pass
 
 
+class _LogLines(_Quiet):
+    """Off a terminal: one log line on stderr per step of a stage (an epoch), and for a stage counted in
+    samples, a line at its end -- so a run redirected to a file says what it is doing."""
+
+    def __init__(self, iterable, desc, total, unit):
+        super().__init__(iterable if iterable is not None else range(0))
+        self.desc, self.unit, self.count, self.post = desc, unit, 0, {}
+        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.t0 = time.perf_counter()
+
+    def _line(self, text):
+        print(f"[dataprune] {self.desc}: {text} ({time.perf_counter() - self.t0:.1f} s)", file=sys.stderr,
+              flush=True)
+
+    def __iter__(self):
+        for item in self._it:
+            yield item
+            self.count += 1
+            if self.unit == "epoch":
+                post = ", ".join(f"{k} {v}" for k, v in self.post.items())
+                self._line(f"epoch {self.count}/{self.total}" + (f", {post}" if post else ""))
+
+    def set_postfix(self, **kw):
+        self.post = kw
+
+    def update(self, n=1):
+        self.count += n
+        if self.total and self.count >= self.total:
+            self._line(f"{self.count} {self.unit} done")
+
+
 def progress_bar(iterable=None, *, desc: str = "", enabled: bool = True, total=None, unit: str = "it"):
-    """A tqdm bar on stderr, or a silent stand-in when ``enabled`` is False."""
-    # Bars only on a terminal: redirected to a log they would fill it with carriage-return lines.
-    if not enabled or os.environ.get("DATAPRUNE_QUIET") or not sys.stderr.isatty():
+    """A tqdm bar on stderr on a terminal; off one, log lines (:class:`_LogLines`); nothing when
+    ``enabled`` is False or ``DATAPRUNE_QUIET`` is set."""
+    if not enabled or os.environ.get("DATAPRUNE_QUIET"):
         return _Quiet(iterable if iterable is not None else range(0))
+    # Bars only on a terminal: redirected to a log they would fill it with carriage-return lines.
+    if not sys.stderr.isatty():
+        return _LogLines(iterable, desc, total, unit)
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, leave=False,

@@ -191,8 +191,9 @@ def is_random(dataset, probes: int = 2) -> bool:
 
 def deterministic_view(dataset, score_set=None, *, seed: int = 0):
     """``(view, how)``: the dataset that scoring, evidence and fingerprints read, and how it was made
-    (``"given"``, ``"as is"`` or ``"seeded"``). ``score_set`` must hold the same samples in the same
-    order (same length and labels)."""
+    (``"given"``, ``"as is"`` or ``"seeded"``: seeded with ``seed``, 0 by default so that the view and
+    the fingerprint are the same whatever the run's seed). ``score_set`` must hold the same samples in
+    the same order (same length and labels)."""
     if score_set is not None:
         from .core import get_targets
 

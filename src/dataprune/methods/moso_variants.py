@@ -54,8 +54,10 @@ def early_checkpoints(epochs) -> list[int]:
 
 
 def classwise_terms(model, checkpoints, dataset, *, kind: str = "class", work_dir: str | None = None,
-                    **options) -> tuple[np.ndarray, dict]:
-    """Scores of ``kind`` and the evidence dict (:data:`AUX`), one pass over the checkpoints."""
+                    evidence_epochs=None, **options) -> tuple[np.ndarray, dict]:
+    """Scores of ``kind`` and the evidence dict (:data:`AUX`), one pass over the checkpoints.
+    ``evidence_epochs``: the checkpoints whose probabilities are the ``probs`` evidence (chosen by
+    :func:`dataprune.evidence.judge`); default the early segment (:func:`early_checkpoints`)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     opts = TermOptions.from_kwargs(options, what=f"moso_{'class' if kind == 'class' else 'norm'}")
@@ -67,7 +69,13 @@ def classwise_terms(model, checkpoints, dataset, *, kind: str = "class", work_di
     n = len(dataset)
     score, gradnorm, wrong = np.zeros(n), np.zeros(n), np.zeros(n)
     probs = None
-    early = set(early_checkpoints([ck.epoch for ck in cks]))
+    if evidence_epochs is None:
+        early = set(early_checkpoints([ck.epoch for ck in cks]))
+    else:
+        early = {k for k, ck in enumerate(cks) if ck.epoch in {int(e) for e in evidence_epochs}}
+        if not early:
+            raise ValueError(f"evidence_epochs {list(evidence_epochs)} name none of the checkpoints' epochs "
+                             f"{[ck.epoch for ck in cks]}")
     bad: set[int] = set()
     for k, ck in enumerate(cks):
         def compute(ck=ck, k=k):
@@ -100,7 +108,7 @@ def classwise_terms(model, checkpoints, dataset, *, kind: str = "class", work_di
 
 
 def classwise_score(model, checkpoints, dataset, *, return_aux: bool = False, work_dir: str | None = None,
-                    **options):
+                    evidence_epochs=None, **options):
     """Class-wise MoSo, higher = keep: ``sum_t eta_t g_i . (n_c gbar_c - g_i) / (n_c - 1)``.
 
     Each sample is compared with the mean gradient of the *other* samples of its class at
@@ -108,13 +116,15 @@ def classwise_score(model, checkpoints, dataset, *, return_aux: bool = False, wo
     :func:`dataprune.moso.score`; ``return_aux=True`` also returns the evidence dict
     (``probs``, ``gradnorm``, ``disagreement``) for ``policy="auto"`` / ``"noise_cutoff"``.
     """
-    score, aux = classwise_terms(model, checkpoints, dataset, kind="class", work_dir=work_dir, **options)
+    score, aux = classwise_terms(model, checkpoints, dataset, kind="class", work_dir=work_dir,
+                                 evidence_epochs=evidence_epochs, **options)
     return (score, aux) if return_aux else score
 
 
 def normalized_score(model, checkpoints, dataset, *, return_aux: bool = False, work_dir: str | None = None,
-                     **options):
+                     evidence_epochs=None, **options):
     """Normalised class-wise MoSo, higher = keep: the class-wise alignment divided by ``||g_i||``,
     so that a sample is rewarded for the direction of its gradient, not its size."""
-    score, aux = classwise_terms(model, checkpoints, dataset, kind="normalized", work_dir=work_dir, **options)
+    score, aux = classwise_terms(model, checkpoints, dataset, kind="normalized", work_dir=work_dir,
+                                 evidence_epochs=evidence_epochs, **options)
     return (score, aux) if return_aux else score

@@ -1,0 +1,195 @@
+"""The path a user walks: their dataset shapes, transforms, models and recipes, through dp.prune."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+import dataprune as dp
+from dataprune.data import ArrayDataset
+from dataprune.data.views import PairView, SeededView, as_pairs, deterministic_view, is_random
+from dataprune.select import num_kept
+
+
+def _blobs(n=240, d=8, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    x = torch.randn(n, d, generator=g) + 3 * nn.functional.one_hot(y, d).float()
+    return x, y.numpy()
+
+
+def _mlp(d=8, classes=3, bias=True):
+    return nn.Sequential(nn.Linear(d, 16), nn.ReLU(), nn.Linear(16, classes, bias=bias))
+
+
+class RandomNoiseSet(Dataset):
+    """A user's dataset with a random transform in __getitem__ (Gaussian jitter from the global RNG)."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i] + 0.1 * torch.randn_like(self.x[i]), int(self.y[i])
+
+
+class DictSet(Dataset):
+    def __init__(self, x, y, keys=("image", "label")):
+        self.x, self.y, self.keys = x, y, keys
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {self.keys[0]: self.x[i], self.keys[1]: int(self.y[i]), "id": i}
+
+
+def test_ratio_is_keyword_only():
+    x, y = _blobs()
+    with pytest.raises(TypeError):
+        dp.prune(_mlp, ArrayDataset(x, y), 0.5)
+
+
+def test_a_random_transform_dataset_is_scored_on_a_fixed_draw_and_fingerprints_are_stable():
+    """Scoring a dataset with a random transform once crashed (two passes saw different inputs) and its
+    fingerprint changed on every call."""
+    x, y = _blobs()
+    ds = RandomNoiseSet(x, y)
+    assert is_random(ds)
+    view, how = deterministic_view(ds)
+    assert how == "seeded" and isinstance(view, SeededView)
+    a, b = view[5][0], view[5][0]
+    assert torch.equal(a, b) and not torch.equal(ds[5][0], ds[5][0])
+    state = torch.random.get_rng_state()
+    view[3]
+    assert torch.equal(state, torch.random.get_rng_state())          # the caller's generator is untouched
+    assert dp.io.dataset_fingerprint(ds) == dp.io.dataset_fingerprint(ds)
+    res = dp.prune(_mlp, ds, ratio=0.5, method="moso", epochs=3, batch_size=32)
+    assert res.decisions["view"] == "seeded" and res.n_kept == num_kept(len(ds), 0.5)
+    assert "fixed draw" in res.summary()
+
+
+def test_dict_items_and_hugging_face_datasets():
+    datasets = pytest.importorskip("datasets")
+    x, y = _blobs(n=150)
+    hf = datasets.Dataset.from_dict({"pixel_values": x.numpy().tolist(), "label": y.tolist()})
+    hf.set_format("torch")
+    view = as_pairs(hf)
+    assert isinstance(view, PairView) and view.input_key == "pixel_values" and view.label_key == "label"
+    assert np.array_equal(view.targets, y)
+    items = view.__getitems__([3, 4])
+    assert torch.allclose(items[1][0], x[4]) and items[1][1] == y[4]
+    res = dp.prune(_mlp, hf, ratio=0.6, method="moso_class", epochs=2, batch_size=32)
+    ref = dp.prune(_mlp, ArrayDataset(x, y), ratio=0.6, method="moso_class", epochs=2, batch_size=32)
+    # The same samples as tensors or as a Hugging Face dataset: the same scores and kept set.
+    np.testing.assert_allclose(res.scores, ref.scores, rtol=1e-4, atol=1e-9)
+    assert np.array_equal(res.keep, ref.keep)
+    # Keys that cannot be detected are named in the error, with what to pass.
+    odd = DictSet(x, y, keys=("pixels", "cls"))
+    with pytest.raises(KeyError, match=r"fields are \['pixels', 'cls', 'id'\]; pass input_key=\.\.\. and label_key"):
+        as_pairs(odd)
+    res = dp.prune(_mlp, odd, ratio=0.5, method="moso_class", epochs=2, batch_size=32, input_key="pixels",
+                   label_key="cls")
+    assert res.n_kept == num_kept(len(odd), 0.5)
+    with pytest.raises(KeyError, match="input_key='nope' is not a field"):
+        as_pairs(odd, input_key="nope", label_key="cls")
+
+
+def test_a_model_with_parameters_no_reset_reaches_is_refused():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = _mlp()
+            self.scale = nn.Parameter(torch.ones(3))
+
+        def forward(self, x):
+            return self.body(x) * self.scale
+
+    x, y = _blobs()
+    with pytest.raises(ValueError, match=r"parameters \['scale'\] belong to modules without reset_parameters"):
+        dp.prune(Scaled(), ArrayDataset(x, y), ratio=0.5, epochs=2)
+    # A constructor is always fresh
+    res = dp.prune(Scaled, ArrayDataset(x, y), ratio=0.5, method="moso_class", epochs=2, batch_size=32)
+    assert res.n_kept == num_kept(len(y), 0.5)
+
+
+def test_long_recipes_place_checkpoints_on_the_schedule_and_stop_after_the_last():
+    x, y = _blobs(n=120)
+    res = dp.prune(_mlp, ArrayDataset(x, y), ratio=0.5, method="moso_class", epochs=40, batch_size=60)
+    assert [c["epoch"] for c in res.provenance["checkpoints"]] == [4, 12, 20, 28, 36]
+    # 36 of 40 epochs trained (2 steps each), not 40; the cost is a share of one 40-epoch run.
+    from dataprune.trajectory import default_checkpoint_epochs
+
+    assert default_checkpoint_epochs(10) == [1, 3, 5, 7, 9] and default_checkpoint_epochs(3) == [1, 2, 3]
+    assert default_checkpoint_epochs(200) == [20, 60, 100, 140, 180]
+    run = dp.pipeline.surrogate_scores(["moso_class"], ArrayDataset(x, y), _mlp, config=dp.TrainConfig(epochs=40,
+                                       batch_size=60), checkpoint_epochs=[4, 12, 20, 28, 36])
+    assert len(run.surrogates[0].history) == 36
+
+
+def test_a_loaded_result_keeps_its_environment_and_checks_the_dataset(tmp_path):
+    x, y = _blobs()
+    ds = ArrayDataset(x, y)
+    res = dp.prune(_mlp, ds, ratio=0.5, method="moso_class", epochs=2, batch_size=32)
+    res.save(str(tmp_path / "r"))
+    assert sorted(p.name for p in (tmp_path / "r").iterdir() if p.name.startswith(".")) == []   # no temp left
+    back = dp.PruneResult.load(str(tmp_path / "r"))
+    assert back.provenance["environment"]["torch"] == torch.__version__
+    assert np.array_equal(back.subset(ds).indices, res.keep)
+    other = ArrayDataset(x.flip(0), y)            # same size and labels, other inputs
+    with pytest.raises(ValueError, match="different dataset: the inputs differ"):
+        back.subset(other)
+
+
+def test_plans_that_cannot_hold_are_refused_before_training():
+    from dataprune.pipeline import Plan, resolve_plan, surrogate_scores
+
+    with pytest.raises(ValueError, match="trains its own surrogate"):
+        resolve_plan("dual", budget=0.3, recipe_epochs=10)
+    with pytest.raises(ValueError, match="would cost several times the budget"):
+        resolve_plan("moso_class", budget=0.25, recipe_epochs=10, checkpoint_epochs=[1, 3, 5, 7, 9],
+                     options={"params": "all"})
+    # Method options rule out the fused plan (it would ignore them).
+    plan, evidence = resolve_plan("moso_class", budget=0.25, recipe_epochs=10, checkpoint_epochs=[1, 3, 5, 7, 9],
+                                  policy="class_balanced")
+    assert plan.fused and not evidence
+    with_opts, _ = resolve_plan("moso_class", budget=0.25, recipe_epochs=10, checkpoint_epochs=[1, 3, 5, 7, 9],
+                                policy="class_balanced", options={"backend": "functorch"})
+    assert not with_opts.fused and with_opts.expected_cost(10, [1, 3, 5, 7, 9]) <= 0.25
+    x, y = _blobs()
+    with pytest.raises(ValueError, match="other samples would get no score"):
+        surrogate_scores(["moso_class"], ArrayDataset(x, y), _mlp, config=dp.TrainConfig(epochs=2),
+                         checkpoint_epochs=[1], plan=Plan("x", fused=True, data_fraction=0.5))
+    # The expected cost counts the evidence passes.
+    full = dp.pipeline.FULL
+    assert full.expected_cost(10, [1, 3, 5, 7, 9], evidence=True) > full.expected_cost(10, [1, 3, 5, 7, 9])
+    cheap, evidence = resolve_plan("recommended", budget=0.25, recipe_epochs=10, checkpoint_epochs=[1, 3, 5, 7, 9])
+    assert evidence and cheap.expected_cost(10, [1, 3, 5, 7, 9], evidence=True, records_evidence=True) <= 0.25
+
+
+def test_training_reads_with_one_persistent_worker_pool(monkeypatch):
+    """A DataLoader (and its workers) was once built for every step; now one per training run, for
+    datasets with get_batch too, with the same batches as without workers."""
+    import dataprune.data.core as core
+
+    made = []
+    real = core.DataLoader
+
+    class Counting(real):
+        def __init__(self, *a, **k):
+            made.append(k.get("num_workers"))
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(core, "DataLoader", Counting)
+    x, y = _blobs(n=96)
+    for ds in (ArrayDataset(x, y), DictSet(x, y)):
+        ds = as_pairs(ds)
+        runs = []
+        for workers in (0, 2):
+            torch.manual_seed(0)
+            runs.append(dp.train(_mlp(), ds, epochs=3, batch_size=16, num_workers=workers, seed=1))
+        assert [h["loss"] for h in runs[0].history] == pytest.approx([h["loss"] for h in runs[1].history], rel=1e-6)
+    assert made == [2, 2]            # one pool per 3-epoch run (18 steps), none without workers
