@@ -787,6 +787,9 @@ def cmd_prune(args, log):
                        seed=args.seed, device=args.device, score_batch_size=args.score_batch_size, options=options,
                        policy_options=_options(args.policy_set), progress=not args.quiet,
                        num_workers=args.num_workers, work_dir=work_dir)
+        if io.REUSED["surrogates"] or io.REUSED["parts"]:
+            log(f"resumed: reused {io.REUSED['surrogates']} trained surrogate(s) and {io.REUSED['parts']} scored "
+                "checkpoint(s) from the interrupted run")
         result.provenance.update(_dataset_meta(args, split), model=args.model)
         result.save(args.out, overwrite=True, positions=split.train_positions, paths=sample_paths(split.train))
         io.PartStore(work_dir, {}).clear()          # finished: the parts are not needed any more

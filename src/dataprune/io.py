@@ -34,6 +34,11 @@ class OutputLockedError(RuntimeError):
     """Another run holds the lock on the same output."""
 
 
+# What this process took from earlier, interrupted runs (the CLI reports it): finished scoring units and
+# trained surrogates.
+REUSED = {"parts": 0, "surrogates": 0}
+
+
 def check_writable(path: str, *, overwrite: bool = False) -> None:
     """Fail early, before any work, when ``path`` (or its sidecar) exists and may not be replaced."""
     if overwrite:
@@ -370,6 +375,7 @@ class PartStore:
         found = self.load(name, unit_key) if dist.rank() == 0 else None
         found = dist.broadcast_object(found)
         if found is not None:
+            REUSED["parts"] += 1
             return found
         result = compute()
         if dist.rank() == 0:

@@ -387,6 +387,9 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         saved = _saved_surrogate(work_dir, k, config, ck_epochs, seed, part, sview, plan, held) \
             if work_dir is not None and needs_training and not fused else None
         if saved is not None:
+            from .io import REUSED
+
+            REUSED["surrogates"] += 1
             cks, history, times, seen = saved
             run.surrogate_seconds += times["train_seconds"]
             run.recorded_seconds += times["callback_seconds"]

@@ -120,6 +120,11 @@ class PruneResult:
                          + ", ".join(f"{self.class_name(int(c))} {r:.0%}" for c, r in worst) + f"); set aside "
                          f"{d.get('set_aside', 0)} samples")
         for report in _as_list(d.get("evidence")):
+            if report.get("held_out_accuracy"):
+                k = report["checkpoint_epochs"].index(report["evidence_epochs"][0])
+                lines.append(f"label evidence read at epochs {report['evidence_epochs']}: there the surrogate was "
+                             f"right on {report['held_out_accuracy'][k]:.0%} of {report['held_out']} samples it did "
+                             "not train on")
             if report.get("credible") is False:
                 lines.append("labels not judged: " + report.get("why", "the surrogate's evidence is not credible"))
             elif report.get("credible") is None and "estimated_noise" in d:

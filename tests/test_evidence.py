@@ -1,0 +1,97 @@
+"""The label evidence: where on the schedule it is read, and when it is not credible."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import dataprune as dp
+from dataprune.data import ArrayDataset
+from dataprune.evidence import (
+    HOLDOUT_MIN,
+    apply_credibility,
+    evidence_positions,
+    holdout_indices,
+    judge,
+    label_evidence,
+)
+from dataprune.trajectory import snapshot
+
+
+def test_evidence_positions_known_answers():
+    epochs = [1, 3, 5, 7, 9]
+    # No held-out accuracies: the fixed early segment (first two checkpoints here).
+    assert evidence_positions(epochs) == [0, 1]
+    # A slow learner (an image folder at batch 128): read where held-out accuracy reaches its plateau.
+    assert evidence_positions(epochs, [0.19, 0.17, 0.56, 0.54, 0.80], [0.21, 0.23, 0.54, 0.51, 0.81]) == [4]
+    assert evidence_positions(epochs, [0.19, 0.17, 0.79, 0.80, 0.80], [0.21, 0.23, 0.80, 0.81, 0.81]) == [2, 3]
+    # Memorisation (accuracy on trained-on samples far above held-out) rules the late checkpoints out.
+    assert evidence_positions(epochs, [0.40, 0.45, 0.50, 0.55, 0.56], [0.45, 0.50, 0.58, 0.80, 0.95]) == [2, 3]
+    # Memorising from the start: the first checkpoint.
+    assert evidence_positions(epochs, [0.2, 0.5, 0.5, 0.5, 0.5], [0.5, 0.9, 0.9, 0.9, 0.9]) == [0, 1]
+    # The order of the checkpoints given does not matter.
+    assert evidence_positions([9, 1, 5, 3, 7], [0.80, 0.19, 0.56, 0.17, 0.54], [0.81, 0.21, 0.54, 0.23, 0.51]) == [0]
+
+
+def test_holdout_is_stratified_and_never_too_small():
+    labels = np.repeat(np.arange(4), [500, 300, 150, 50])
+    held = holdout_indices(labels, 0.1, seed=0)
+    assert np.array_equal(np.bincount(labels[held]), [50, 30, 15, 5])
+    assert np.array_equal(held, holdout_indices(labels, 0.1, seed=0)) and len(np.unique(held)) == len(held)
+    small = np.arange(HOLDOUT_MIN * 9) % 3
+    assert len(holdout_indices(small, 0.1, seed=0)) == 0          # 90 < HOLDOUT_MIN: none at all
+    assert len(holdout_indices(np.arange(100_000) % 10, 0.1, seed=0)) == 2000
+
+
+def _blobs(n=600, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    x = torch.randn(n, 6, generator=g) + 4 * nn.functional.one_hot(y, 6).float()
+    return ArrayDataset(x, y.numpy())
+
+
+def test_a_surrogate_that_has_not_learnt_is_not_credible_and_auto_sets_nothing_aside():
+    ds = _blobs()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 3))
+    with torch.no_grad():                 # a collapsed network: class 0 for every input, confidently
+        model[0].weight.zero_()
+        model[0].bias.copy_(torch.tensor([5.0, 0.0, 0.0]))
+    cks = [snapshot(model, 0.1, 1), snapshot(model, 0.1, 2)]
+    held = holdout_indices(ds.targets, 0.2, seed=0)
+    report = judge(model, cks, ds, held=held)
+    assert report["credible"] is False and "collapsed" in report["why"]
+    options, decisions = apply_credibility("auto", {}, [report])
+    assert options == {"noise": "none"} and decisions["evidence"] is report
+    ev, _ = label_evidence(model, cks, ds, report=report)
+    kept = dp.selection(np.random.default_rng(0).random(len(ds)), 0.5, labels=ds.targets, policy="auto", **options,
+                        **ev)
+    assert kept.decisions["set_aside"] == 0
+    # Without the guard the same evidence would set aside two thirds of the (clean) labels.
+    unguarded = dp.selection(np.zeros(len(ds)), 0.5, labels=ds.targets, policy="auto", **ev)
+    assert unguarded.decisions["estimated_noise"] == 0 or unguarded.decisions["estimated_noise"] > 0.5
+
+
+def test_a_trained_surrogate_is_credible_and_finds_flipped_labels():
+    ds = _blobs(n=1200)
+    y = ds.targets.copy()
+    flipped = np.zeros(len(y), bool)
+    flipped[::10] = True
+    y[flipped] = (y[flipped] + 1) % 3
+    noisy = ds.with_targets(y)
+    res = dp.prune(lambda: nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 3)), noisy, ratio=0.5,
+                   epochs=10, batch_size=32, lr=0.05)
+    ev = res.decisions["evidence"]
+    assert ev["credible"] is True and ev["held_out"] == 120
+    assert len(ev["held_out_accuracy"]) == 5 and ev["evidence_epochs"][0] in ev["checkpoint_epochs"]
+    assert flipped[res.keep].mean() < 0.5 * flipped.mean()           # most flipped labels are set aside
+    assert "label evidence read at epochs" in res.summary()
+
+
+def test_holdout_zero_reads_the_early_segment_and_says_it_could_not_judge():
+    ds = _blobs(n=300)
+    res = dp.prune(lambda: nn.Sequential(nn.Linear(6, 3)), ds, ratio=0.5, epochs=4, batch_size=32, holdout=0)
+    assert res.decisions["evidence"]["credible"] is None and res.decisions["evidence"]["held_out"] == 0
+    assert "could not be judged" in res.summary()
+    with pytest.raises(ValueError, match="holdout must be"):
+        dp.prune(lambda: nn.Sequential(nn.Linear(6, 3)), ds, ratio=0.5, epochs=4, holdout=1.5)
