@@ -193,3 +193,39 @@ def test_training_reads_with_one_persistent_worker_pool(monkeypatch):
             runs.append(dp.train(_mlp(), ds, epochs=3, batch_size=16, num_workers=workers, seed=1))
         assert [h["loss"] for h in runs[0].history] == pytest.approx([h["loss"] for h in runs[1].history], rel=1e-6)
     assert made == [2, 2]            # one pool per 3-epoch run (18 steps), none without workers
+
+
+def test_own_loss_is_used_by_training_and_scoring_and_refused_by_closed_forms():
+    import torch.nn.functional as F
+
+    x, y = _blobs()
+    ds = ArrayDataset(x, y)
+    smooth = lambda z, t: F.cross_entropy(z, t, reduction="none", label_smoothing=0.2)  # noqa: E731
+    res = dp.prune(_mlp, ds, ratio=0.5, method="moso_class", epochs=3, batch_size=32, loss_fn=smooth, holdout=0)
+    plain = dp.prune(_mlp, ds, ratio=0.5, method="moso_class", epochs=3, batch_size=32, holdout=0)
+    assert not np.allclose(res.scores, plain.scores)
+    # The same scores step by step: train with the loss, score the checkpoints with it.
+    torch.manual_seed(0)
+    from dataprune.utils import seed_everything
+
+    seed_everything(0)
+    model = _mlp()
+    run = dp.train(model, ds, epochs=3, batch_size=32, checkpoint_epochs=[1, 2, 3], loss_fn=smooth, seed=0)
+    again = dp.score(_mlp(), run.checkpoints, ds, method="moso_class", loss_fn=smooth)
+    np.testing.assert_allclose(again, res.scores, rtol=1e-5, atol=1e-9)
+    with pytest.raises(ValueError, match="cannot use loss_fn"):
+        dp.prune(_mlp, ds, ratio=0.5, method="el2n", epochs=2, loss_fn=smooth)
+    with pytest.raises(ValueError, match="one loss per sample"):
+        dp.train(_mlp(), ds, epochs=1, loss_fn=lambda z, t: F.cross_entropy(z, t))
+
+
+def test_bf16_autocast_and_bf16_models():
+    x, y = _blobs()
+    ds = ArrayDataset(x, y)
+    res = dp.prune(_mlp, ds, ratio=0.5, method="moso_class", epochs=2, batch_size=32, precision="bf16")
+    assert res.n_kept == num_kept(len(y), 0.5) and np.isfinite(res.scores).all()
+    # A bfloat16 model: trained on inputs cast to its dtype, scored in float32.
+    res = dp.prune(lambda: _mlp().to(torch.bfloat16), ds, ratio=0.5, method="moso", epochs=2, batch_size=32)
+    assert np.isfinite(res.scores).all()
+    with pytest.raises(ValueError, match="fp16' needs a CUDA device"):
+        dp.train(_mlp(), ds, epochs=1, precision="fp16")

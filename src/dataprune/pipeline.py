@@ -291,7 +291,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                      seed: int = 0, device=None, batch_size: int = 256, num_workers: int = 0,
                      progress: bool = False, options: dict[str, dict] | None = None, checkpoints=None,
                      work_dir: str | None = None, record_history: bool | None = None,
-                     evidence_for=(), score_view=None, holdout: float = 0.0) -> ScoreRun:
+                     evidence_for=(), score_view=None, holdout: float = 0.0, loss_fn=None) -> ScoreRun:
     """Train the surrogate(s) once (as ``plan`` says) and score ``dataset`` with every method in ``methods``.
 
     With ``partitions=K`` the data is split into K class-stratified parts; a surrogate is
@@ -401,7 +401,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             model = make_model()
             callbacks = ([recorder] if recorder else []) + list(fused.values())
             result = train(model, fit_view, config=config, seed=seed * 1000 + k, device=device,
-                           checkpoint_epochs=ck_epochs, callbacks=callbacks, stop_after=epochs_trained,
+                           checkpoint_epochs=ck_epochs, callbacks=callbacks, stop_after=epochs_trained, loss_fn=loss_fn,
                            num_workers=num_workers, progress=progress,
                            desc=f"surrogate{'' if partitions == 1 else f' {k + 1}/{partitions}'}")
             run.surrogate_seconds += result.train_seconds
@@ -477,7 +477,9 @@ def _surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan, held=()
     def digest(a):
         return hashlib.sha256(np.asarray(a, dtype=np.int64).tobytes()).hexdigest()[:16]
 
-    return {"recipe": dict(config.__dict__), "checkpoint_epochs": [int(e) for e in checkpoint_epochs],
+    return {"recipe": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+                       for k, v in config.__dict__.items()},
+            "checkpoint_epochs": [int(e) for e in checkpoint_epochs],
             "seed": seed, "part": digest(part), "held_out": digest(held), "plan": asdict(plan),
             "fingerprint": dataset_fingerprint(dataset)}
 

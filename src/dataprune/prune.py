@@ -259,7 +259,7 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
           checkpoint_epochs=None, seed: int = 0, device=None, score_batch_size: int = 256,
           options: dict | None = None, policy_options: dict | None = None, progress: bool = False,
           num_workers: int = 0, score_set=None, holdout: float | None = None, input_key=None, label_key=None,
-          work_dir: str | None = None, **train_overrides) -> PruneResult:
+          work_dir: str | None = None, loss_fn=None, **train_overrides) -> PruneResult:
     """Score ``train_set`` and keep ``1 - ratio`` of it: the whole job in one call.
 
     Parameters
@@ -310,6 +310,10 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
         scored and selected. 0 reads the evidence at a fixed early segment without judging it.
     input_key, label_key : str or int, optional
         The input and label fields of dict or tuple items, when they cannot be detected.
+    loss_fn : callable, optional
+        Your per-sample loss ``(logits, targets) -> (B,)`` (e.g. label smoothing), used by the surrogate's
+        training and by the scoring terms alike. Methods whose scores are a closed form of the
+        cross-entropy (probability-based baselines) refuse it.
     work_dir : str, optional
         Makes the run resumable: the trained surrogate and every finished scoring checkpoint are kept
         there, and a run with the same settings and data continues from them (``dataprune prune``
@@ -337,6 +341,14 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
     if unknown:
         raise TypeError(f"policy {policy!r} has no option(s) {sorted(unknown)}; valid: "
                         f"{', '.join(POLICIES[policy].options) or 'none'}")
+    if loss_fn is not None:
+        if "loss_fn" not in spec.options:
+            raise ValueError(f"method {method!r} is computed from the surrogate's class probabilities (a "
+                             "cross-entropy closed form) and cannot use loss_fn=; MoSo-family methods (moso, "
+                             "moso_class, recommended, ...) take it")
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be a function (logits, targets) -> per-sample losses, got {loss_fn!r}")
+        options["loss_fn"] = loss_fn
     train_set = as_pairs(train_set, input_key=input_key, label_key=label_key)
     if score_set is not None:
         score_set = as_pairs(score_set, input_key=input_key, label_key=label_key)
@@ -379,7 +391,8 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
                                checkpoint_epochs=checkpoint_epochs, plan=plan, seed=seed, device=device,
                                batch_size=score_batch_size, num_workers=num_workers, progress=progress,
                                options={method: options}, evidence_for=[method] if needs_probs else [],
-                               score_view=view, holdout=holdout if needs_probs else 0.0, work_dir=work_dir)
+                               score_view=view, holdout=holdout if needs_probs else 0.0, work_dir=work_dir,
+                               loss_fn=loss_fn)
         scores, aux = run.scores[method], run.aux.get(method, {})
         reports = run.evidence
         cost = run.cost(method)

@@ -34,6 +34,29 @@ from .data.core import BatchReader
 from .trajectory import Checkpoint, snapshot
 from .utils import model_dtype, progress_bar, resolve_device
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def autocast_context(precision: str, device: torch.device):
+    """The autocast context of a precision (a null context for fp32)."""
+    import contextlib
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision 'fp16' needs a CUDA device (it trains with a gradient scaler); use 'bf16' on "
+                         f"{device.type}")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def per_sample_loss(loss_fn, logits, y):
+    """``loss_fn(logits, y)`` (default cross-entropy) as a (B,) float32 tensor, checked."""
+    losses = F.cross_entropy(logits.float(), y, reduction="none") if loss_fn is None else loss_fn(logits, y)
+    if not isinstance(losses, torch.Tensor) or losses.shape != y.shape:
+        raise ValueError(f"loss_fn must return one loss per sample, shape {tuple(y.shape)}; got "
+                         f"{getattr(losses, 'shape', type(losses).__name__)} (use reduction='none')")
+    return losses.float()
+
 
 @dataclass
 class TrainConfig:
@@ -50,6 +73,9 @@ class TrainConfig:
     # "epochs": a subset trains `epochs` passes over itself (fewer steps);
     # "steps": a subset trains as many optimizer steps as the full data would.
     budget: str = "epochs"
+    # "fp32"; "bf16": forward and loss under torch.autocast in bfloat16 (CPU and GPU); "fp16": float16
+    # autocast with a gradient scaler (CUDA only). Weights stay float32.
+    precision: str = "fp32"
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -60,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.budget not in ("epochs", "steps"):
             raise ValueError(f"budget must be 'epochs' or 'steps', got {self.budget!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     def replace(self, **overrides) -> TrainConfig:
         """A copy with some fields changed; unknown field names are an error."""
@@ -109,7 +137,7 @@ def _batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
 def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indices=None,
           reference_size: int | None = None, seed: int = 0, device=None,
           checkpoint_epochs=(), callbacks=(), num_workers: int = 0, progress: bool = False,
-          desc: str = "train", stop_after: int | None = None, **overrides) -> TrainResult:
+          desc: str = "train", stop_after: int | None = None, loss_fn=None, **overrides) -> TrainResult:
     """Train ``model`` on ``dataset`` (or on ``dataset[indices]``) with the recipe ``config``.
 
     Parameters
@@ -125,6 +153,10 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         Epochs (1-based; 0 = initialisation) after which a :class:`Checkpoint` is kept.
     callbacks : iterable
         Objects with ``on_train_begin`` / ``on_batch_end`` / ``on_epoch_end`` (see module docstring).
+    loss_fn : callable, optional
+        ``(logits, targets) -> (B,)`` per-sample losses (e.g. label smoothing:
+        ``lambda z, y: F.cross_entropy(z, y, reduction="none", label_smoothing=0.1)``); the step
+        minimises their mean. Default cross-entropy.
     stop_after : int, optional
         Train only the first ``stop_after`` epochs of the schedule (the learning rates are those
         of the full ``epochs``-long schedule): an early segment of the same trajectory, as a cheap
@@ -179,8 +211,11 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
                 cb_time[0] += time.perf_counter() - t
                 cb_time[1] += time.process_time() - c
 
+    amp = autocast_context(cfg.precision, device)
+    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
     call("on_train_begin", model=model)
-    reader = BatchReader(dataset, num_workers=num_workers, device=device)
+    # Floating inputs are cast to the model's dtype (a bfloat16 or float64 model).
+    reader = BatchReader(dataset, num_workers=num_workers, device=device, dtype=model_dtype(model))
     bar = progress_bar(range(1, last + 1), desc=desc, enabled=progress and rank == 0, unit="epoch")
     for epoch in bar:
         lr = cosine_lr(cfg.lr, epoch - 1, epochs, cfg.min_lr)
@@ -198,11 +233,17 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
                                       strict=True):
             if augment is not None:
                 x = augment(x, gen)
-            logits = net(x)
-            loss = F.cross_entropy(logits, y)
+            with amp:
+                logits = net(x)
+                loss = per_sample_loss(loss_fn, logits, y).mean()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             step += 1
             with torch.no_grad():
                 loss_sum += float(loss) * len(y)

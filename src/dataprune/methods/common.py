@@ -23,8 +23,13 @@ class NonFiniteScoreWarning(UserWarning):
 
 
 def prepare_model(model: torch.nn.Module, device) -> torch.nn.Module:
-    """A private eval-mode copy: scoring never changes the caller's model."""
-    return copy.deepcopy(model).to(device).eval()
+    """A private eval-mode copy: scoring never changes the caller's model. A bfloat16 or float16 model
+    is scored in float32 (per-sample terms of a half-precision model do not add up to its batch
+    gradient to any useful tolerance); checkpoints load into it with their values converted."""
+    work = copy.deepcopy(model)
+    if any(p.dtype in (torch.bfloat16, torch.float16) for p in work.parameters()):
+        work = work.float()
+    return work.to(device).eval()
 
 
 def load_checkpoint(work: torch.nn.Module, ck, k: int) -> None:
