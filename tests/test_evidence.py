@@ -95,3 +95,32 @@ def test_holdout_zero_reads_the_early_segment_and_says_it_could_not_judge():
     assert "could not be judged" in res.summary()
     with pytest.raises(ValueError, match="holdout must be"):
         dp.prune(lambda: nn.Sequential(nn.Linear(6, 3)), ds, ratio=0.5, epochs=4, holdout=1.5)
+
+
+def test_a_surrogate_still_learning_at_its_last_checkpoint_is_not_credible(monkeypatch):
+    """Held-out accuracy best at the last checkpoint and still rising there: not credible (the clean
+    image-folder case, where its flags were hard samples it had not learnt yet)."""
+    import dataprune.evidence as evidence
+
+    n, classes = 400, 4
+    labels = np.arange(n) % classes
+    ds = ArrayDataset(torch.zeros(n, 2), labels)
+    rng = np.random.default_rng(0)
+    accuracy = {1: 0.3, 3: 0.5, 5: 0.8}
+
+    def fake_probs(model, cks, dataset, **_):
+        y = dataset.targets
+        out = []
+        for ck in cks:
+            right = rng.random(len(y)) < accuracy[ck.epoch]
+            pred = np.where(right, y, (y + 1) % classes)
+            out.append(np.eye(classes)[pred] * 0.9 + 0.1 / classes)
+        return out
+
+    monkeypatch.setattr(evidence, "_probs", fake_probs)
+    cks = [snapshot(nn.Linear(2, classes), 0.1, e) for e in (1, 3, 5)]
+    report = judge(nn.Linear(2, classes), cks, ds, held=holdout_indices(labels, 0.25, seed=0))
+    assert report["evidence_epochs"] == [5] and report["credible"] is False and "still learning" in report["why"]
+    accuracy[5] = 0.51                        # plateau reached: the same evidence is judged on its merits
+    report = judge(nn.Linear(2, classes), cks, ds, held=holdout_indices(labels, 0.25, seed=0))
+    assert report["evidence_epochs"] == [3, 5] and "still learning" not in report.get("why", "")
