@@ -15,7 +15,7 @@ from dataprune.data import ArrayDataset
 from dataprune.io import PartialResultWarning
 from dataprune.models import SmallCNN
 
-ARGS = ["score", "--dataset", "mnist5k", "--train-limit", "1000", "--epochs", "4", "--checkpoints",
+ARGS = ["score", "--method", "moso", "--dataset", "mnist5k", "--train-limit", "1000", "--epochs", "4", "--checkpoints",
         "1,2,3,4", "--quiet"]
 
 

@@ -50,9 +50,9 @@ def test_step_budget_trains_as_many_steps_as_full_data():
     ds = _data(n=100)
     full = retrain(_model, ds, ds, None, epochs=3, batch_size=10)
     by_epochs = retrain(_model, ds, ds, np.arange(25), epochs=3, batch_size=10)
-    by_steps = retrain(_model, ds, ds, np.arange(25), epochs=3, batch_size=10, budget="steps")
+    by_steps = retrain(_model, ds, ds, np.arange(25), epochs=3, batch_size=10, length="steps")
     assert full["steps"] == 30 and by_epochs["steps"] == 9 and by_steps["steps"] == 30
-    assert by_steps["budget"] == "steps"
+    assert by_steps["length"] == "steps"
 
 
 def test_callbacks_see_every_sample_every_epoch():

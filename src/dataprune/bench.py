@@ -39,7 +39,7 @@ from .train import TrainConfig
 
 RESULT_COLUMNS = ["method", "policy", "plan", "ratio", "seed", "n_kept", "test_acc", "test_bacc", "val_acc",
                   "val_bacc", "kept_mislabelled", "prune_seconds", "cost_fraction", "cost_clock", "train_seconds",
-                  "train_cpu_seconds", "retrain_budget", "epochs", "steps"]
+                  "train_cpu_seconds", "retrain_length", "epochs", "steps"]
 # Keys of run.json that a run may extend (everything else must match to resume or add to a folder);
 # per-method and per-policy options merge, as long as no option is given two values.
 GRID_KEYS = ("methods", "ratios", "seeds", "full", "options", "policy_options")
@@ -396,7 +396,7 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
                     full_seconds[seed] = res[timing]
                     rows.append({"method": "full", "policy": "", "plan": "", "ratio": 0.0, "seed": seed,
                                  "prune_seconds": 0.0, "cost_fraction": 0.0, "cost_clock": clock,
-                                 "retrain_budget": res["budget"],
+                                 "retrain_length": res["length"],
                                  "kept_mislabelled": _kept_share(flipped, None), **res})
                     save()
                     finished[0] += 1
@@ -418,7 +418,7 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
                     full = full_seconds.get(seed) or _mean(full_seconds.values()) or sres["full_estimate"]
                     rows.append({"method": e.text, "policy": e.policy, "plan": plan.name, "ratio": float(ratio),
                                  "seed": seed, "prune_seconds": prune, "cost_fraction": prune / full if full else
-                                 float("nan"), "cost_clock": clock, "retrain_budget": res["budget"],
+                                 float("nan"), "cost_clock": clock, "retrain_length": res["length"],
                                  "kept_mislabelled": _kept_share(flipped, keep), "_new": True, **res})
                     save()
                     finished[0] += 1

@@ -41,7 +41,7 @@ EPILOG = {
   dataprune report runs/prune70 --bench runs/mnist5k""",
     "evaluate": """examples:
   dataprune evaluate --dataset mnist5k --model cnn --indices keep.npy --epochs 10
-  dataprune evaluate --dataset mnist5k --model cnn --indices keep.npy --seeds 3 --budget steps --out res.csv""",
+  dataprune evaluate --dataset mnist5k --model cnn --indices keep.npy --seeds 3 --length steps --out res.csv""",
     "bench": """examples:
   dataprune bench --preset mnist5k-cpu --out runs/mnist5k                   # every baseline, 3 seeds
   dataprune bench --preset mnist5k-cpu --label-noise 0.2 --out runs/mnist5k-noisy
@@ -196,13 +196,14 @@ def _data_args(p, default="mnist5k"):
                    help="hold out this fraction of the training set (stratified) as validation data")
 
 
-def _recipe_args(p, epochs=10, title="training recipe", budget=False):
+def _recipe_args(p, epochs=10, title="training recipe", length=False):
     g = p.add_argument_group(title)
     g.add_argument("--epochs", type=_positive_int, default=epochs, help="epochs (default %(default)s)")
     _recipe_rest(g)
-    if budget:
-        g.add_argument("--budget", default="epochs", choices=["epochs", "steps"],
-                       help="same epochs on the subset (default) or as many steps as the full data")
+    if length:
+        g.add_argument("--length", default="epochs", choices=["epochs", "steps"],
+                       help="how long a subset trains: the same epochs (default) or as many optimizer steps as "
+                            "the full data")
 
 
 def _recipe_rest(g):
@@ -263,8 +264,8 @@ def _grid_args(p):
     g = p.add_argument_group("retraining recipe (the surrogate's too, unless --surrogate-epochs)")
     g.add_argument("--epochs", type=_positive_int, help="retraining epochs (default 10)")
     _recipe_rest(g)
-    g.add_argument("--retrain-budget", choices=["epochs", "steps"],
-                   help="retraining budget: same epochs (fewer steps, default) or same steps as full data")
+    g.add_argument("--retrain-length", choices=["epochs", "steps"],
+                   help="how long a subset retrains: same epochs (fewer steps, default) or same steps as the full data")
     g = p.add_argument_group("grid")
     g.add_argument("--surrogate-epochs", type=_positive_int, help="surrogate epochs (default: --epochs)")
     g.add_argument("--checkpoints", help=CHECKPOINTS_HELP)
@@ -330,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("score", "score every training sample (higher = keep)")
     _data_args(p)
     _run_args(p)
-    _scoring_args(p, method_default="moso")
+    _scoring_args(p)
     p.add_argument("--evidence", action="store_true",
                    help="also record the surrogate's class probabilities (what --policy auto reads) for methods "
                         "that do not record them")
@@ -374,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("evaluate", "retrain from scratch on kept indices and report test accuracy")
     _data_args(p)
     _run_args(p)
-    _recipe_args(p, budget=True)
+    _recipe_args(p, length=True)
     p.add_argument("--indices", help="indices .npy from `dataprune select` (default: all training data)")
     p.add_argument("--seeds", type=_positive_int, default=1, help="retrain with seeds 0..N-1 (default 1)")
     p.add_argument("--out", help="CSV file for the results")
@@ -407,7 +408,7 @@ def _load_split(args):
                         image_size=args.image_size, normalize=args.normalize)
 
 
-def _recipe(args, split, epochs=None, budget="epochs"):
+def _recipe(args, split, epochs=None, length="epochs"):
     from .data import DATASETS
     from .train import TrainConfig
 
@@ -416,7 +417,7 @@ def _recipe(args, split, epochs=None, budget="epochs"):
     recipe = DATASETS[args.dataset].recipe
     return TrainConfig(epochs=epochs or args.epochs, batch_size=args.batch_size or recipe.get("batch_size", 128),
                        lr=args.lr or recipe.get("lr", 0.05), momentum=args.momentum, nesterov=args.momentum > 0,
-                       weight_decay=args.weight_decay, augment=augment, budget=budget)
+                       weight_decay=args.weight_decay, augment=augment, length=length)
 
 
 def _model_factory(args, split):
@@ -479,7 +480,7 @@ def _resolve_grid(args, defaults: dict, preset: dict | None = None) -> None:
     preset = preset or {}
     explicit_epochs = args.epochs is not None
     for key in ("dataset", "model", "epochs", "surrogate_epochs", "batch_size", "lr", "checkpoints", "methods",
-                "ratios", "seeds", "image_size", "partitions", "policy", "retrain_budget"):
+                "ratios", "seeds", "image_size", "partitions", "policy", "retrain_length"):
         if getattr(args, key, None) is None:
             if key == "surrogate_epochs" and explicit_epochs:
                 continue
@@ -493,14 +494,14 @@ def _resolve_grid(args, defaults: dict, preset: dict | None = None) -> None:
         raise CLIError("name the methods to compare with --methods (or pick a --preset)")
     args.partitions = args.partitions or 1
     args.policy = args.policy or "class_balanced"
-    args.retrain_budget = args.retrain_budget or "epochs"
+    args.retrain_length = args.retrain_length or "epochs"
 
 
 def _grid_spec(args, split):
     from .bench import GridSpec
 
-    rcfg = _recipe(args, split, budget=args.retrain_budget)
-    scfg = rcfg.replace(epochs=args.surrogate_epochs or rcfg.epochs, budget="epochs")
+    rcfg = _recipe(args, split, length=args.retrain_length)
+    scfg = rcfg.replace(epochs=args.surrogate_epochs or rcfg.epochs, length="epochs")
     epochs = parse_checkpoints(args.checkpoints, scfg.epochs)
     return GridSpec(dataset=args.dataset, model=args.model, methods=list(args.methods), ratios=list(args.ratios),
                     seeds=list(args.seeds), surrogate=dict(scfg.__dict__), retrain=dict(rcfg.__dict__),
@@ -642,8 +643,9 @@ def cmd_train(args, log):
 def cmd_score(args, log):
     from . import distributed as dist
     from . import io
+    from .evidence import HOLDOUT
     from .methods import get_method
-    from .pipeline import Plan, choose_plan, surrogate_scores
+    from .pipeline import resolve_plan, surrogate_scores
     from .trajectory import load_checkpoints
 
     if not args.out.endswith(".npy"):
@@ -663,14 +665,13 @@ def cmd_score(args, log):
         checkpoints, ck_meta = load_checkpoints(args.checkpoints_file)
         io.check_fingerprint(ck_meta.get("fingerprint"), fingerprint, args.checkpoints_file)
         epochs = [c.epoch for c in checkpoints]
-        plan = Plan(name="given checkpoints")
     else:
         epochs = parse_checkpoints(args.checkpoints, cfg.epochs, seed=args.seed)
-        plan = Plan(**spec.plan) if spec.plan and args.budget is None else \
-            choose_plan(args.budget, cfg.epochs, epochs, fused_ok=spec.fused is not None and args.partitions == 1)
-    from .select import POLICIES
-
-    needs_probs = args.evidence or (spec.policy and "probs" in POLICIES[spec.policy].evidence)
+    # The same plan decision as dp.prune and the bench.
+    plan, needs_probs = resolve_plan(args.method, budget=args.budget, recipe_epochs=cfg.epochs,
+                                     checkpoint_epochs=epochs, options=options, partitions=args.partitions,
+                                     checkpoints_given=checkpoints is not None)
+    needs_probs = needs_probs or args.evidence
     work_dir = args.work_dir or args.out + ".parts"
     with io.output_lock(args.out) if dist.rank() == 0 else _nullcontext():
         if args.budget is not None:
@@ -681,19 +682,22 @@ def cmd_score(args, log):
                                seed=args.seed, device=args.device, batch_size=args.score_batch_size,
                                num_workers=args.num_workers, progress=not args.quiet and dist.rank() == 0,
                                options={args.method: options}, checkpoints=checkpoints, work_dir=work_dir,
-                               evidence_for=[args.method] if needs_probs else [])
+                               evidence_for=[args.method] if needs_probs else [], holdout=HOLDOUT)
         scores = run.scores[args.method]
         if dist.rank() != 0:
             return
         cost = run.cost(args.method)
         if args.budget is not None:
-            cost.update(budget=args.budget, expected_cost_fraction=plan.expected_cost(cfg.epochs, epochs))
+            cost.update(budget=args.budget, expected_cost_fraction=plan.expected_cost(
+                cfg.epochs, epochs, evidence=needs_probs, history=spec.history is not None,
+                records_evidence="evidence_epochs" in spec.options))
         meta = {"kind": "scores", "method": args.method, "options": options, "higher_is": "keep",
                 **_dataset_meta(args, split), "model": args.model, "seed": args.seed, "partitions": args.partitions,
                 "surrogate": ck_meta.get("recipe", dict(cfg.__dict__)),
                 "checkpoints": [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part],
                 "checkpoints_file": args.checkpoints_file, "seconds": run.seconds[args.method],
-                "surrogate_seconds": run.surrogate_seconds, "cost": cost, "fingerprint": fingerprint}
+                "surrogate_seconds": run.surrogate_seconds, "cost": cost, "fingerprint": fingerprint,
+                "evidence_report": run.evidence or None}
         if args.method in run.aux:
             meta["aux"] = io.save_aux(args.out, run.aux[args.method])
         io.save_array(args.out, scores, meta, overwrite=args.force)
@@ -735,8 +739,12 @@ def cmd_select(args, log):
         raise CLIError(f"policy {policy!r} needs the per-sample evidence ({', '.join(missing)}) recorded with the "
                        f"scores; {args.scores} was made by {method or 'an unknown method'} without it. Score with "
                        f"--method recommended (or add --evidence to `dataprune score`)")
+    from .evidence import apply_credibility
+
+    popts, extra = apply_credibility(policy, popts, meta.get("evidence_report"))
     sel = selection(scores, args.ratio, labels=labels, policy=policy, seed=args.seed, num_samples=len(split.train),
                     **popts, **evidence)
+    sel.decisions.update(extra)
     out_meta = {"kind": "indices", "ratio": args.ratio, "policy": policy, "seed": args.seed, "policy_options": popts,
                 "decisions": sel.decisions, "scores_file": os.path.abspath(args.scores), "method": method,
                 **_dataset_meta(args, split), "fingerprint": io.dataset_fingerprint(split.train)}
@@ -839,7 +847,7 @@ def cmd_evaluate(args, log):
     _check_device(args)
     split = _load_split(args)
     make = _model_factory(args, split)
-    cfg = _recipe(args, split, budget=args.budget)
+    cfg = _recipe(args, split, length=args.length)
     keep, meta = (None, {})
     if args.indices:
         keep, meta = io.load_array(args.indices)
@@ -854,7 +862,7 @@ def cmd_evaluate(args, log):
                       num_workers=args.num_workers, progress=not args.quiet, val_set=split.val)
         rows.append({"method": meta.get("method", "full" if keep is None else "given"),
                      "policy": meta.get("policy", ""), "plan": meta.get("plan", ""),
-                     "ratio": float(meta.get("ratio", 0.0)), "seed": seed, "retrain_budget": res["budget"], **res})
+                     "ratio": float(meta.get("ratio", 0.0)), "seed": seed, "retrain_length": res["length"], **res})
         print(f"seed {seed}: kept {res['n_kept']} samples, {res['steps']} steps, test accuracy {res['test_acc']:.4f}"
               + (f", validation {res['val_acc']:.4f}" if "val_acc" in res else ""))
     accs = [r["test_acc"] for r in rows]

@@ -22,14 +22,14 @@ def retrain(make_model: Callable[[], torch.nn.Module], train_set, test_set, keep
     """Train a fresh ``make_model()`` on ``train_set[keep_indices]`` and measure test accuracy.
 
     The model is built after seeding with ``seed``, so the same seed gives the same
-    initialisation for every subset. With ``config.budget == "steps"`` a subset trains
+    initialisation for every subset. With ``config.length == "steps"`` a subset trains
     as many optimizer steps as the full training set would.
 
     Returns
     -------
     dict with ``test_acc`` (fraction in [0, 1]), ``test_bacc`` (balanced accuracy: the mean of the
     per-class recalls), ``val_acc``/``val_bacc`` on ``val_set`` when given, ``n_kept``, ``steps``, ``epochs``,
-    ``train_seconds`` (wall), ``train_cpu_seconds`` (CPU time of the process) and ``budget``.
+    ``train_seconds`` (wall), ``train_cpu_seconds`` (CPU time of the process) and ``length``.
     """
     n = len(train_set)
     keep = np.arange(n) if keep_indices is None else np.asarray(keep_indices, dtype=np.int64)
@@ -47,7 +47,7 @@ def retrain(make_model: Callable[[], torch.nn.Module], train_set, test_set, keep
     acc, bacc = accuracies(result.model, test_set, device=device, num_workers=num_workers)
     out = {"test_acc": acc, "test_bacc": bacc, "n_kept": int(len(keep)), "steps": result.steps,
            "epochs": len(result.history), "train_seconds": result.seconds, "train_cpu_seconds": result.cpu_seconds,
-           "budget": cfg.budget}
+           "length": cfg.length}
     if val_set is not None:
         out["val_acc"], out["val_bacc"] = accuracies(result.model, val_set, device=device, num_workers=num_workers)
     return out

@@ -70,9 +70,9 @@ class TrainConfig:
     weight_decay: float = 5e-4
     min_lr: float = 0.0
     augment: str | None = None
-    # "epochs": a subset trains `epochs` passes over itself (fewer steps);
-    # "steps": a subset trains as many optimizer steps as the full data would.
-    budget: str = "epochs"
+    # How long a subset trains: "epochs", `epochs` passes over itself (fewer steps); "steps", as many
+    # optimizer steps as the full data would. ("budget" means the pruning budget only.)
+    length: str = "epochs"
     # "fp32"; "bf16": forward and loss under torch.autocast in bfloat16 (CPU and GPU); "fp16": float16
     # autocast with a gradient scaler (CUDA only). Weights stay float32.
     precision: str = "fp32"
@@ -84,14 +84,17 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.budget not in ("epochs", "steps"):
-            raise ValueError(f"budget must be 'epochs' or 'steps', got {self.budget!r}")
+        if self.length not in ("epochs", "steps"):
+            raise ValueError(f"length must be 'epochs' or 'steps', got {self.length!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     def replace(self, **overrides) -> TrainConfig:
         """A copy with some fields changed; unknown field names are an error."""
         unknown = set(overrides) - set(TrainConfig.__dataclass_fields__)
+        if "budget" in unknown:
+            raise TypeError("the training option 'budget' is now 'length' (\"epochs\" or \"steps\"): 'budget' "
+                            "means the pruning budget only (dp.prune(..., budget=F))")
         if unknown:
             raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}; valid: "
                             f"{', '.join(TrainConfig.__dataclass_fields__)}")
@@ -147,7 +150,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
     indices : array of int, optional
         Train on these dataset positions only (a pruned subset).
     reference_size : int, optional
-        With ``config.budget == "steps"``, the number of samples whose epoch count
+        With ``config.length == "steps"``, the number of samples whose epoch count
         defines the step budget (the full training set). Defaults to ``len(dataset)``.
     checkpoint_epochs : iterable of int
         Epochs (1-based; 0 = initialisation) after which a :class:`Checkpoint` is kept.
@@ -174,7 +177,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
     batches_per_epoch = len(_batches(indices, cfg.batch_size))
     total_steps = None
     epochs = cfg.epochs
-    if cfg.budget == "steps":
+    if cfg.length == "steps":
         ref = reference_size or len(dataset)
         total_steps = cfg.epochs * len(_batches(np.arange(ref), cfg.batch_size))
         epochs = math.ceil(total_steps / batches_per_epoch)

@@ -95,8 +95,9 @@ def call_method(spec: MethodSpec, model, checkpoints, dataset, *, options: dict 
     return (scores, extra) if return_aux else scores
 
 
-def score(model, checkpoints, dataset, *, method: str = "moso", return_aux: bool = False, **options):
-    """Scores of any registered method by name, shape ``(N,)`` float64, higher = keep.
+def score(model, checkpoints, dataset, *, method: str = RECOMMENDED, return_aux: bool = False, **options):
+    """Scores of any registered method by name, shape ``(N,)`` float64, higher = keep. The default
+    method is the one ``dp.prune`` and ``dataprune score`` use (``"recommended"``).
 
     ``options`` are the method's own (``dataprune list`` or ``METHODS[name].options``). Methods
     recorded during training (forgetting, AUM, ...) fall back to the given checkpoints.
