@@ -192,21 +192,38 @@ def _init_worker(split, make_model, threads):
 
 
 def _score_unit(methods, plan, spec_dict, seed, work_dir, device, batch_size, options, evidence_for):
-    """Train the surrogate of ``plan`` for ``seed`` and score it with ``methods`` (in a worker)."""
+    """Train the surrogate of ``plan`` for ``seed`` and score it with ``methods`` (in a worker).
+
+    Methods whose policy reads the label evidence get the surrogate ``dp.prune`` trains for them (the
+    held-out share of :mod:`dataprune.evidence` kept out of its training); the others share one trained on
+    all the data, as they would alone."""
+    from .evidence import HOLDOUT
     from .pipeline import surrogate_scores
 
     spec = GridSpec(**spec_dict)
     split, make_model = _WORKER["split"], _WORKER["make_model"]
-    run = surrogate_scores(methods, split.train, make_model, config=TrainConfig(**spec.surrogate),
-                           checkpoint_epochs=spec.checkpoint_epochs, plan=plan, partitions=spec.partitions,
-                           seed=seed, device=device, batch_size=batch_size, options=options,
-                           work_dir=work_dir, evidence_for=evidence_for)
-    return {"scores": run.scores, "aux": run.aux, "seconds": run.seconds,
-            "prune_cost": {m: run.surrogate_cost(m) + run.scoring_cost(m) for m in run.scores}, "clock": run.clock,
-            "surrogate_seconds": run.surrogate_seconds, "recorded_seconds": run.recorded_seconds,
-            "full_estimate": run.cost(next(iter(run.scores)))["full_train_seconds"],
-            "checkpoints": [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part],
-            "epochs_trained": plan.epochs(spec.surrogate["epochs"])}
+    judged = [m for m in methods if m in evidence_for]
+    groups = [(judged, HOLDOUT, "evidence"), ([m for m in methods if m not in judged], 0.0, None)]
+    out = {"scores": {}, "aux": {}, "seconds": {}, "prune_cost": {}, "evidence": {}}
+    for group, holdout, sub in groups:
+        if not group:
+            continue
+        run = surrogate_scores(group, split.train, make_model, config=TrainConfig(**spec.surrogate),
+                               checkpoint_epochs=spec.checkpoint_epochs, plan=plan, partitions=spec.partitions,
+                               seed=seed, device=device, batch_size=batch_size, options=options,
+                               work_dir=work_dir if work_dir is None or sub is None else os.path.join(work_dir, sub),
+                               evidence_for=[m for m in evidence_for if m in group], holdout=holdout)
+        out["scores"].update(run.scores)
+        out["aux"].update(run.aux)
+        out["seconds"].update(run.seconds)
+        out["prune_cost"].update({m: run.surrogate_cost(m) + run.scoring_cost(m) for m in run.scores})
+        out["evidence"].update({m: run.evidence for m in group if run.evidence})
+        out.update({"clock": run.clock, "surrogate_seconds": run.surrogate_seconds,
+                    "recorded_seconds": run.recorded_seconds,
+                    "full_estimate": run.cost(next(iter(run.scores)))["full_train_seconds"],
+                    "checkpoints": [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part],
+                    "epochs_trained": plan.trained_epochs(spec.surrogate["epochs"], spec.checkpoint_epochs)})
+    return out
 
 
 def _retrain_unit(keep, seed, retrain_cfg, device, desc):
@@ -372,7 +389,7 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
                 fut = runner.submit(_retrain_unit, None, seed, spec.retrain, device, "full data")
                 pending[fut] = ("full", seed)
         for (plan, seed), g in groups.items():
-            loaded = _load_scores(out_dir, plan, seed, g["methods"], g["evidence"], fingerprint)
+            loaded = _load_scores(out_dir, plan, seed, g["methods"], g["evidence"], fingerprint, clock)
             if loaded is not None:
                 score_cache[(plan, seed)] = loaded
                 continue
@@ -462,13 +479,17 @@ def _submit_cells(runner, pending, group, res, key, spec, targets, fingerprint, 
     plan, seed = key
     for e in group["entries"]:
         aux = res["aux"].get(e.method, {})
-        popts = dict(spec.policy_options.get(e.policy, {}))
+        from .evidence import apply_credibility
+
+        popts, extra = apply_credibility(e.policy, spec.policy_options.get(e.policy, {}),
+                                         res.get("evidence", {}).get(e.method))
         evidence = {k: v for k, v in aux.items()}
         for ratio in spec.ratios:
             if (e.text, float(ratio), seed) in done:
                 continue
             sel = selection(res["scores"][e.method], ratio, labels=targets, policy=e.policy, seed=seed,
                             **popts, **evidence)
+            sel.decisions.update(extra)
             if out_dir is not None:
                 io.save_array(os.path.join(out_dir, "indices", f"{_safe(e.text)}-r{ratio:g}-seed{seed}.npy"),
                               sel.keep, {"kind": "indices", "method": e.method, "entry": e.text, "ratio": ratio,
@@ -497,18 +518,21 @@ def _save_scores(out_dir, plan, seed, res, spec, fingerprint):
                 "seconds": res["seconds"][m], "surrogate_seconds": res["surrogate_seconds"],
                 "prune_cost": res["prune_cost"][m], "clock": res["clock"],
                 "recorded_seconds": res["recorded_seconds"], "full_estimate": res["full_estimate"],
-                "fingerprint": fingerprint, "higher_is": "keep"}
+                "fingerprint": fingerprint, "higher_is": "keep",
+                "evidence_report": res.get("evidence", {}).get(m)}
         if res["aux"].get(m):
             meta["aux"] = io.save_aux(path, res["aux"][m])
         io.save_array(path, scores, meta, overwrite=True)
 
 
-def _load_scores(out_dir, plan, seed, methods, evidence_for, fingerprint):
-    """Every method's scores of a (plan, seed) unit from the folder, or None when one is missing."""
+def _load_scores(out_dir, plan, seed, methods, evidence_for, fingerprint, clock=None):
+    """Every method's scores of a (plan, seed) unit from the folder, or None when one is missing, was
+    timed on another clock than this run's (its cost would not compare with the rows timed now), or was
+    scored before the label evidence was judged on held-out samples."""
     if out_dir is None:
         return None
     res = {"scores": {}, "aux": {}, "seconds": {}, "prune_cost": {}, "surrogate_seconds": 0.0,
-           "recorded_seconds": 0.0, "full_estimate": float("nan"), "clock": "wall"}
+           "recorded_seconds": 0.0, "full_estimate": float("nan"), "clock": "wall", "evidence": {}}
     for m in methods:
         path = _score_path(out_dir, plan, m, seed)
         if not os.path.isfile(path):
@@ -516,8 +540,11 @@ def _load_scores(out_dir, plan, seed, methods, evidence_for, fingerprint):
         arr, meta = io.load_array(path)
         io.check_fingerprint(meta.get("fingerprint"), fingerprint, path)
         aux = io.load_aux(path, meta) if meta.get("aux") else {}
-        if m in evidence_for and "probs" not in aux:
+        if m in evidence_for and ("probs" not in aux or "evidence_report" not in meta):
             return None          # scored earlier without the evidence a policy now needs
+        if clock is not None and meta.get("clock", "wall") != clock:
+            return None          # timed on another clock: its cost is not comparable with this run's
+        res["evidence"][m] = meta.get("evidence_report")
         res["scores"][m], res["seconds"][m], res["aux"][m] = arr, float(meta.get("seconds", 0.0)), aux
         res["prune_cost"][m] = float(meta.get("prune_cost", meta.get("seconds", 0.0)
                                               + meta.get("surrogate_seconds", 0.0)))
