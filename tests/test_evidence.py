@@ -62,11 +62,11 @@ def test_a_surrogate_that_has_not_learnt_is_not_credible_and_auto_sets_nothing_a
     report = judge(model, cks, ds, held=held)
     assert report["credible"] is False and "collapsed" in report["why"]
     options, decisions = apply_credibility("auto", {}, [report])
-    assert options == {"noise": "none"} and decisions["evidence"] is report
+    assert options == {"noise": "none", "within": "random"} and decisions["evidence"] is report
     ev, _ = label_evidence(model, cks, ds, report=report)
     kept = dp.selection(np.random.default_rng(0).random(len(ds)), 0.5, labels=ds.targets, policy="auto", **options,
                         **ev)
-    assert kept.decisions["set_aside"] == 0
+    assert kept.decisions["set_aside"] == 0 and kept.decisions["sampling"] == "random"
     # Without the guard the same evidence would set aside two thirds of the (clean) labels.
     unguarded = dp.selection(np.zeros(len(ds)), 0.5, labels=ds.targets, policy="auto", **ev)
     assert unguarded.decisions["estimated_noise"] == 0 or unguarded.decisions["estimated_noise"] > 0.5

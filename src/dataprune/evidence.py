@@ -195,14 +195,17 @@ def label_evidence(model, checkpoints, dataset, *, held=None, batch_size: int = 
 
 
 def apply_credibility(policy: str, policy_options: dict | None, reports) -> tuple[dict, dict]:
-    """``(policy_options, decisions)`` for a selection that reads label evidence: with ``policy="auto"``
-    and evidence that is not credible (any part's report), the noise rule is ``"none"`` (no label is
-    judged wrong) unless the caller named one; the reports go into the decisions. The CLI, the bench
-    and :func:`dataprune.prune` all call this."""
+    """``(policy_options, decisions)`` for a selection that reads label evidence. With ``policy="auto"``
+    and a surrogate that is not credible (any part's report), nothing it says is acted on: no label is
+    judged wrong (noise rule ``"none"``) and each class's quota is a uniform random sample of the class
+    (``within="random"``) instead of its top scores -- the scores come from the same surrogate --
+    unless the caller named either option. The reports go into the decisions. The CLI, the bench and
+    :func:`dataprune.prune` all call this."""
     options = dict(policy_options or {})
     reports = [r for r in (reports or []) if r]
     if not reports:
         return options, {}
-    if policy == "auto" and any(r.get("credible") is False for r in reports) and "noise" not in options:
-        options["noise"] = "none"
+    if policy == "auto" and any(r.get("credible") is False for r in reports):
+        options.setdefault("noise", "none")
+        options.setdefault("within", "random")
     return options, {"evidence": reports[0] if len(reports) == 1 else reports}

@@ -127,6 +127,9 @@ class PruneResult:
                              "not train on")
             if report.get("credible") is False:
                 lines.append("labels not judged: " + report.get("why", "the surrogate's evidence is not credible"))
+                if d.get("sampling") == "random":
+                    lines.append("so each class's share is a random sample (the scores come from the same "
+                                 "surrogate)")
             elif report.get("credible") is None and "estimated_noise" in d:
                 lines.append("warning: " + report.get("why", "the evidence could not be judged"))
             if report.get("caution"):

@@ -401,8 +401,8 @@ def _noise_cutoff(scores, k, ratio, labels, rng, evidence, cutoff=None, sampling
     return keep, {"cutoff": float(cutoff), "sampling": sampling}
 
 
-def _auto(scores, k, ratio, labels, rng, evidence, noise=None):
-    return auto_indices(scores, labels, k, probs=evidence["probs"], ratio=ratio, rng=rng, noise=noise)
+def _auto(scores, k, ratio, labels, rng, evidence, noise=None, within="auto"):
+    return auto_indices(scores, labels, k, probs=evidence["probs"], ratio=ratio, rng=rng, noise=noise, within=within)
 
 
 def _dual(scores, k, ratio, labels, rng, evidence, c_d=4.0):
@@ -424,7 +424,7 @@ POLICIES: dict[str, PolicySpec] = {p.name: p for p in [
                needs_labels=True),
     PolicySpec("auto", _auto, "the recommended default: set aside the labels the surrogate contradicts (per "
                "class), equal class counts where sizes allow, top scores below ratio 0.8, a random sample from it",
-               options=("noise",), evidence=("probs",), needs_labels=True),
+               options=("noise", "within"), evidence=("probs",), needs_labels=True),
     PolicySpec("dual", _dual, "DUAL's ratio-adaptive Beta sampling over the mean label probability "
                "(Cho et al. 2025)", options=("c_d",), evidence=("label_prob",)),
 ]}
