@@ -120,8 +120,8 @@ class Plan:
             scoring += (full_pass + judged) * COST["forward"]
         return (self.data_fraction * e * (1 + COST["record"]) + scoring) / (full_epochs or recipe_epochs)
 
-    def describe(self, recipe_epochs: int, requested=()) -> str:
-        e = self.epochs(recipe_epochs)
+    def describe(self, recipe_epochs: int, requested=(), *, history: bool = False) -> str:
+        e = self.trained_epochs(recipe_epochs, requested, history=history)
         parts = [f"surrogate {e} of {recipe_epochs} epochs"]
         if self.data_fraction < 1:
             parts[0] += f" on {self.data_fraction:.0%} of the data"
