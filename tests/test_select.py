@@ -171,8 +171,8 @@ def with_probs(draw):
 
 
 @settings(max_examples=150, deadline=None)
-@given(with_probs(), st.sampled_from([0.0, 0.5, 1.0]), st.sampled_from(["confident", "argmax", "calibrated"]),
-       st.integers(0, 2**31))
+@given(with_probs(), st.sampled_from([0.0, 0.5, 1.0]),
+       st.sampled_from(["confident", "argmax", "calibrated", "adaptive"]), st.integers(0, 2**31))
 def test_auto_properties(problem, alpha, rule, seed):
     from dataprune.select import auto_indices, confident_noise, waterfill_quotas
 
@@ -188,14 +188,45 @@ def test_auto_properties(problem, alpha, rule, seed):
     # quotas: a split of min(k, trusted) that follows size ** alpha, capped at the trusted sizes
     assert d["quotas"] == waterfill_quotas(trusted_sizes, k, alpha)
     assert sum(d["quotas"].values()) == min(k, sum(trusted_sizes.values()))
+    _check_water_level(trusted_sizes, k, alpha, d["quotas"])
     # a suspect sample is kept only when the trusted samples cannot fill the budget
     if (~suspect).sum() >= k:
         assert not suspect[keep].any()
         assert {c: int((labels[keep] == c).sum()) for c in d["quotas"]} == d["quotas"]
-    assert d["sampling"] == ("top" if ratio < 0.8 else d["sampling"])
+    from dataprune.select import AUTO_HIGH_SAMPLING, AUTO_STRATIFIED_FROM
+
+    assert d["sampling"] == ("top" if ratio < AUTO_STRATIFIED_FROM else AUTO_HIGH_SAMPLING)
+    if d["sampling"] == "top" and (~suspect).sum() >= k:
+        # within a class, no trusted sample left out scores above one kept
+        for c in d["quotas"]:
+            members = np.flatnonzero((labels == c) & ~suspect)
+            kept_c = np.intersect1d(members, keep)
+            out_c = np.setdiff1d(members, keep)
+            if len(kept_c) and len(out_c):
+                assert scores[kept_c].min() >= scores[out_c].max()
     again, _ = auto_indices(scores, labels, k, probs=probs, ratio=ratio, rng=np.random.default_rng(seed),
                             alpha=alpha, noise=rule)
     assert np.array_equal(np.sort(again), keep)
+
+
+def _check_water_level(sizes, k, alpha, q):
+    """An independent check of water-filling: find the level L with sum(min(size, L * size**alpha)) = k by
+    bisection; every quota is its class's min(size, L * size**alpha) up to rounding (one sample)."""
+    cls = [c for c in sizes if sizes[c] > 0]
+    k = min(k, sum(sizes[c] for c in cls))
+    if not cls:
+        return
+
+    def filled(level):
+        return sum(min(sizes[c], level * sizes[c] ** alpha) for c in cls)
+
+    lo, hi = 0.0, float(max(sizes.values()) + 1)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if filled(mid) < k else (lo, mid)
+    for c in cls:
+        target = min(sizes[c], hi * sizes[c] ** alpha)
+        assert abs(q[c] - target) <= 1 + 1e-6, (c, q[c], target)
 
 
 @settings(max_examples=200, deadline=None)
@@ -205,6 +236,7 @@ def test_waterfill_quotas(sizes, k, alpha):
     from dataprune.select import waterfill_quotas
 
     q = waterfill_quotas(sizes, k, alpha)
+    _check_water_level(sizes, k, alpha, q)
     assert sum(q.values()) == min(k, sum(sizes.values()))
     assert all(0 <= q[c] <= sizes[c] for c in sizes)
     # a class below its capacity never gets fewer than a smaller class (the water level is shared)
