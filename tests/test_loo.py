@@ -99,4 +99,8 @@ def test_moso_tracks_exact_leave_one_out():
     rho_loss = spearmanr(-loss, delta).correlation
     print(f"Spearman with the exact LOO change of optimal risk: MoSo exact {rho:.3f}, alignment form "
           f"{rho_align:.3f}, -sum lr ||g_i||^2 {rho_sq:.3f}, -final loss {rho_loss:.3f}")
-    assert rho >= 0.6
+    # What it prints, asserted (measured 0.752, 0.638, 0.830, 0.981): the exact form tracks leave-one-out
+    # better than its first-order alignment, and on this convex problem the trivial scores track it
+    # better still (the documented finding: MoSo is not the best LOO estimate here).
+    assert rho >= 0.65 and rho_align >= 0.5 and rho >= rho_align + 0.05
+    assert rho_sq >= 0.7 and rho_loss >= 0.9 and rho_loss > rho

@@ -210,3 +210,27 @@ def test_classwise_moso_ranks_flipped_labels_first_which_auto_corrects(planted_e
     kept_out = np.setdiff1d(np.arange(len(labels)), sel.keep)
     suspects = np.flatnonzero(dp_suspects(rec.aux["recommended"]["probs"], labels))
     assert np.isin(suspects, flipped).mean() >= 0.9 and np.isin(suspects, kept_out).all()
+
+
+def test_dual_terms_and_beta_weights_by_hand():
+    """DUAL on numbers worked out by hand: the windowed (sample std x (1 - mean)) of the label probability,
+    averaged over windows; the Beta(16 - b, b) weights times the score."""
+    from scipy.stats import beta
+
+    from dataprune.methods.dual import beta_weights, dual_terms
+
+    p = np.array([[0.2, 0.9], [0.4, 0.9], [0.6, 0.9]])          # 3 epochs, 2 samples
+    score, mean = dual_terms(p, window=2)
+    # sample 0: windows (0.2, 0.4) and (0.4, 0.6): std 0.141421 each, 1 - mean 0.7 and 0.5
+    s0 = (np.sqrt(0.02) * 0.7 + np.sqrt(0.02) * 0.5) / 2
+    assert np.allclose(score, [s0, 0.0]) and np.allclose(mean, [0.4, 0.9])
+    scores = np.array([2.0, 1.0, 0.5])
+    label_prob = np.array([0.3, 0.6, 0.9])
+    w = beta_weights(label_prob, scores, ratio=0.5, c_d=4.0, anchor=1)
+    b = 15 * (1 - 0.3) * (1 - 0.5 ** 4)                          # m = label_prob of the top-scored sample
+    expected = beta.pdf(label_prob, 16 - b, b) * scores
+    assert np.allclose(w, expected + 1e-12 * max(expected.max(), 1.0))
+    # at a large ratio the density moves toward easy samples (high label probability)
+    w_hi = beta_weights(label_prob, np.ones(3), ratio=0.95, anchor=1)
+    w_lo = beta_weights(label_prob, np.ones(3), ratio=0.1, anchor=1)
+    assert np.argmax(w_hi) == 2 and np.argmax(w_lo) < 2
