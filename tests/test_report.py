@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from dataprune.bench import write_results
 from dataprune.report import markdown_table, suite_cells, write_suite_summary
+from dataprune.results import write_results
 
 
 def _rows(accs):

@@ -868,7 +868,7 @@ def cmd_evaluate(args, log):
     accs = [r["test_acc"] for r in rows]
     print(f"test accuracy: {np.mean(accs):.4f} ± {np.std(accs):.4f} over {len(accs)} seed(s)")
     if args.out:
-        from .bench import RESULT_COLUMNS, _fmt
+        from .results import RESULT_COLUMNS, _fmt
 
         buf = _io.StringIO()
         w = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, extrasaction="ignore", lineterminator="\n")

@@ -36,6 +36,7 @@ from .data import SubsetView, get_targets
 from .evidence import holdout_indices, judge, label_evidence
 from .methods import call_method, get_method
 from .methods.dynamics import DynamicsRecorder
+from .quotas import stratified_fraction  # noqa: F401  (public here too)
 from .train import TrainConfig, TrainResult, train
 from .trajectory import choose_epochs
 from .utils import seed_everything
@@ -226,16 +227,6 @@ def partition(labels: np.ndarray, parts: int, seed: int = 0) -> list[np.ndarray]
     order = rng.permutation(n)
     order = order[np.argsort(labels[order], kind="stable")]  # class-sorted, random within class
     return [np.sort(order[k::parts]) for k in range(parts)]
-
-
-def stratified_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Sorted positions of a random share ``fraction`` of every class (at least one per class)."""
-    rng = np.random.default_rng([seed, 2718])
-    keep = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        keep.append(rng.choice(members, size=max(1, int(round(fraction * len(members)))), replace=False))
-    return np.sort(np.concatenate(keep))
 
 
 @dataclass

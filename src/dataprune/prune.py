@@ -21,14 +21,12 @@ from .data import get_targets
 from .evidence import label_evidence
 from .methods import RECOMMENDED, call_method, get_method
 from .pipeline import surrogate_scores
-from .select import POLICIES, selection
+from .select import POLICIES, describe_sampling, selection
 from .train import TrainConfig
 from .trajectory import as_checkpoints
 from .utils import resolve_device as utils_resolve_device
 
 RESULT_FILES = ("keep.npy", "keep.csv", "scores.npy", "result.json")
-SAMPLING_WORDS = {"top": "the highest scores", "random": "a uniformly random sample of the trusted samples",
-                  "stratified": "an even sample across {strata} score strata"}
 
 
 @dataclass
@@ -146,8 +144,7 @@ class PruneResult:
             lines.append(f"{d['non_finite']} samples had no computable score (-inf): pruned first"
                          + (f", {d['non_finite_kept']} kept to fill the budget" if d.get("non_finite_kept") else ""))
         if "sampling" in d:
-            lines.append("within each class: " + SAMPLING_WORDS.get(d["sampling"], d["sampling"]).format(
-                strata=d.get("strata")))
+            lines.append("within each class: " + describe_sampling(d))
         if self.cost:
             frac = self.cost.get("cost_fraction")
             unit = " of CPU time" if self.cost.get("clock") == "cpu" else ""

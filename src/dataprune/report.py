@@ -206,7 +206,7 @@ def write_grid_report(out_dir: str, rows: list[dict], run: dict) -> None:
 def suite_cells(out_dir: str, names: list[str], method: str = "recommended", baseline: str = "random",
                 key: str = "test_acc") -> list[dict]:
     """One row per (setting, ratio): ``method`` and ``baseline`` means, the best method and its mean."""
-    from .bench import read_results
+    from .results import read_results
 
     cells = []
     for name in names:
@@ -394,10 +394,9 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
             if report.get(key):
                 facts.append(f"<span class=\"warn\">{_html(report[key])}</span>")
     if "sampling" in d:
-        from .prune import SAMPLING_WORDS
+        from .select import describe_sampling
 
-        facts.append("Within each class the policy kept " + SAMPLING_WORDS.get(d["sampling"], d["sampling"]).format(
-            strata=d.get("strata")) + ".")
+        facts.append("Within each class the policy kept " + describe_sampling(d) + ".")
     if "alpha" in d:
         facts.append(f"Class quotas follow (trusted class size)<sup>{d['alpha']:g}</sup>, capped at the class size"
                      + (": equal counts where the classes are large enough." if d["alpha"] == 0 else "."))

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .quotas import class_quotas, waterfill_quotas  # noqa: F401  (public here too)
+
 EVIDENCE = ("probs", "gradnorm", "disagreement", "label_prob")
 SAMPLINGS = ("top", "stratified")
 
@@ -86,27 +88,6 @@ def num_kept(n: int, ratio: float) -> int:
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
     # Highest scores first; equal scores keep the lower index first (stable), so it is deterministic.
     return np.argsort(-scores, kind="stable")[:k]
-
-
-def class_quotas(labels: np.ndarray, n_keep: int) -> dict[int, int]:
-    """How many samples each class keeps so that every class keeps the same share.
-
-    Class c gets ``floor(n_keep * n_c / N)``; the samples left over go one each to the
-    classes with the largest fractional remainders (ties: the larger class, then the
-    lower label). The quotas sum to ``n_keep`` exactly.
-    """
-    classes, sizes = np.unique(labels, return_counts=True)
-    exact = n_keep * sizes / sizes.sum()
-    quota = np.floor(exact + 1e-9).astype(np.int64)
-    left = n_keep - int(quota.sum())
-    order = sorted(range(len(classes)), key=lambda j: (-(exact[j] - quota[j]), -sizes[j], classes[j]))
-    for j in order:
-        if left == 0:
-            break
-        if quota[j] < sizes[j]:
-            quota[j] += 1
-            left -= 1
-    return {int(c): int(q) for c, q in zip(classes, quota, strict=True)}
 
 
 def ccs_indices(scores: np.ndarray, k: int, *, beta: float = 0.1, strata: int = 50, hard: str = "high",
@@ -248,42 +229,6 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
     margin = own - others.max(1)
     rate = {int(j): float(suspect[labels == j].mean()) for j in np.unique(labels)}
     return {"suspect": suspect, "margin": margin, "rate": rate}
-
-
-def waterfill_quotas(sizes: dict, k: int, alpha: float = 1.0) -> dict:
-    """Split ``k`` kept samples among classes with ``sizes`` available: class c's target is proportional
-    to ``size_c ** alpha`` and capped at ``size_c``; what a capped class cannot take goes to the others
-    in the same proportions. ``alpha=1`` keeps every class's share, ``alpha=0`` equalises the counts as
-    far as the class sizes allow (the small classes are kept whole first). Integer quotas sum to
-    ``min(k, sum(sizes))`` (largest remainders; ties to the larger class, then the lower label).
-    """
-    classes = sorted(sizes)
-    size = np.array([sizes[c] for c in classes], dtype=np.float64)
-    k = int(min(k, size.sum()))
-    weight = np.where(size > 0, np.power(np.maximum(size, 1e-300), alpha), 0.0)
-    quota = np.zeros(len(classes))
-    free = size > 0
-    left = float(k)
-    # Raise the water level until every class is either full or at its share of the level.
-    while left > 1e-9 and free.any():
-        share = left * weight * free / (weight * free).sum()
-        full = free & (quota + share >= size)
-        if not full.any():
-            quota += share
-            break
-        left -= float((size - quota)[full].sum())
-        quota[full] = size[full]
-        free &= ~full
-    base = np.floor(quota + 1e-9).astype(np.int64)
-    rest = k - int(base.sum())
-    order = sorted(range(len(classes)), key=lambda j: (-(quota[j] - base[j]), -size[j], classes[j]))
-    for j in order:
-        if rest <= 0:
-            break
-        if base[j] < size[j]:
-            base[j] += 1
-            rest -= 1
-    return {int(c): int(q) for c, q in zip(classes, base, strict=True)}
 
 
 def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = None,
@@ -428,6 +373,18 @@ POLICIES: dict[str, PolicySpec] = {p.name: p for p in [
     PolicySpec("dual", _dual, "DUAL's ratio-adaptive Beta sampling over the mean label probability "
                "(Cho et al. 2025)", options=("c_d",), evidence=("label_prob",)),
 ]}
+
+
+_SAMPLING_WORDS = {"top": "the highest scores", "random": "a uniformly random sample of the trusted samples",
+                   "stratified": "an even sample across {strata} score strata"}
+
+
+def describe_sampling(decisions: dict) -> str | None:
+    """How a policy chose within each class, in plain words (None when it did not say)."""
+    sampling = decisions.get("sampling")
+    if sampling is None:
+        return None
+    return _SAMPLING_WORDS.get(sampling, sampling).format(strata=decisions.get("strata"))
 
 
 def policy_names() -> list[str]:

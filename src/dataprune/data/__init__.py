@@ -224,7 +224,7 @@ def _check_fraction(what, value):
 
 def _limit(targets, limit, seed):
     """A class-stratified random subset of ``limit`` positions (each class keeps the same share)."""
-    from ..select import class_quotas
+    from ..quotas import class_quotas
 
     n = len(targets)
     if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)):

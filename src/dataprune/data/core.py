@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..quotas import stratified_split  # noqa: F401  (public here too)
+
 
 class ArrayDataset(Dataset):
     """Samples held in one tensor, labels in one int64 array.
@@ -244,19 +246,6 @@ def _place(x, y, device, dtype, non_blocking):
     if device is not None:
         x, y = x.to(device, non_blocking=non_blocking), y.to(device, non_blocking=non_blocking)
     return x, y
-
-
-def stratified_split(targets: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted train and test indices with ``round(test_fraction * n_c)`` test samples per class."""
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(targets):
-        idx = np.flatnonzero(targets == c)
-        idx = idx[rng.permutation(len(idx))]
-        n_test = int(round(test_fraction * len(idx)))
-        test.append(idx[:n_test])
-        train.append(idx[n_test:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
 class SubsetView(Dataset):
