@@ -229,3 +229,20 @@ def test_bf16_autocast_and_bf16_models():
     assert np.isfinite(res.scores).all()
     with pytest.raises(ValueError, match="fp16' needs a CUDA device"):
         dp.train(_mlp(), ds, epochs=1, precision="fp16")
+
+
+def test_json_files_are_strict(tmp_path):
+    """Sidecars once held bare NaN (cost_fraction of given checkpoints), which strict parsers reject."""
+    import json
+
+    x, y = _blobs(n=120)
+    ds = ArrayDataset(x, y)
+    run = dp.train(_mlp(), ds, epochs=2, batch_size=32, checkpoint_epochs=[1, 2])
+    res = dp.prune(_mlp(), ds, ratio=0.5, method="moso_class", checkpoints=run.checkpoints)
+    assert res.cost["cost_fraction"] is None and "no training run was timed" in res.cost["cost_unknown"]
+    res.save(str(tmp_path / "r"))
+    for name in ("result.json", "keep.npy.json", "scores.npy.json"):
+        text = open(tmp_path / "r" / name).read()
+        json.loads(text, parse_constant=lambda c, name=name: pytest.fail(f"{name} holds {c}"))
+    dp.io.write_json(str(tmp_path / "x.json"), {"a": float("nan"), "b": [np.float32("inf"), 1.5]})
+    assert json.load(open(tmp_path / "x.json")) == {"a": None, "b": [None, 1.5]}

@@ -92,7 +92,15 @@ def _probs(model, checkpoints, dataset, *, batch_size, device, num_workers):
                                              num_workers=num_workers)]
 
 
-def evidence_positions(epochs, held_accuracy=None, trained_accuracy=None) -> list[int]:
+def tolerance(accuracy: float, n_held: int) -> float:
+    """How far apart two held-out accuracies must be to differ: :data:`PLATEAU_TOLERANCE`, or two standard
+    errors of an accuracy measured on ``n_held`` samples when that is larger (320 samples at 55%: 0.056;
+    noisy labels make held-out accuracy wander by that much between checkpoints of a learnt surrogate)."""
+    a = min(max(float(accuracy), 0.0), 1.0)
+    return max(PLATEAU_TOLERANCE, 2.0 * float(np.sqrt(a * (1 - a) / max(n_held, 1))))
+
+
+def evidence_positions(epochs, held_accuracy=None, trained_accuracy=None, n_held: int | None = None) -> list[int]:
     """Positions (in ``epochs``' order) of the checkpoints whose outputs are the evidence.
 
     With held-out accuracies: among the checkpoints that have not started to memorise (accuracy on
@@ -109,7 +117,8 @@ def evidence_positions(epochs, held_accuracy=None, trained_accuracy=None) -> lis
     fitted = acc if trained_accuracy is None else np.asarray(trained_accuracy, dtype=np.float64)
     fresh = [j for j, k in enumerate(order) if fitted[k] - acc[k] <= MEMORISATION_GAP + 1e-12] or [0]
     best = max(acc[order[j]] for j in fresh)
-    start = next(j for j in fresh if acc[order[j]] >= best - PLATEAU_TOLERANCE - 1e-12)
+    tol = PLATEAU_TOLERANCE if n_held is None else tolerance(best, n_held)
+    start = next(j for j in fresh if acc[order[j]] >= best - tol - 1e-12)
     return sorted(order[start:start + EVIDENCE_CHECKPOINTS])
 
 
@@ -144,7 +153,7 @@ def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, devi
     probe = np.sort(np.random.default_rng(len(held)).choice(rest, size=min(len(held), len(rest)), replace=False))
     fitted = [float((p.argmax(1) == labels[probe]).mean())
               for p in _probs(model, cks, SubsetView(dataset, probe), **common)]
-    use = evidence_positions(epochs, acc, fitted)
+    use = evidence_positions(epochs, acc, fitted, n_held=len(held))
     report.update({"held_out_accuracy": [round(a, 4) for a in acc], "trained_accuracy": [round(a, 4) for a in fitted],
                    "evidence_epochs": [epochs[k] for k in use]})
     hp = np.mean([held_probs[k] for k in use], axis=0)
@@ -156,7 +165,8 @@ def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, devi
                    "held_out_accuracy_unflagged": round(unflagged_acc, 4),
                    "credible": bool(explained >= CREDIBLE_EXPLAINED and flagged.mean() < UNCREDIBLE_FROM)})
     order = sorted(range(len(epochs)), key=lambda k: epochs[k])
-    still_learning = len(order) > 1 and use[0] == order[-1] and acc[order[-1]] - acc[order[-2]] > PLATEAU_TOLERANCE
+    still_learning = len(order) > 1 and use[0] == order[-1] and \
+        acc[order[-1]] - acc[order[-2]] > tolerance(acc[order[-1]], len(held))
     if still_learning:
         report["credible"] = False
         report["why"] = (f"the surrogate was still learning at its last checkpoint (held-out accuracy "

@@ -110,9 +110,23 @@ def write_bytes(path: str, data: bytes, *, overwrite: bool = False) -> None:
             f.write(data)
 
 
+def _strict(o):
+    """``o`` with every non-finite float replaced by None: the files are strict JSON (no bare NaN or
+    Infinity, which strict parsers reject); where a figure is unknown, a neighbouring field says why."""
+    if isinstance(o, dict):
+        return {k: _strict(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_strict(v) for v in o]
+    if isinstance(o, (float, np.floating)):
+        return float(o) if np.isfinite(o) else None
+    if isinstance(o, np.ndarray):
+        return _strict(o.tolist())
+    return o
+
+
 def write_json(path: str, obj: Any, *, overwrite: bool = False) -> None:
-    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode(),
-                overwrite=overwrite)
+    text = json.dumps(_strict(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    write_bytes(path, (text + "\n").encode(), overwrite=overwrite)
 
 
 def read_json(path: str) -> dict:
