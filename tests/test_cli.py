@@ -302,7 +302,14 @@ def test_prune_in_one_step_and_its_report(tmp_path, capsys):
     meta["fingerprint"]["labels_sha256"] = "0" * 16
     (out / "keep.npy.json").write_text(json.dumps(meta))
     capsys.readouterr()
-    assert cli.main(["report", str(out)]) == 0
+    # report.html exists now: not overwritten without --force; a --bench folder that is not one is an error.
+    before = (out / "report.html").read_text()
+    assert cli.main(["report", str(out), "--quiet"]) == 2
+    assert "report.html already exists; pass --force" in capsys.readouterr().err
+    assert cli.main(["report", str(out), "--bench", str(tmp_path / "missing"), "--force", "--quiet"]) == 2
+    assert "is not a bench folder (no results.csv there)" in capsys.readouterr().err
+    assert (out / "report.html").read_text() == before
+    assert cli.main(["report", str(out), "--force"]) == 0
     said = "".join(capsys.readouterr())
     assert "made for a different dataset" in said and "tables instead of images" in said
     assert "class0-highest.png" not in (out / "report.html").read_text()

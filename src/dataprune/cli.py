@@ -38,7 +38,7 @@ EPILOG = {
   dataprune prune --dataset imagefolder --data-root ~/pets --model resnet18 --ratio 0.5 --out runs/pets""",
     "report": """examples:
   dataprune report runs/prune70               # runs/prune70/report.html and its images
-  dataprune report runs/prune70 --bench runs/mnist5k""",
+  dataprune report runs/prune70 --bench runs/mnist5k --force""",
     "evaluate": """examples:
   dataprune evaluate --dataset mnist5k --model cnn --indices keep.npy --epochs 10
   dataprune evaluate --dataset mnist5k --model cnn --indices keep.npy --seeds 3 --length steps --out res.csv""",
@@ -370,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("report", "write the HTML report of a `dataprune prune` folder (kept and removed samples, why)")
     p.add_argument("folder", help="a folder written by `dataprune prune`")
     p.add_argument("--bench", help="a bench folder whose accuracy plots the report shows too")
+    p.add_argument("--force", action="store_true", help="overwrite an existing report.html")
     p.add_argument("--quiet", action="store_true")
 
     p = add("evaluate", "retrain from scratch on kept indices and report test accuracy")
@@ -814,6 +815,11 @@ def cmd_report(args, log):
     for f in ("keep.npy", "scores.npy", "result.json"):
         if not os.path.isfile(os.path.join(args.folder, f)):
             raise CLIError(f"{args.folder} is not a `dataprune prune` folder (no {f})")
+    if args.bench is not None and not os.path.isfile(os.path.join(args.bench, "results.csv")):
+        raise CLIError(f"--bench {args.bench!r} is not a bench folder (no results.csv there); pass a folder "
+                       "written by `dataprune bench`, or leave --bench out")
+    if os.path.exists(os.path.join(args.folder, "report.html")) and not args.force:
+        raise io.OutputExistsError(os.path.join(args.folder, "report.html"), "pass --force to overwrite it")
     result = PruneResult.load(args.folder)
     prov = result.provenance
     dataset = None
