@@ -62,8 +62,9 @@ EVIDENCE_CHECKPOINTS = 2
 # Share of held-out samples predicted as labelled or confidently flagged, below which the surrogate has not
 # learnt the task and its flags are not used.
 CREDIBLE_EXPLAINED = 0.8
-# Held-out accuracy on the samples it does not flag below which the result warns that flags may be hard samples.
-CAUTION_ACCURACY = 0.9
+# Held-out accuracy on the samples it does not flag below which the result warns that flags may be hard samples
+# (a warning only; under 20-40% noise a good surrogate reads 0.82-0.90 here, because it misses some wrong labels).
+CAUTION_ACCURACY = 0.8
 
 
 def holdout_indices(labels, fraction: float, seed: int) -> np.ndarray:
