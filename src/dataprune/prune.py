@@ -112,7 +112,7 @@ class PruneResult:
         lines = [f"kept {self.n_kept} of {len(self.scores)} samples (pruning ratio {self.ratio:g}) with "
                  f"{self.method} + {self.policy}"]
         d = self.decisions
-        if "estimated_noise" in d:
+        if "estimated_noise" in d and d.get("noise_rule") != "none":
             worst = sorted(self.estimated_noise_per_class.items(), key=lambda kv: -kv[1])[:3]
             lines.append(f"labels that look wrong: {d['estimated_noise']:.1%} overall (most in classes "
                          + ", ".join(f"{self.class_name(int(c))} {r:.0%}" for c, r in worst) + f"); set aside "

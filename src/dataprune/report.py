@@ -373,13 +373,13 @@ def write_prune_report(result, folder: str, *, dataset=None, bench_dir: str | No
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}}
 table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
 th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom:1px solid #ddd}}
-.grid img{{display:block;max-width:100%}}.muted{{color:#666;font-size:13px}}</style></head><body>
+.grid img{{display:block;max-width:100%}}.muted{{color:#666;font-size:13px}}.warn{{color:#a33}}</style></head><body>
 <h1>What was pruned, and why</h1>
 <p>Kept <b id="n-kept">{result.n_kept}</b> of <b id="n-total">{len(scores)}</b> samples (pruning ratio
 <b id="ratio">{result.ratio:g}</b>) with method <b id="method">{_html(result.method)}</b> and policy
 <b id="policy">{_html(result.policy)}</b>.</p>"""]
     facts = []
-    if "estimated_noise" in d:
+    if "estimated_noise" in d and d.get("noise_rule") != "none":
         facts.append("Labels that look wrong to the surrogate: "
                      f"<b id=\"estimated-noise\">{100 * d['estimated_noise']:.1f}%"
                      f"</b> of the samples; set aside: <b id=\"set-aside\">{d.get('set_aside', 0)}</b>.")
