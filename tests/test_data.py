@@ -228,3 +228,8 @@ def test_flip_crop_flips_and_translates_each_sample_by_the_drawn_amounts():
         assert torch.equal(out[i], ref), i
     assert flip.any() and (~flip).any() and ((dx != pad) | (dy != pad)).any()
     assert not torch.equal(out, x)
+
+
+def test_a_data_root_for_a_built_in_dataset_is_refused_not_ignored():
+    with pytest.raises(ValueError, match="'digits' ships with its dependency and reads no data root.*cifar10"):
+        load_dataset("digits", root="/some/where")

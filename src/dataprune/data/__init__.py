@@ -174,6 +174,10 @@ def load_dataset(name: str, *, root: str | None = None, label_noise: float = 0.0
     if noise_kind not in NOISE_KINDS:
         raise ValueError(f"unknown label-noise kind {noise_kind!r}; valid: {', '.join(NOISE_KINDS)}")
     entry = DATASETS[name]
+    if root is not None and not entry.needs_root:
+        readers = ", ".join(k for k, e in DATASETS.items() if e.needs_root)
+        raise ValueError(f"dataset {name!r} ships with its dependency and reads no data root, but one was given "
+                         f"({root!r}); a data root (--data-root) is for {readers}")
     train, test = entry.loader(root, {"image_size": image_size, "normalize": normalize})
     num_classes = entry.num_classes
     input_shape = entry.input_shape
