@@ -246,3 +246,28 @@ def test_json_files_are_strict(tmp_path):
         json.loads(text, parse_constant=lambda c, name=name: pytest.fail(f"{name} holds {c}"))
     dp.io.write_json(str(tmp_path / "x.json"), {"a": float("nan"), "b": [np.float32("inf"), 1.5]})
     assert json.load(open(tmp_path / "x.json")) == {"a": None, "b": [None, 1.5]}
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(ratio=70), "ratio is the fraction of samples removed"),
+    (dict(ratio=0.5, policy="nope"), "unknown policy"),
+    (dict(ratio=0.5, policy_options={"alpha": 2}), "policy 'auto' has no option"),
+    (dict(ratio=0.5, options={"nope": 1}), "has no option"),
+    (dict(ratio=0.5, holdout=-0.1), "holdout must be"),
+    (dict(ratio=0.5, method="el2n", loss_fn=lambda z, y: z.sum(1)), "cannot use loss_fn"),
+    (dict(ratio=0.5, method="dual", budget=0.3), "trains its own surrogate"),
+    (dict(ratio=0.5, budget=0.001), "no plan fits a budget"),
+    (dict(ratio=0.5, epochs=0), "epochs must be >= 1"),
+    (dict(ratio=0.5, precision="fp8"), "precision must be one of"),
+])
+def test_bad_arguments_are_refused_before_anything_trains(monkeypatch, bad, match):
+    """dp.prune(ratio=70) once trained and scored for a minute before saying the ratio was wrong."""
+    import dataprune.pipeline as pipeline
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before checking its arguments")
+
+    monkeypatch.setattr(pipeline, "train", no_training)
+    x, y = _blobs(n=60)
+    with pytest.raises((ValueError, TypeError), match=match):
+        dp.prune(_mlp, ArrayDataset(x, y), **bad)
