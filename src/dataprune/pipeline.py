@@ -490,9 +490,13 @@ def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset
                 history = _load_history(path + ".history.npz") if meta.get("history") else None
                 if meta.get("history") and history is None:
                     raise ValueError("its training record is missing or damaged")
-                found = (cks, history, {k: meta.get(k, 0.0) for k in ("train_seconds", "callback_seconds",
-                                                                        "train_cpu_seconds", "callback_cpu_seconds")},
-                         meta.get("samples_seen", 0))
+                if "train_seconds" not in meta or "samples_seen" not in meta:
+                    raise ValueError("its training time is not recorded, so its cost would be unknown")
+                # A time that was not recorded is not zero: CPU times fall back to the wall times.
+                times = {k: meta[k] for k in ("train_seconds", "callback_seconds", "train_cpu_seconds",
+                                              "callback_cpu_seconds") if k in meta}
+                times.setdefault("callback_seconds", 0.0)
+                found = (cks, history, times, meta["samples_seen"])
         except ValueError as exc:
             warnings.warn(f"the saved surrogate {path} cannot be used ({exc}); training it again",
                           RuntimeWarning, stacklevel=3)
