@@ -905,9 +905,12 @@ def cmd_list(args, log):
     print("selection policies:")
     for k, v in POLICIES.items():
         print(f"  {k:16s} {v.summary}")
-    print("plans a --budget F picks from (expected cost for a 10-epoch recipe, checkpoints 1,3,5,7,9):")
+    print("plans a --budget F picks from (expected cost for a 10-epoch recipe, checkpoints 1,3,5,7,9; second "
+          "column: with the label evidence of the recommended default):")
     for p in PLANS:
-        print(f"  {p.name:24s} {p.expected_cost(10, [1, 3, 5, 7, 9]):5.2f}  {p.describe(10, [1, 3, 5, 7, 9])}")
+        ck = [1, 3, 5, 7, 9]
+        print(f"  {p.name:24s} {p.expected_cost(10, ck):5.2f} "
+              f"{p.expected_cost(10, ck, evidence=True, records_evidence=True):5.2f}  {p.describe(10, ck)}")
     print("bench presets:")
     for k, v in PRESETS.items():
         print(f"  {k:22s} {v['about']}")
