@@ -252,6 +252,14 @@ def test_bench_extends_splits_by_seed_and_merges(tmp_path, capsys, monkeypatch):
     assert json.loads((merged / "run.json").read_text())["seeds"] == [0, 3]
     assert (merged / "accuracy_vs_ratio.png").exists() and (merged / "scores" / "moso-seed3.npy").exists()
 
+    # The default beside a method that needs no surrogate: its cost is still estimated (it once came out NaN
+    # when the second group, random alone, trained nothing).
+    c = tmp_path / "c"
+    assert cli.main(base + ["--methods", "recommended,random", "--seeds", "0-0", "--no-full", "--out", str(c),
+                            "--quiet"]) == 0
+    by = {r["method"]: r for r in _rows(c / "results.csv")}
+    assert float(by["recommended"]["cost_fraction"]) > 0.5 and float(by["random"]["cost_fraction"]) < 0.05
+
 
 def test_recommended_scores_carry_evidence_for_the_auto_policy(tmp_path, capsys):
     sc, keep = str(tmp_path / "s.npy"), str(tmp_path / "k.npy")

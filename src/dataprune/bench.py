@@ -185,11 +185,14 @@ def _score_unit(methods, plan, spec_dict, seed, work_dir, device, batch_size, op
         out["seconds"].update(run.seconds)
         out["prune_cost"].update({m: run.surrogate_cost(m) + run.scoring_cost(m) for m in run.scores})
         out["evidence"].update({m: run.evidence for m in group if run.evidence})
-        out.update({"clock": run.clock, "surrogate_seconds": run.surrogate_seconds,
-                    "recorded_seconds": run.recorded_seconds,
-                    "full_estimate": run.cost(next(iter(run.scores)))["full_train_seconds"],
-                    "checkpoints": [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part],
-                    "epochs_trained": plan.trained_epochs(spec.surrogate["epochs"], spec.checkpoint_epochs)})
+        full = run.cost(next(iter(run.scores)))["full_train_seconds"]
+        out["clock"] = run.clock
+        if full is not None or "full_estimate" not in out:
+            # From a group that trained a surrogate (a group of methods that need none has no estimate).
+            out.update({"surrogate_seconds": run.surrogate_seconds, "recorded_seconds": run.recorded_seconds,
+                        "full_estimate": float("nan") if full is None else full,
+                        "checkpoints": [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part],
+                        "epochs_trained": plan.trained_epochs(spec.surrogate["epochs"], spec.checkpoint_epochs)})
     return out
 
 
