@@ -673,11 +673,15 @@ def cmd_score(args, log):
                                      checkpoint_epochs=epochs, options=options, partitions=args.partitions,
                                      checkpoints_given=checkpoints is not None)
     needs_probs = needs_probs or args.evidence
+    # One expected cost, the one the plan was chosen by, in the log and in the sidecar.
+    expected = plan.expected_cost(cfg.epochs, epochs, evidence=needs_probs, history=spec.history is not None,
+                                  records_evidence="evidence_epochs" in spec.options) \
+        if checkpoints is None else None
     work_dir = args.work_dir or args.out + ".parts"
     with io.output_lock(args.out) if dist.rank() == 0 else _nullcontext():
         if args.budget is not None:
             log(f"budget {args.budget:g}: {plan.name} ({plan.describe(cfg.epochs, epochs)}), expected cost "
-                f"{plan.expected_cost(cfg.epochs, epochs):.3f} of a training run")
+                f"{expected:.3f} of a training run")
         run = surrogate_scores([args.method], split.train, make, config=cfg, checkpoint_epochs=epochs,
                                plan=None if checkpoints is not None else plan, partitions=args.partitions,
                                seed=args.seed, device=args.device, batch_size=args.score_batch_size,
@@ -689,9 +693,7 @@ def cmd_score(args, log):
             return
         cost = run.cost(args.method)
         if args.budget is not None:
-            cost.update(budget=args.budget, expected_cost_fraction=plan.expected_cost(
-                cfg.epochs, epochs, evidence=needs_probs, history=spec.history is not None,
-                records_evidence="evidence_epochs" in spec.options))
+            cost.update(budget=args.budget, expected_cost_fraction=expected)
         meta = {"kind": "scores", "method": args.method, "options": options, "higher_is": "keep",
                 **_dataset_meta(args, split), "model": args.model, "seed": args.seed, "partitions": args.partitions,
                 "surrogate": ck_meta.get("recipe", dict(cfg.__dict__)),
