@@ -124,3 +124,13 @@ def test_a_surrogate_still_learning_at_its_last_checkpoint_is_not_credible(monke
     accuracy[5] = 0.51                        # plateau reached: the same evidence is judged on its merits
     report = judge(nn.Linear(2, classes), cks, ds, held=holdout_indices(labels, 0.25, seed=0))
     assert report["evidence_epochs"] == [3, 5] and "still learning" not in report.get("why", "")
+
+
+def test_apply_credibility_takes_one_report_or_a_list():
+    bad = {"credible": False, "why": "x"}
+    for given in (bad, [bad], [None, bad]):
+        options, decisions = apply_credibility("auto", None, given)
+        assert options == {"noise": "none", "within": "random"}
+    assert apply_credibility("auto", {"noise": "confident"}, bad)[0]["noise"] == "confident"   # the caller's wins
+    assert apply_credibility("class_balanced", {}, bad)[0] == {}
+    assert apply_credibility("auto", {}, None) == ({}, {})

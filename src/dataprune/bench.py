@@ -482,14 +482,12 @@ def _score_path(out_dir, plan, method, seed):
 def _save_scores(out_dir, plan, seed, res, spec, fingerprint):
     for m, scores in res["scores"].items():
         path = _score_path(out_dir, plan, m, seed)
-        meta = {"kind": "scores", "method": m, "seed": seed, "dataset": spec.dataset, "data": spec.data,
-                "model": spec.model, "options": spec.options.get(m, {}), "surrogate": spec.surrogate,
-                "partitions": spec.partitions, "plan": asdict(plan), "checkpoints": res["checkpoints"],
-                "seconds": res["seconds"][m], "surrogate_seconds": res["surrogate_seconds"],
-                "prune_cost": res["prune_cost"][m], "clock": res["clock"],
-                "recorded_seconds": res["recorded_seconds"], "full_estimate": res["full_estimate"],
-                "fingerprint": fingerprint, "higher_is": "keep",
-                "evidence_report": res.get("evidence", {}).get(m)}
+        meta = io.scores_meta(
+            m, fingerprint=fingerprint, options=spec.options.get(m, {}), checkpoints=res["checkpoints"],
+            evidence_report=res.get("evidence", {}).get(m), seed=seed, dataset=spec.dataset, data=spec.data,
+            model=spec.model, surrogate=spec.surrogate, partitions=spec.partitions, plan=asdict(plan),
+            seconds=res["seconds"][m], surrogate_seconds=res["surrogate_seconds"], prune_cost=res["prune_cost"][m],
+            clock=res["clock"], recorded_seconds=res["recorded_seconds"], full_estimate=res["full_estimate"])
         if res["aux"].get(m):
             meta["aux"] = io.save_aux(path, res["aux"][m])
         io.save_array(path, scores, meta, overwrite=True)

@@ -694,13 +694,13 @@ def cmd_score(args, log):
         cost = run.cost(args.method)
         if args.budget is not None:
             cost.update(budget=args.budget, expected_cost_fraction=expected)
-        meta = {"kind": "scores", "method": args.method, "options": options, "higher_is": "keep",
-                **_dataset_meta(args, split), "model": args.model, "seed": args.seed, "partitions": args.partitions,
-                "surrogate": ck_meta.get("recipe", dict(cfg.__dict__)),
-                "checkpoints": [{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part],
-                "checkpoints_file": args.checkpoints_file, "seconds": run.seconds[args.method],
-                "surrogate_seconds": run.surrogate_seconds, "cost": cost, "fingerprint": fingerprint,
-                "evidence_report": run.evidence or None}
+        meta = io.scores_meta(
+            args.method, fingerprint=fingerprint, options=options,
+            checkpoints=[{"epoch": c.epoch, "lr": c.lr} for part in run.checkpoints for c in part],
+            evidence_report=run.evidence or None, **_dataset_meta(args, split), model=args.model, seed=args.seed,
+            partitions=args.partitions, surrogate=ck_meta.get("recipe", dict(cfg.__dict__)),
+            checkpoints_file=args.checkpoints_file, seconds=run.seconds[args.method],
+            surrogate_seconds=run.surrogate_seconds, cost=cost)
         if args.method in run.aux:
             meta["aux"] = io.save_aux(args.out, run.aux[args.method])
         io.save_array(args.out, scores, meta, overwrite=args.force)

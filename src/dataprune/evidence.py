@@ -213,6 +213,8 @@ def apply_credibility(policy: str, policy_options: dict | None, reports) -> tupl
     unless the caller named either option. The reports go into the decisions. The CLI, the bench and
     :func:`dataprune.prune` all call this."""
     options = dict(policy_options or {})
+    if isinstance(reports, dict):           # one report (a result's decisions["evidence"])
+        reports = [reports]
     reports = [r for r in (reports or []) if r]
     if not reports:
         return options, {}

@@ -275,6 +275,21 @@ def dataset_fingerprint(dataset, targets: np.ndarray | None = None, n_probe: int
     return {"n": int(n), "labels_sha256": labels[:16], "inputs_sha256": h.hexdigest()[:16]}
 
 
+def scores_meta(method: str, *, fingerprint: dict | None, options: dict | None = None, checkpoints=None,
+                evidence_report=None, **extra) -> dict:
+    """The sidecar of a scores file, the same fields wherever scores are written (``dataprune score``, the
+    bench, ``PruneResult.save``): what made them, on which data, higher = keep, the checkpoints scored and
+    the label evidence's report; ``extra`` adds what the writer knows besides (cost, seeds, settings)."""
+    def plain(v):
+        return v if isinstance(v, (int, float, str, bool, type(None), list, dict)) else repr(v)
+
+    meta = {"kind": "scores", "method": method, "higher_is": "keep", "fingerprint": fingerprint,
+            "options": {k: plain(v) for k, v in (options or {}).items()}, "checkpoints": checkpoints,
+            "evidence_report": evidence_report}
+    meta.update(extra)
+    return meta
+
+
 DATA_KEYS = ("dataset", "data_root", "label_noise", "noise_kind", "noise_seed", "imbalance", "train_limit",
              "val_split", "image_size", "normalize")
 

@@ -190,7 +190,10 @@ class PruneResult:
         try:
             meta = self._meta()
             scores_path = os.path.join(tmp, "scores.npy")
-            smeta = {"kind": "scores", "method": self.method, "higher_is": "keep", **self.provenance}
+            prov = dict(self.provenance)
+            smeta = io.scores_meta(self.method, fingerprint=prov.pop("fingerprint", None),
+                                   options=prov.pop("options", None), checkpoints=prov.pop("checkpoints", None),
+                                   evidence_report=self.decisions.get("evidence"), **prov)
             smeta["aux"] = io.save_aux(scores_path, {**self.evidence, "labels": self.labels})
             io.save_array(scores_path, self.scores, smeta, overwrite=True)
             io.save_array(os.path.join(tmp, "keep.npy"), self.keep,
