@@ -238,7 +238,8 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
                 x = augment(x, gen)
             with amp:
                 logits = net(x)
-                loss = per_sample_loss(loss_fn, logits, y).mean()
+                # The default is cross_entropy's own mean, bit for bit the loop every earlier result used.
+                loss = F.cross_entropy(logits, y) if loss_fn is None else per_sample_loss(loss_fn, logits, y).mean()
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
