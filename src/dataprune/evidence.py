@@ -35,8 +35,8 @@ correct labels, and nothing in its outputs tells those apart from wrong labels; 
 warns that the flags may be hard samples (:data:`CAUTION_ACCURACY`).
 
 Constants fitted on the training data only (held-out shares of mnist5k and of sklearn digits
-written as PNG files, clean and with 20-40% symmetric and pair-flip noise; benchmarks/evidence.py
-prints the table), never on a test set.
+written as PNG files, clean and with 20-40% symmetric and pair-flip noise;
+benchmarks/evidence_placement.py prints the table), never on a test set.
 """
 
 from __future__ import annotations

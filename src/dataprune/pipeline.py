@@ -246,7 +246,6 @@ class ScoreRun:
     clock: str = "wall"                                  # "cpu" on the CPU: the cpu_* figures are the cost
     cpu: dict = field(default_factory=lambda: {"surrogate": 0.0, "recorded": 0.0, "scoring": {},
                                                "full_estimate": float("nan")})
-    holdouts: list = field(default_factory=list)          # per partition: dataset positions held out
     evidence: list = field(default_factory=list)          # per partition: what label_evidence measured
 
     def surrogate_cost(self, method: str, clock: str | None = None) -> float:
@@ -329,11 +328,9 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         for s in specs:
             if "params" in s.options:
                 options.setdefault(s.name, {}).setdefault("params", plan.params)
-    epochs_trained = plan.epochs(config.epochs)
+    # The surrogate stops after its last checkpoint unless a method reads its whole training record.
+    epochs_trained = plan.trained_epochs(config.epochs, checkpoint_epochs, history=any(s.history for s in specs))
     ck_epochs = plan.checkpoint_epochs(config.epochs, checkpoint_epochs) if checkpoints is None else []
-    if ck_epochs and not any(s.history for s in specs) and not plan.fused:
-        # Nothing reads the epochs after the last checkpoint: the surrogate stops there.
-        epochs_trained = min(epochs_trained, max(max(ck_epochs), 1))
     scores = {s.name: np.zeros(len(dataset)) for s in specs}
     seconds = {s.name: 0.0 for s in specs}
     from .utils import resolve_device
@@ -365,7 +362,6 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             held = holdout_indices(get_targets(view), holdout, seed * 1000 + k)
             fit = np.setdiff1d(fit, held)
         fit_view = view if len(fit) == len(view) else SubsetView(view, fit)
-        run.holdouts.append(np.asarray(part)[held])
         wants_history = history_methods or record_history or any(s.history for s in specs)
         recorder = DynamicsRecorder(len(fit_view)) \
             if wants_history and checkpoints is None else None
@@ -407,11 +403,24 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                 _save_surrogate(work_dir, k, config, ck_epochs, seed, part, sview, plan, cks, history, result, held)
         run.checkpoints.append(cks or [])
         run.histories.append(history)
-        report = None
+        # Where to read the label evidence and whether it is credible: judged once per part, and charged to
+        # every method that reads it (each would pay it alone).
+        report, judged = None, (0.0, 0.0)
+        if any(s.name in evidence_for for s in specs):
+            t0, c0 = time.perf_counter(), time.process_time()
+            report = judge(template, cks or [], sview, held=held, batch_size=batch_size, device=device,
+                           num_workers=num_workers)
+            judged = (time.perf_counter() - t0, time.process_time() - c0)
+            run.evidence.append(report)
         for s in specs:
             t0, c0 = time.perf_counter(), time.process_time()
+            ev_report = report if s.name in evidence_for else None
             if s.name in fused:
                 part_scores, part_aux = fused[s.name].result()
+                if ev_report is not None:      # the training pass's outputs are not the validated evidence
+                    part_aux = {**part_aux, **label_evidence(template, cks or [], sview, report=ev_report,
+                                                             batch_size=batch_size, device=device,
+                                                             num_workers=num_workers)[0]}
             else:
                 common = dict(batch_size=batch_size, device=device, progress=progress, num_workers=num_workers,
                               seed=seed * 1000 + k)
@@ -419,25 +428,8 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                     common["history"] = history
                 if work_dir is not None:
                     common["work_dir"] = os.path.join(work_dir, f"{s.name}-part{k}")
-                method_options = dict(options.get(s.name) or {})
-                if s.name in evidence_for and "evidence_epochs" in s.options:
-                    # The method reads the evidence in its own scoring pass, at the checkpoints judged here.
-                    report = report or judge(template, cks or [], sview, held=held, batch_size=batch_size,
-                                             device=device, num_workers=num_workers)
-                    method_options["evidence_epochs"] = report["evidence_epochs"]
-                part_scores, part_aux = call_method(s, template, cks or [], sview, options=method_options,
-                                                    return_aux=True, **common)
-            if s.name in evidence_for:
-                # One label evidence for every plan and method: eval mode, deterministic view, read where the
-                # held-out samples say the surrogate has learnt (its forward passes count as scoring time).
-                report = report or judge(template, cks or [], sview, held=held, batch_size=batch_size,
-                                         device=device, num_workers=num_workers)
-                if s.name in fused or "evidence_epochs" not in s.options:
-                    ev, _ = label_evidence(template, cks or [], sview, report=report, batch_size=batch_size,
-                                           device=device, num_workers=num_workers)
-                    part_aux = {**part_aux, **ev}
-                if not run.evidence or run.evidence[-1] is not report:
-                    run.evidence.append(report)
+                part_scores, part_aux = scores_with_evidence(s, template, cks or [], sview, report=ev_report,
+                                                             options=options.get(s.name), **common)
             for key, arr in part_aux.items():
                 arr = np.asarray(arr)
                 run.aux.setdefault(s.name, {}).setdefault(
@@ -445,21 +437,30 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             if part_scores.shape != (len(view),):
                 raise RuntimeError(f"method {s.name!r} returned shape {part_scores.shape}, expected ({len(view)},)")
             scores[s.name][part] = part_scores
-            seconds[s.name] += time.perf_counter() - t0
-            run.cpu["scoring"][s.name] = run.cpu["scoring"].get(s.name, 0.0) + time.process_time() - c0
+            extra = judged if ev_report is not None else (0.0, 0.0)
+            seconds[s.name] += time.perf_counter() - t0 + extra[0]
+            run.cpu["scoring"][s.name] = run.cpu["scoring"].get(s.name, 0.0) + time.process_time() - c0 + extra[1]
     if presentations:
         run.full_seconds_estimate = run.surrogate_seconds / presentations * config.epochs * len(dataset)
         run.cpu["full_estimate"] = run.cpu["surrogate"] / presentations * config.epochs * len(dataset)
     return run
 
 
-def prediction_evidence(model, checkpoints, dataset, *, batch_size: int = 512, device=None,
-                        num_workers: int = 0) -> dict:
-    """The label evidence of ``policy="auto"`` for checkpoints given without a held-out share:
-    :func:`dataprune.evidence.label_evidence` (eval mode, the fixed early segment), ``{"probs",
-    "disagreement"}``."""
-    return label_evidence(model, checkpoints, dataset, batch_size=batch_size, device=device,
-                          num_workers=num_workers)[0]
+def scores_with_evidence(spec, model, checkpoints, dataset, *, report=None, options=None, **common):
+    """``(scores, aux)`` of one method, with the label evidence where ``report`` (from
+    :func:`dataprune.evidence.judge`) asks for it: a class-wise method reads the probabilities at the judged
+    checkpoints in its own scoring pass (``evidence_epochs=``); any other pays one eval pass per checkpoint
+    read (:func:`dataprune.evidence.label_evidence`). The pipeline and ``dp.prune`` with given checkpoints
+    both score through this."""
+    options = dict(options or {})
+    reads_itself = "evidence_epochs" in spec.options
+    if report is not None and reads_itself:
+        options["evidence_epochs"] = report["evidence_epochs"]
+    scores, aux = call_method(spec, model, checkpoints, dataset, options=options, return_aux=True, **common)
+    if report is not None and not reads_itself:
+        aux = {**aux, **label_evidence(model, checkpoints, dataset, report=report, batch_size=common.get(
+            "batch_size", 512), device=common.get("device"), num_workers=common.get("num_workers", 0))[0]}
+    return scores, aux
 
 
 def _surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan, held=()):

@@ -18,9 +18,9 @@ import torch
 
 from . import io
 from .data import get_targets
-from .evidence import label_evidence
-from .methods import RECOMMENDED, call_method, get_method
-from .pipeline import surrogate_scores
+from .evidence import judge
+from .methods import RECOMMENDED, get_method
+from .pipeline import scores_with_evidence, surrogate_scores
 from .select import POLICIES, describe_sampling, selection
 from .train import TrainConfig
 from .trajectory import as_checkpoints
@@ -366,21 +366,18 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
     if any(e != "probs" for e in needs_evidence) and not spec.aux:
         raise ValueError(f"policy {policy!r} needs the evidence {needs_evidence}, which method {method!r} does not "
                          "record")
-    reports = []
     if checkpoints is not None:
         cks = as_checkpoints(checkpoints)
         import time
 
         model = model if isinstance(model, torch.nn.Module) else model()
         t0, c0 = time.perf_counter(), time.process_time()
-        scores, aux = call_method(spec, model, cks, view, options=options, return_aux=True,
-                                  batch_size=score_batch_size, device=device, seed=seed, progress=progress,
-                                  num_workers=num_workers)
-        if needs_probs:
-            ev, report = label_evidence(model, cks, view, batch_size=score_batch_size, device=device,
-                                        num_workers=num_workers)
-            aux = {**aux, **ev}
-            reports.append(report)
+        report = judge(model, cks, view, batch_size=score_batch_size, device=device,
+                       num_workers=num_workers) if needs_probs else None
+        scores, aux = scores_with_evidence(spec, model, cks, view, report=report, options=options,
+                                           batch_size=score_batch_size, device=device, seed=seed,
+                                           progress=progress, num_workers=num_workers)
+        reports = [report] if report is not None else []
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         cpu_clock = utils_resolve_device(device).type == "cpu"
         cost = {"plan": "given checkpoints", "clock": "cpu" if cpu_clock else "wall", "surrogate_seconds": 0.0,
