@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from dataprune.data import get_targets, load_dataset  # noqa: E402
 from dataprune.methods.uncertainty import probabilities  # noqa: E402
 from dataprune.models import build_model  # noqa: E402
-from dataprune.pipeline import stratified_fraction  # noqa: E402
+from dataprune.quotas import stratified_fraction  # noqa: E402
 from dataprune.select import confident_noise  # noqa: E402
 from dataprune.train import TrainConfig, train  # noqa: E402
 from imagefolder_clean import write_digits_pngs  # noqa: E402

@@ -32,7 +32,7 @@ from . import io
 from .data import get_targets
 from .methods import get_method
 from .pipeline import FULL, Plan, resolve_plan
-from .results import RESULT_COLUMNS, read_results, write_results  # noqa: F401
+from .results import read_results, write_results
 from .select import POLICIES, selection
 from .train import TrainConfig
 

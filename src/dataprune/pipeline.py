@@ -36,7 +36,7 @@ from .data import SubsetView, get_targets
 from .evidence import holdout_indices, judge, label_evidence
 from .methods import call_method, get_method
 from .methods.dynamics import DynamicsRecorder
-from .quotas import stratified_fraction  # noqa: F401  (public here too)
+from .quotas import stratified_fraction
 from .train import TrainConfig, TrainResult, train
 from .trajectory import choose_epochs
 from .utils import seed_everything

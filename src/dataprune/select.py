@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .quotas import class_quotas, waterfill_quotas  # noqa: F401  (public here too)
+from .quotas import class_quotas, waterfill_quotas
 
 EVIDENCE = ("probs", "gradnorm", "disagreement", "label_prob")
 SAMPLINGS = ("top", "stratified")

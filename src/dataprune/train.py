@@ -50,8 +50,9 @@ def autocast_context(precision: str, device: torch.device):
 
 
 def per_sample_loss(loss_fn, logits, y):
-    """``loss_fn(logits, y)`` (default cross-entropy) as a (B,) float32 tensor, checked."""
-    losses = F.cross_entropy(logits.float(), y, reduction="none") if loss_fn is None else loss_fn(logits, y)
+    """``loss_fn(logits, y)`` as a (B,) float32 tensor, checked (the default loss is cross_entropy's own mean,
+    computed by the training step)."""
+    losses = loss_fn(logits, y)
     if not isinstance(losses, torch.Tensor) or losses.shape != y.shape:
         raise ValueError(f"loss_fn must return one loss per sample, shape {tuple(y.shape)}; got "
                          f"{getattr(losses, 'shape', type(losses).__name__)} (use reduction='none')")

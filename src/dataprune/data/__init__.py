@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch.utils.data import Dataset
 
+from ..quotas import stratified_split
 from .augment import flip_crop, get_augmentation
 from .builtin import load_digits, load_mnist5k
 from .cifar import load_cifar
-from .core import ArrayDataset, NpyDataset, SubsetView, get_targets, iter_batches, stratified_split
+from .core import ArrayDataset, NpyDataset, SubsetView, get_targets, iter_batches
 from .imagefolder import ImageFolderDataset, load_imagefolder
 from .noise import NOISE_KINDS, add_label_noise, long_tail_indices, pair_noise, symmetric_noise
 

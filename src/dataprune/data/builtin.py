@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .core import ArrayDataset, stratified_split
+from ..quotas import stratified_split
+from .core import ArrayDataset
 
 # Fixed so that every user and every test sees the same train/test split.
 SPLIT_SEED = 0

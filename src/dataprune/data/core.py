@@ -15,8 +15,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..quotas import stratified_split  # noqa: F401  (public here too)
-
 
 class ArrayDataset(Dataset):
     """Samples held in one tensor, labels in one int64 array.
