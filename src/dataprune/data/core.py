@@ -140,10 +140,10 @@ class _BatchDataset(Dataset):
             return self.dataset.get_batch(np.asarray(idx, dtype=np.int64))
         getitems = getattr(self.dataset, "__getitems__", None)
         items = getitems(list(idx)) if getitems is not None else [self.dataset[int(i)] for i in idx]
-        return _collate_pairs(items, idx)
+        return _collate_pairs(items)
 
 
-def _collate_pairs(items, idx):
+def _collate_pairs(items):
     from torch.utils.data import default_collate
 
     first = items[0] if len(items) else None
@@ -152,8 +152,7 @@ def _collate_pairs(items, idx):
                         f"{type(first).__name__}" + (f" of length {len(first)}" if hasattr(first, "__len__") else "")
                         + " (for dict samples, wrap it: dataprune.data.as_pairs(dataset, input_key=..., "
                         "label_key=...))")
-    x, y = default_collate(list(items))
-    return x, y
+    return tuple(default_collate(list(items)))
 
 
 def _identity(batch):
@@ -192,17 +191,17 @@ class BatchReader:
         self.device, self.dtype = device, dtype
         self.non_blocking = device is not None and torch.device(device).type == "cuda"
         self._sampler = _Batches()
+        self._batch_set = _BatchDataset(dataset)
         self._loader = None
         if self.num_workers:
-            self._loader = DataLoader(_BatchDataset(dataset), batch_sampler=self._sampler, collate_fn=_identity,
+            self._loader = DataLoader(self._batch_set, batch_sampler=self._sampler, collate_fn=_identity,
                                       num_workers=self.num_workers, persistent_workers=True,
                                       pin_memory=self.non_blocking)
-        self._direct = _BatchDataset(dataset)
 
     def __call__(self, batches) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
         batches = [np.asarray(b, dtype=np.int64) for b in batches]
         if self._loader is None:
-            source = (self._direct.__getitems__(b) for b in batches)
+            source = (self._batch_set.__getitems__(b) for b in batches)
         else:
             self._sampler.batches = batches
             source = iter(self._loader)
