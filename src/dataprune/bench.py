@@ -152,7 +152,13 @@ _WORKER: dict = {}
 
 
 def _init_worker(split, make_model, threads):
+    import signal
+
     import torch
+
+    # Ctrl-C on a terminal reaches the whole process group; only the main process acts on it (it stops
+    # the workers itself), so a worker never dies half-way through reading its task queue.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     torch.set_num_threads(threads)
     _WORKER.update(split=split, make_model=make_model)
@@ -243,9 +249,25 @@ class _Runner:
             torch.set_num_threads(before)
         return fut
 
-    def close(self):
-        if self.pool is not None:
+    def close(self, abort: bool = False):
+        """Wait for the workers to finish (``abort=False``), or stop them now: queued units are
+        cancelled and running ones killed (their results were never written, so a re-run redoes them)."""
+        if self.pool is None:
+            return
+        if not abort:
             self.pool.shutdown(cancel_futures=True)
+            return
+        procs = list(getattr(self.pool, "_processes", {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        deadline = time.monotonic() + 5
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join(1)
 
 
 # ------------------------------------------------------------------ grid --
@@ -353,6 +375,7 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
         sum(1 for s in spec.seeds if spec.full and ("full", 0.0, s) not in done)
     finished = [0]
     t_start = time.perf_counter()
+    aborted = True
     try:
         for seed in spec.seeds:
             if spec.full and ("full", 0.0, seed) not in done:
@@ -412,8 +435,9 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
                     cell_log(f"  [{finished[0]}/{total_cells}] {e.text} r={ratio:g} seed {seed}: kept {res['n_kept']}, "
                              f"test accuracy {res['test_acc']:.4f}, pruning cost {rows[-1]['cost_fraction']:.2f} "
                              f"of a training run ({time.perf_counter() - t_start:.0f}s)")
+        aborted = False
     finally:
-        runner.close()
+        runner.close(abort=aborted)
     _fix_costs(rows, full_seconds)
     if out_dir is not None:
         save()

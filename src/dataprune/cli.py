@@ -952,6 +952,10 @@ COMMANDS = {"demo": cmd_demo, "bench": cmd_bench, "train": cmd_train, "score": c
             "prune": cmd_prune, "report": cmd_report, "evaluate": cmd_evaluate, "list": cmd_list}
 
 
+# Commands that keep finished work on disk and pick it up when run again with the same arguments.
+RESUMABLE = ("demo", "bench", "score", "prune")
+
+
 def main(argv=None) -> int:
     from .io import OutputExistsError, OutputLockedError
 
@@ -965,18 +969,22 @@ def main(argv=None) -> int:
     # --quiet and --threads hold for this command only (main may be called again in the same process).
     quiet_before, threads_before = os.environ.get("DATAPRUNE_QUIET"), torch.get_num_threads()
     log = _Log(getattr(args, "quiet", False))
-    from .utils import tune_cpu_allocator
+    from .utils import Terminated, sigterm_raises, tune_cpu_allocator
 
     tune_cpu_allocator()
     try:
-        if getattr(args, "compute_threads", None):
-            torch.set_num_threads(args.compute_threads)
-        _init_distributed(args)
-        log.quiet = getattr(args, "quiet", False)
-        COMMANDS[args.command](args, log)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        with sigterm_raises():
+            if getattr(args, "compute_threads", None):
+                torch.set_num_threads(args.compute_threads)
+            _init_distributed(args)
+            log.quiet = getattr(args, "quiet", False)
+            COMMANDS[args.command](args, log)
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        if args.command in RESUMABLE:
+            what += "; what had finished is kept, and the same command resumes from it"
+        print(f"dataprune {args.command}: {what}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except OutputExistsError as exc:
         if os.environ.get("DATAPRUNE_DEBUG"):
             raise
