@@ -323,6 +323,21 @@ def test_prune_in_one_step_and_its_report(tmp_path, capsys):
     assert "class0-highest.png" not in (out / "report.html").read_text()
 
 
+def test_prune_says_every_stage_off_a_terminal(tmp_path, capsys, monkeypatch):
+    """No silent stretch: a line when each stage starts, a line per surrogate epoch and per scored checkpoint."""
+    monkeypatch.delenv("DATAPRUNE_QUIET", raising=False)
+    assert cli.main(["prune", *DIGITS, "--epochs", "3", "--checkpoints", "1,3", "--ratio", "0.5",
+                     "--out", str(tmp_path / "p")]) == 0
+    lines = [ln.split(" (")[0] for ln in capsys.readouterr().err.splitlines()]
+    want = ["[dataprune] digits: 200 training samples", "[dataprune] surrogate 3 of 3 epochs",
+            "[dataprune] surrogate: epoch 1/3", "[dataprune] surrogate: epoch 3/3", "[dataprune] ckpt 1/2",
+            "[dataprune] ckpt 2/2", "[dataprune] selecting: pruning ratio 0.5 of 200 samples",
+            "[dataprune] writing the report", "wrote keep.npy"]
+    at = [next((i for i, ln in enumerate(lines) if ln.startswith(w)), None) for w in want]
+    assert None not in at, "\n".join(lines)
+    assert at == sorted(at), "\n".join(lines)
+
+
 def test_a_second_run_on_the_same_output_is_refused(tmp_path, capsys):
     from dataprune.io import output_lock
 

@@ -770,6 +770,7 @@ def cmd_prune(args, log):
     from . import io
     from .methods import get_method
     from .prune import RESULT_FILES, prune, sample_paths
+    from .utils import stage
 
     if not args.force:
         for f in RESULT_FILES:
@@ -788,6 +789,8 @@ def cmd_prune(args, log):
         checkpoints, ck_meta = load_checkpoints(args.checkpoints_file)
         io.check_fingerprint(ck_meta.get("fingerprint"), io.dataset_fingerprint(split.train), args.checkpoints_file)
     work_dir = os.path.join(args.out, "parts")
+    stage(f"{args.dataset}: {len(split.train)} training samples, {split.num_classes} classes; model {args.model}; "
+          f"recipe {cfg.epochs} epochs at batch {cfg.batch_size}, lr {cfg.lr:g}", not args.quiet)
     if os.path.isdir(work_dir):
         log(f"resuming: reusing the finished parts in {work_dir} that match these settings")
     with io.output_lock(os.path.join(args.out, "result.json")):
@@ -804,6 +807,8 @@ def cmd_prune(args, log):
         result.provenance.update(_dataset_meta(args, split), model=args.model)
         result.save(args.out, overwrite=True, positions=split.train_positions, paths=sample_paths(split.train))
         io.PartStore(work_dir, {}).clear()          # finished: the parts are not needed any more
+        if not args.no_report:
+            stage("writing the report", not args.quiet)
         page = None if args.no_report else result.report(args.out, overwrite=True)
     print(result.summary())
     log(f"wrote {', '.join(RESULT_FILES)}" + (f" and {os.path.basename(page)}" if page else "") + f" in {args.out}")

@@ -25,6 +25,7 @@ from .select import POLICIES, describe_sampling, selection
 from .train import TrainConfig
 from .trajectory import as_checkpoints
 from .utils import resolve_device as utils_resolve_device
+from .utils import stage
 
 RESULT_FILES = ("keep.npy", "keep.csv", "scores.npy", "result.json")
 
@@ -368,6 +369,7 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
                          "record")
     if checkpoints is not None:
         cks = as_checkpoints(checkpoints)
+        stage(f"scoring {len(cks)} given checkpoints with {method}", progress)
         import time
 
         model = model if isinstance(model, torch.nn.Module) else model()
@@ -387,6 +389,7 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
         ck_info = [{"epoch": c.epoch, "lr": c.lr} for c in cks]
         plan = None
     else:
+        stage(f"{plan.describe(cfg.epochs, checkpoint_epochs)}; scoring with {method}", progress)
         run = surrogate_scores([method], train_set, lambda: _fresh(model), config=cfg,
                                checkpoint_epochs=checkpoint_epochs, plan=plan, seed=seed, device=device,
                                batch_size=score_batch_size, num_workers=num_workers, progress=progress,
@@ -406,6 +409,7 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
     if missing:
         raise ValueError(f"policy {policy!r} needs the evidence {missing}, which method {method!r} does not record")
     popts, extra = apply_credibility(policy, popts, reports)
+    stage(f"selecting: pruning ratio {ratio:g} of {len(labels)} samples, policy {policy}", progress)
     sel = selection(scores, ratio, labels=labels, policy=policy, seed=seed, **popts, **aux)
     decisions = {**sel.decisions, **extra, "view": view_kind}
     provenance = {"options": {k: repr(v) if not isinstance(v, (int, float, str, bool, type(None), list)) else v

@@ -116,6 +116,14 @@ class _LogLines(_Quiet):
             self._line(f"{self.count} {self.unit} done")
 
 
+def stage(text: str, enabled: bool = True) -> None:
+    """One line on stderr when a stage of a run starts (on a terminal and off one alike), so the
+    stages between progress bars are never silent; nothing when ``enabled`` is False or
+    ``DATAPRUNE_QUIET`` is set."""
+    if enabled and not os.environ.get("DATAPRUNE_QUIET"):
+        print(f"[dataprune] {text}", file=sys.stderr, flush=True)
+
+
 def progress_bar(iterable=None, *, desc: str = "", enabled: bool = True, total=None, unit: str = "it"):
     """A tqdm bar on stderr on a terminal; off one, log lines (:class:`_LogLines`); nothing when
     ``enabled`` is False or ``DATAPRUNE_QUIET`` is set."""
