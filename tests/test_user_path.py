@@ -271,3 +271,62 @@ def test_bad_arguments_are_refused_before_anything_trains(monkeypatch, bad, matc
     x, y = _blobs(n=60)
     with pytest.raises((ValueError, TypeError), match=match):
         dp.prune(_mlp, ArrayDataset(x, y), **bad)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(epochs="3"), "epochs must be an integer"),
+    (dict(epochs=2, momentum=2), r"momentum must be in \[0, 1\)"),
+    (dict(epochs=2, weight_decay=-1), "weight_decay must be >= 0"),
+    (dict(epochs=2, min_lr=1.0), "min_lr must be in"),
+    (dict(epochs=2, loss_fn=3), "loss_fn must be a callable"),
+    (dict(epochs=2, indices=[0, 500]), r"indices must be positions in \[0, 60\)"),
+    (dict(epochs=2, checkpoint_epochs=[5]), "outside"),
+])
+def test_dp_train_checks_its_arguments_before_a_step(monkeypatch, bad, match):
+    x, y = _blobs(n=60)
+    model = _mlp()
+    monkeypatch.setattr(model, "forward", lambda *a: pytest.fail("a training step ran before the checks"))
+    with pytest.raises((ValueError, TypeError), match=match):
+        dp.train(model, ArrayDataset(x, y), **bad)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(params="zz"), "params must be 'all', 'last_layer'"),
+    (dict(params=["nope.weight"]), "model has no parameter 'nope.weight'"),
+    (dict(num_workers=-1), "num_workers must be an integer >= 0"),
+    (dict(loss_fn=3), "loss_fn must be a callable"),
+    (dict(batch_size=0), "batch_size must be an integer >= 1"),
+])
+def test_dp_score_checks_its_options_before_a_pass_over_the_data(monkeypatch, bad, match):
+    import dataprune.methods.moso as mm
+
+    monkeypatch.setattr(mm, "checkpoint_terms", lambda *a, **k: pytest.fail("scored before the checks"))
+    x, y = _blobs(n=60)
+    model = _mlp()
+    with pytest.raises((ValueError, TypeError), match=match):
+        dp.score(model, [(model.state_dict(), 0.1)], ArrayDataset(x, y), method="moso", **bad)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(ratios=[70]), r"ratios are fractions of samples removed, each in \[0, 1\)"),
+    (dict(ratios=[]), "no pruning ratios"),
+    (dict(seeds=[]), "no seeds"),
+    (dict(seeds=[-1]), "seeds must be integers >= 0"),
+    (dict(retrain=dict(epochs=2, lr=-1)), "the retrain recipe: lr must be > 0"),
+    (dict(surrogate=dict(epochs=0)), "the surrogate recipe: epochs must be >= 1"),
+    (dict(checkpoint_epochs=[50]), "checkpoint epochs must be within the surrogate's"),
+    (dict(options={"el2n": {"zz": 1}}), "has no option"),
+])
+def test_the_bench_checks_its_grid_before_any_unit_runs(monkeypatch, bad, match):
+    import dataprune.bench as bench
+    from dataprune.data import DataSplit
+    from dataprune.models import ModelFactory
+
+    for unit in ("_score_unit", "_retrain_unit"):
+        monkeypatch.setattr(bench, unit, lambda *a, **k: pytest.fail("a unit ran before the checks"))
+    x, y = _blobs(n=60)
+    split = DataSplit("blobs", ArrayDataset(x, y), ArrayDataset(x, y), 3, (8,))
+    spec = dict(methods=["random", "el2n"], ratios=[0.5], seeds=[0], dataset="blobs", model="mlp",
+                surrogate=dict(epochs=2), retrain=dict(epochs=2), checkpoint_epochs=[1, 2])
+    with pytest.raises((ValueError, TypeError), match=match):
+        bench.run_grid(bench.GridSpec(**{**spec, **bad}), split, ModelFactory("mlp", 3, (8,)), None)

@@ -20,6 +20,7 @@ grid), the share of mislabelled samples it kept when the labels were made noisy,
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import time
 from collections.abc import Callable
@@ -111,6 +112,28 @@ def validate(spec: GridSpec) -> list[Entry]:
     """Every check that can fail before any training: entries, policies, options, plans, evidence."""
     if not spec.methods:
         raise ValueError("no methods to compare")
+    if not spec.ratios:
+        raise ValueError("no pruning ratios to run")
+    for r in spec.ratios:
+        if isinstance(r, bool) or not isinstance(r, numbers.Real) or not 0.0 <= r < 1.0:
+            raise ValueError(f"ratios are fractions of samples removed, each in [0, 1); got {r!r}")
+    if not spec.seeds:
+        raise ValueError("no seeds to run")
+    bad_seeds = [s for s in spec.seeds if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0]
+    if bad_seeds:
+        raise ValueError(f"seeds must be integers >= 0, got {bad_seeds}")
+    for what in ("surrogate", "retrain"):
+        try:
+            TrainConfig(**getattr(spec, what))
+        except TypeError as exc:
+            raise TypeError(f"the {what} recipe: {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"the {what} recipe: {exc}") from None
+    last = spec.surrogate.get("epochs", TrainConfig().epochs)
+    bad = [e for e in spec.checkpoint_epochs if not 0 <= e <= last]
+    if not spec.checkpoint_epochs or bad:
+        raise ValueError(f"checkpoint epochs must be within the surrogate's [0, {last}] epochs, got "
+                         f"{spec.checkpoint_epochs}")
     entries = [parse_entry(m, spec.policy) for m in spec.methods]
     dupes = sorted({e.text for e in entries if [x.text for x in entries].count(e.text) > 1})
     if dupes:

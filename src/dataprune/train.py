@@ -79,12 +79,28 @@ class TrainConfig:
     precision: str = "fp32"
 
     def __post_init__(self):
+        import numbers
+
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+        for name in ("lr", "momentum", "weight_decay", "min_lr"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a number, got {value!r}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr must be in [0, lr={self.lr}], got {self.min_lr}")
         if self.length not in ("epochs", "steps"):
             raise ValueError(f"length must be 'epochs' or 'steps', got {self.length!r}")
         if self.precision not in PRECISIONS:
@@ -171,6 +187,11 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
     indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
     if len(indices) == 0:
         raise ValueError("cannot train on an empty set of samples")
+    if indices.min() < 0 or indices.max() >= len(dataset):
+        raise ValueError(f"indices must be positions in [0, {len(dataset)}), got values from {indices.min()} to "
+                         f"{indices.max()}")
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a callable (logits, targets) -> per-sample losses, got {loss_fn!r}")
     augment = get_augmentation(cfg.augment)
     checkpoint_epochs = sorted({int(e) for e in checkpoint_epochs})
     world, rank = dist_utils.world_size(), dist_utils.rank()

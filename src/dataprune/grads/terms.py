@@ -64,6 +64,14 @@ class TermOptions:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not self.cache_mb >= 0:
             raise ValueError(f"cache_mb must be >= 0, got {self.cache_mb}")
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, (int, np.integer)) \
+                or self.num_workers < 0:
+            raise ValueError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
+        if isinstance(self.params, str) and self.params not in ("all", "last_layer"):
+            raise ValueError(f"params must be 'all', 'last_layer' or a list of names/modules, got {self.params!r}")
+        if self.loss_fn is not None and not callable(self.loss_fn):
+            raise TypeError(f"loss_fn must be a callable (logits, targets) -> per-sample losses, got "
+                            f"{self.loss_fn!r}")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -46,6 +46,10 @@ def setup_run(model, checkpoints, dataset, work_dir, key: dict, options: TermOpt
     if len(dataset) < 2:
         raise ValueError(f"MoSo needs at least 2 samples, got {len(dataset)}")
     work = prepare_model(model, options.torch_device)
+    if not isinstance(options.params, str):
+        from ..grads.capture import select_params
+
+        select_params(work, options.params)          # names and modules checked before any pass over the data
     store = None
     if work_dir is not None:
         from ..io import PartStore, dataset_fingerprint
