@@ -304,7 +304,7 @@ def test_prune_in_one_step_and_its_report(tmp_path, capsys):
     assert "already exists; pass --force" in capsys.readouterr().err
     os.remove(out / "report.html")
     assert cli.main(["report", str(out), "--quiet"]) == 0
-    assert "class0-highest.png" in (out / "report.html").read_text()      # the dataset was loaded again: images
+    assert "class0-kept.png" in (out / "report.html").read_text()      # the dataset was loaded again: images
     # A result whose dataset no longer matches (here: its recorded labels) gets tables, not wrong images.
     meta = json.loads((out / "keep.npy.json").read_text())
     meta["fingerprint"]["labels_sha256"] = "0" * 16
@@ -320,7 +320,7 @@ def test_prune_in_one_step_and_its_report(tmp_path, capsys):
     assert cli.main(["report", str(out), "--force"]) == 0
     said = "".join(capsys.readouterr())
     assert "made for a different dataset" in said and "tables instead of images" in said
-    assert "class0-highest.png" not in (out / "report.html").read_text()
+    assert "class0-kept.png" not in (out / "report.html").read_text()
 
 
 def test_prune_says_every_stage_off_a_terminal(tmp_path, capsys, monkeypatch):

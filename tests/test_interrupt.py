@@ -115,3 +115,17 @@ def test_prune_reading_with_loader_workers_ends_at_once(tmp_path, sig, code):
     assert took < 10, f"took {took:.1f} s"
     assert "Traceback" not in out
     assert not (tmp_path / "p" / "keep.npy").exists()
+
+
+def test_deferred_signals_raise_only_where_checked_and_restore_the_handlers():
+    from dataprune.utils import DeferredSignals, Terminated
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    for sig, exc in ((signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)):
+        with DeferredSignals() as signals:
+            os.kill(os.getpid(), sig)
+            time.sleep(0.05)                                 # delivered, recorded, nothing raised here
+            with pytest.raises(exc) as info:
+                signals.check()
+            assert type(info.value) is exc
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

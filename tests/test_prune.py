@@ -79,12 +79,14 @@ def test_save_load_and_csv(tmp_path, digits, result):
 class _Page(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.images, self.ids, self.rows, self._id = [], {}, [], None
+        self.images, self.ids, self.rows, self._id, self.shown = [], {}, [], None, []
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag == "img":
             self.images.append(a["src"])
+        if "data-kind" in a:
+            self.shown.append((a["data-kind"], [int(i) for i in a["data-indices"].split(",")], a.get("src")))
         if "id" in a:
             self._id = a["id"]
         if tag == "tr" and a.get("class") == "class-row":
@@ -107,7 +109,7 @@ def test_report_images_classes_and_numbers(tmp_path, result):
     path = result.report(str(tmp_path / "rep"))
     page = _parse(path)
     assert page.images and all(os.path.isfile(os.path.join(os.path.dirname(path), src)) for src in page.images)
-    assert any("removed" in src or "lowest" in src for src in page.images)
+    assert any("removed" in src for src in page.images) and any("-kept" in src for src in page.images)
     assert {r["class"] for r in page.rows} == set(range(10))
     expected = {r["class"]: (r["size"], r["kept"]) for r in result.per_class()}
     assert {r["class"]: (r["size"], r["kept"]) for r in page.rows} == expected
@@ -117,6 +119,32 @@ def test_report_images_classes_and_numbers(tmp_path, result):
     assert int(page.ids["set-aside"]) == result.decisions["set_aside"]
     with pytest.raises(FileExistsError):
         result.report(str(tmp_path / "rep"))
+
+
+def test_report_shows_kept_removed_and_set_aside_samples_apart_with_legible_captions(tmp_path, result):
+    """Grids once mixed kept and set-aside samples under "highest scores" (a reader rarely saw a typical kept
+    sample) with 6 px captions; now every grid holds one fate, and each tile is at least 100 px wide."""
+    from PIL import Image
+
+    from dataprune.select import confident_noise
+
+    page = _parse(result.report(str(tmp_path / "rep")))
+    kept = result.kept_mask()
+    suspect = confident_noise(result.evidence["probs"], result.labels, result.decisions["noise_rule"])["suspect"]
+    kinds = {kind for kind, _, _ in page.shown}
+    assert kinds == {"kept", "removed", "aside"}
+    for kind, idx, src in page.shown:
+        assert len(set(result.labels[idx])) == 1                      # one class per grid
+        if kind == "kept":
+            assert kept[idx].all()
+        elif kind == "removed":
+            assert not kept[idx].any() and not suspect[idx].any()
+        else:
+            assert not kept[idx].any() and suspect[idx].all()
+        width = Image.open(tmp_path / "rep" / src).size[0]
+        assert width / len(idx) >= 100, (src, width, len(idx))
+    text = open(tmp_path / "rep" / "report.html").read()
+    assert "trusted class size" not in text and "<sup>" not in text
 
 
 def test_report_of_non_image_data_uses_tables(tmp_path):

@@ -36,6 +36,7 @@ from .pipeline import FULL, Plan, resolve_plan
 from .results import read_results, write_results
 from .select import POLICIES, selection
 from .train import TrainConfig
+from .utils import DeferredSignals
 
 # Keys of run.json that a run may extend (everything else must match to resume or add to a folder);
 # per-method and per-policy options merge, as long as no option is given two values.
@@ -399,6 +400,8 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
     finished = [0]
     t_start = time.perf_counter()
     aborted = True
+    # With worker processes, Ctrl-C / SIGTERM are acted on between waits, never inside one (see DeferredSignals).
+    signals = DeferredSignals(enabled=runner.pool is not None).__enter__()
     try:
         for seed in spec.seeds:
             if spec.full and ("full", 0.0, seed) not in done:
@@ -420,7 +423,8 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
             _submit_cells(runner, pending, groups[key], res, key, spec, targets, fingerprint, out_dir, device,
                           done)
         while pending:
-            finished_now, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            signals.check()
+            finished_now, _ = wait(list(pending), timeout=0.2, return_when=FIRST_COMPLETED)
             for fut in finished_now:
                 what = pending.pop(fut)
                 res = fut.result()
@@ -458,9 +462,11 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
                     cell_log(f"  [{finished[0]}/{total_cells}] {e.text} r={ratio:g} seed {seed}: kept {res['n_kept']}, "
                              f"test accuracy {res['test_acc']:.4f}, pruning cost {rows[-1]['cost_fraction']:.2f} "
                              f"of a training run ({time.perf_counter() - t_start:.0f}s)")
+        signals.check()
         aborted = False
     finally:
         runner.close(abort=aborted)
+        signals.__exit__()
     _fix_costs(rows, full_seconds)
     if out_dir is not None:
         save()

@@ -296,24 +296,44 @@ def _most_evident(idx, margin):
     return idx[np.argsort(np.asarray(margin)[idx], kind="stable")]
 
 
-def _grid_png(images, captions, path, colors=None):
+# Tile frames: what happened to the sample.
+FRAME = {"kept": "#2ca02c", "removed": "#d62728", "aside": "#ff7f0e"}
+
+
+def _grid_png(images, captions, path, frame):
+    """One row of thumbnails, each framed in ``frame`` colour with a two-line caption under it, sized so
+    that the captions read at about 13 px on the page."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = len(images)
-    fig, axes = plt.subplots(1, n, figsize=(1.05 * n, 1.3), dpi=72, squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(1.2 * n, 1.75), dpi=100, squeeze=False)
     for j, ax in enumerate(axes[0]):
         img = images[j]
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
-        ax.set_title(captions[j], fontsize=6.5, color=(colors or ["black"] * n)[j], pad=2)
-        ax.axis("off")
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.8, bottom=0.02, wspace=0.08)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_edgecolor(frame)
+            spine.set_linewidth(3)
+        ax.set_xlabel(captions[j], fontsize=9.5, labelpad=3, linespacing=1.1)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.98, bottom=0.27, wspace=0.12)
     _save(plt, fig, path)
 
 
-def _hist_png(values, kept, path, xlabel, title, cut=None):
+def _quota_words(alpha: float) -> str:
+    if alpha == 0:
+        return ("Every class keeps the same number of samples, counted after its suspected wrong labels are set "
+                "aside (a class with fewer trusted samples than that keeps all of them).")
+    if alpha == 1:
+        return "Every class keeps the same share of its trusted samples (those not set aside)."
+    return (f"Class sizes after selection lie between equal counts and equal shares of the trusted samples "
+            f"(exponent {alpha:g}: 0 is equal counts, 1 equal shares).")
+
+
+def _hist_png(values, kept, path, xlabel, title, cut=None, aside=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -322,9 +342,11 @@ def _hist_png(values, kept, path, xlabel, title, cut=None):
     fig, ax = plt.subplots(figsize=(6.4, 2.9), dpi=100)
     finite = np.isfinite(values)
     bins = np.histogram_bin_edges(values[finite], bins=50) if finite.any() else 10
-    # Stacked, so that every bar shows how many of its samples were kept (green) and removed (red).
-    ax.hist([values[finite & kept], values[finite & ~kept]], bins=bins, stacked=True, color=["#2ca02c", "#d62728"],
-            label=["kept", "removed"])
+    # Stacked, so that every bar shows how many of its samples were kept, removed and set aside.
+    aside = np.zeros(len(values), bool) if aside is None else aside
+    ax.hist([values[finite & kept], values[finite & ~kept & ~aside], values[finite & aside]], bins=bins,
+            stacked=True, color=[FRAME["kept"], FRAME["removed"], FRAME["aside"]],
+            label=["kept", "removed", "set aside as mislabelled"])
     if cut is not None:
         ax.axvline(cut, color="black", ls="--", lw=1, label="cut")
     ax.set_xlabel(xlabel, fontsize=8)
@@ -398,8 +420,7 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
 
         facts.append("Within each class the policy kept " + describe_sampling(d) + ".")
     if "alpha" in d:
-        facts.append(f"Class quotas follow (trusted class size)<sup>{d['alpha']:g}</sup>, capped at the class size"
-                     + (": equal counts where the classes are large enough." if d["alpha"] == 0 else "."))
+        facts.append(_quota_words(float(d["alpha"])))
     if cost:
         frac = cost.get("cost_fraction")
         share = f"<b id=\"cost-fraction\">{frac:.2f}</b> of one full training run" \
@@ -420,16 +441,18 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
     kept_scores = scores[kept & np.isfinite(scores)]
     cut = float(kept_scores.min()) if len(kept_scores) else None
     _hist_png(scores, kept, os.path.join(files, "scores.png"), "score (higher = keep)",
-              f"scores of kept and removed samples ({result.method})", cut if result.policy in ("topk",) else None)
-    parts.append("<h2>Scores and evidence</h2><p class=\"muted\">Higher score = keep. Class-wise scores rank "
-                 "a class's wrong labels among its highest (they agree with each other), which is why the policy "
-                 "first sets aside the labels the surrogate contradicts: low label margin, left below.</p>"
+              f"scores of kept and removed samples ({result.method})", cut if result.policy in ("topk",) else None,
+              aside=removed_suspect)
+    parts.append("<h2>Scores and evidence</h2><p class=\"muted\">Higher score = keep. Wrong labels of one class "
+                 "agree with each other, so class-wise scores can rank them high; that is why the policy first sets "
+                 "aside the samples whose label the surrogate contradicts (a low label margin, left in the second "
+                 "plot), then keeps by score.</p>"
                  "<div class=\"grid\"><img src=\"report_files/scores.png\" alt=\"score histogram\"></div>")
     if margin is not None:
         cutoff = float(margin[suspect].max()) if suspect.any() else None
         _hist_png(margin, kept, os.path.join(files, "margin.png"),
                   "label margin: probability of the given label minus the largest other (surrogate)",
-                  "evidence for wrong labels (dashed: highest margin of a suspect)", cutoff)
+                  "evidence for wrong labels (dashed: highest margin of a suspect)", cutoff, aside=removed_suspect)
         parts.append("<div class=\"grid\"><img src=\"report_files/margin.png\" alt=\"margin histogram\"></div>")
     # Per-class samples.
     classes = [r["class"] for r in rows]
@@ -437,35 +460,45 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
         classes = sorted(classes, key=lambda c: -int((removed_suspect & (labels == c)).sum()))[:MAX_CLASS_GRIDS]
         classes.sort()
     is_image = dataset is not None and len(dataset) == len(labels) and _image(dataset[0][0]) is not None
-    parts.append(f"<h2>Samples per class</h2><p class=\"muted\">Up to {per_class} per class and kind: the "
-                 "highest- and lowest-scored samples, and the removed samples whose label the surrogate contradicts "
-                 "(given label &rarr; the surrogate's; the most evident first)."
+    parts.append(f"<h2>Samples per class</h2><p class=\"muted\">Up to {per_class} per class and kind, framed by what "
+                 "happened to them: <b style=\"color:#2ca02c\">kept</b> (the highest-scored, then the lowest-scored "
+                 "of the kept: those just above the cut), <b style=\"color:#d62728\">removed</b> (the lowest-scored), "
+                 "and <b style=\"color:#ff7f0e\">set aside as mislabelled</b> (the label it was given &rarr; the "
+                 "surrogate's prediction, most evident first). Under each image: its position in the dataset."
                  + ("" if is_image else " The samples are not images (or the dataset was not available): "
                     "tables instead.") + "</p>")
     for c in classes:
         members = np.flatnonzero(labels == c)
-        order = members[np.argsort(-scores[members], kind="stable")]
-        kinds = [("highest scores", order[:per_class], None),
-                 ("lowest scores", order[::-1][:per_class], None),
-                 ("removed as mislabelled", _most_evident(members[removed_suspect[members]], margin)[:per_class],
-                  "flip")]
-        parts.append(f"<h3 class=\"class-head\" data-class=\"{c}\">class {_html(result.class_name(int(c)))}</h3>")
-        for title, idx, kind in kinds:
+        in_kept = members[kept[members]]
+        in_kept = in_kept[np.argsort(-scores[in_kept], kind="stable")]
+        pruned = members[~kept[members] & ~removed_suspect[members]]
+        pruned = pruned[np.argsort(scores[pruned], kind="stable")]
+        lowest_kept = in_kept[per_class:][-per_class:]           # not repeated from the highest row
+        kinds = [("kept", "kept: highest scores", in_kept[:per_class], "kept"),
+                 ("kept-lowest", "kept: lowest scores", lowest_kept, "kept"),
+                 ("removed", "removed: lowest scores", pruned[:per_class], "removed"),
+                 ("set-aside", "set aside as mislabelled",
+                  _most_evident(members[removed_suspect[members]], margin)[:per_class], "aside")]
+        parts.append(f"<h3 class=\"class-head\" data-class=\"{c}\">class {_html(result.class_name(int(c)))}: "
+                     f"kept {len(in_kept)} of {len(members)}</h3>")
+        for tag, title, idx, kind in kinds:
             if not len(idx):
                 continue
-            caps = [(f"{result.class_name(int(labels[i]))}→{result.class_name(int(surrogate_label[i]))}"
-                     if kind == "flip" and surrogate_label is not None else f"{scores[i]:.3g}") for i in idx]
+            flips = kind == "aside" and surrogate_label is not None
+            shown = f"data-kind=\"{kind}\" data-indices=\"{','.join(str(int(i)) for i in idx)}\""
+            caps = [f"#{int(i)}\n" + (f"{result.class_name(int(labels[i]))} \u2192 "
+                                      f"{result.class_name(int(surrogate_label[i]))}" if flips
+                                      else f"score {scores[i]:.3g}") for i in idx]
             if is_image:
-                name = f"class{int(c)}-{title.split()[0]}.png"
-                colors = ["#2ca02c" if kept[i] else "#d62728" for i in idx]
-                _grid_png([_image(dataset[int(i)][0]) for i in idx], caps, os.path.join(files, name), colors)
-                parts.append(f"<p class=\"muted\">{title} (green: kept, red: removed)</p><div class=\"grid\">"
-                             f"<img src=\"report_files/{name}\" alt=\"class {c} {title}\"></div>")
+                name = f"class{int(c)}-{tag}.png"
+                _grid_png([_image(dataset[int(i)][0]) for i in idx], caps, os.path.join(files, name), FRAME[kind])
+                parts.append(f"<p class=\"muted\">{title}</p><div class=\"grid\">"
+                             f"<img src=\"report_files/{name}\" alt=\"class {c} {title}\" {shown}></div>")
             else:
-                parts.append(f"<p class=\"muted\">{title}</p><table><tr><th>index</th><th>score</th><th>kept</th>"
-                             + ("<th>given &rarr; surrogate</th>" if kind == "flip" else "") + "</tr>"
-                             + "".join(f"<tr><td>{int(i)}</td><td>{scores[i]:.4g}</td><td>{'yes' if kept[i] else 'no'}"
-                                       f"</td>" + (f"<td>{_html(caps[j])}</td>" if kind == "flip" else "") + "</tr>"
+                parts.append(f"<p class=\"muted\">{title}</p><table {shown}><tr><th>index</th><th>score</th>"
+                             + ("<th>given &rarr; surrogate</th>" if flips else "") + "</tr>"
+                             + "".join(f"<tr><td>{int(i)}</td><td>{scores[i]:.4g}</td>"
+                                       + (f"<td>{_html(caps[j].split(chr(10))[1])}</td>" if flips else "") + "</tr>"
                                        for j, i in enumerate(idx)) + "</table>")
     if bench_dir:
         import shutil

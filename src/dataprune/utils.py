@@ -61,6 +61,50 @@ def sigterm_raises():
         signal.signal(signal.SIGTERM, before)
 
 
+class DeferredSignals:
+    """Within the block, SIGINT and SIGTERM are recorded instead of raising at an arbitrary bytecode;
+    :meth:`check` raises them (``KeyboardInterrupt`` / :class:`Terminated`) at a point of the caller's
+    choosing. For a main thread that waits on worker processes: an exception raised while it holds a
+    future's lock inside ``concurrent.futures.wait`` would leave that lock held, and the shutdown that
+    follows would wait on it for ever. A signal that was ignored before (a background job's SIGINT)
+    stays ignored. Off the main thread it does nothing."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.received: int | None = None
+        self._before: dict = {}
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if not self.enabled or threading.current_thread() is not threading.main_thread():
+            return self
+
+        def record(signum, frame):
+            self.received = signum if self.received is None else self.received
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            before = signal.getsignal(sig)
+            if before is not signal.SIG_IGN:
+                self._before[sig] = signal.signal(sig, record)
+        return self
+
+    def check(self):
+        import signal
+
+        if self.received is not None:
+            raise Terminated() if self.received == signal.SIGTERM else KeyboardInterrupt()
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, before in self._before.items():
+            signal.signal(sig, before)
+        self._before = {}
+        return False
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (model initialisation draws from torch's global RNG)."""
     random.seed(seed)
