@@ -22,7 +22,8 @@ EPILOG = {
     "train": """examples:
   dataprune train --dataset mnist5k --model cnn --epochs 10 --checkpoints 1,3,5,7,9 --out ckpts.pt
   dataprune train --dataset cifar10 --data-root ~/data --model resnet18 --epochs 200 --lr 0.1 \\
-      --checkpoints even:10 --out cifar10-ckpts.pt""",
+      --checkpoints even:10 --out cifar10-ckpts.pt
+  dataprune train --dataset mnist5k --epochs 10 --dynamic dynamic --ratio 0.5 --out ckpts.pt  # prune while training""",
     "score": """examples:
   dataprune score --dataset mnist5k --method recommended --out scores.npy
   dataprune score --dataset mnist5k --method recommended --budget 0.25 --out cheap.npy
@@ -325,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(p)
     _recipe_args(p)
     p.add_argument("--checkpoints", help=CHECKPOINTS_HELP)
+    p.add_argument("--dynamic", choices=["infobatch", "dynamic", "random_dynamic"],
+                   help="prune while training with this method (see docs: dynamic pruning); also writes "
+                        "OUT.scores.npy, a static score for the next runs")
+    p.add_argument("--ratio", type=float, default=0.5,
+                   help="with --dynamic: infobatch's r (share of below-mean-loss samples skipped per epoch) or "
+                        "the share of the data skipped per pruned epoch (dynamic, random_dynamic); default 0.5")
     p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
 
@@ -627,14 +634,37 @@ def cmd_train(args, log):
     make = _model_factory(args, split)
     cfg = _recipe(args, split)
     epochs = parse_checkpoints(args.checkpoints, cfg.epochs)
+    scores_out = args.out + ".scores.npy"
+    if args.dynamic:
+        from .dynamic import DynamicPruner
+
+        check_writable(scores_out, overwrite=args.force)
+        if not 0.0 <= args.ratio < 1.0:
+            raise CLIError(f"--ratio must be in [0, 1), got {args.ratio}")
     with output_lock(args.out) if dist.rank() == 0 else _nullcontext():
         seed_everything(args.seed)
-        res = train(make(), split.train, config=cfg, seed=args.seed, device=args.device, checkpoint_epochs=epochs,
-                    num_workers=args.num_workers, progress=not args.quiet)
+        model = make()
+        pruner = None
+        if args.dynamic:
+            pruner = DynamicPruner(split.train, model=model, epochs=cfg.epochs, ratio=args.ratio, method=args.dynamic,
+                                   seed=args.seed)
+        res = train(model, split.train, config=cfg, seed=args.seed, device=args.device, checkpoint_epochs=epochs,
+                    num_workers=args.num_workers, progress=not args.quiet, pruner=pruner)
         if dist.rank() != 0:
             return
         meta = {**_dataset_meta(args, split), "model": args.model, "recipe": dict(cfg.__dict__), "seed": args.seed,
                 "fingerprint": dataset_fingerprint(split.train), "history": res.history}
+        if pruner is not None:
+            pruner.close()
+            meta["dynamic"] = {"method": args.dynamic, "ratio": args.ratio, "saved_fraction": pruner.saved_fraction,
+                               "kept_per_epoch": pruner.kept_counts, "evidence": pruner.evidence_decision}
+            from .io import save_array
+
+            save_array(scores_out, pruner.scores, {**meta["dynamic"], "kind": "scores",
+                                                   "method": f"dynamic:{args.dynamic}",
+                                                   "fingerprint": meta["fingerprint"]}, overwrite=args.force)
+            log(f"dynamic pruning ({args.dynamic}, ratio {args.ratio:g}): skipped {100 * pruner.saved_fraction:.1f}% "
+                f"of the per-sample passes; scores for a static subset in {scores_out}")
         save_checkpoints(res.checkpoints, args.out, overwrite=args.force, meta=meta)
     log(f"trained {cfg.epochs} epochs in {res.seconds:.1f}s (final train accuracy "
         f"{res.history[-1]['train_acc']:.3f}); saved {len(res.checkpoints)} checkpoints "

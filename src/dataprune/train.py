@@ -157,7 +157,8 @@ def _batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
 def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indices=None,
           reference_size: int | None = None, seed: int = 0, device=None,
           checkpoint_epochs=(), callbacks=(), num_workers: int = 0, progress: bool = False,
-          desc: str = "train", stop_after: int | None = None, loss_fn=None, **overrides) -> TrainResult:
+          desc: str = "train", stop_after: int | None = None, loss_fn=None, pruner=None,
+          **overrides) -> TrainResult:
     """Train ``model`` on ``dataset`` (or on ``dataset[indices]``) with the recipe ``config``.
 
     Parameters
@@ -177,6 +178,10 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         ``(logits, targets) -> (B,)`` per-sample losses (e.g. label smoothing:
         ``lambda z, y: F.cross_entropy(z, y, reduction="none", label_smoothing=0.1)``); the step
         minimises their mean. Default cross-entropy.
+    pruner : :class:`dataprune.dynamic.DynamicPruner`, optional
+        Prune while training: each epoch reads the pruner's kept samples, and the step minimises
+        their weighted loss (``pruner.update``). Its ``epochs`` must equal the schedule's; ``indices``
+        and ``length="steps"`` do not combine with it.
     stop_after : int, optional
         Train only the first ``stop_after`` epochs of the schedule (the learning rates are those
         of the full ``epochs``-long schedule): an early segment of the same trajectory, as a cheap
@@ -214,6 +219,15 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
     if bad:
         raise ValueError(f"checkpoint epochs {bad} are outside [0, {last}]")
 
+    if pruner is not None:
+        if pruner.epochs != epochs:
+            raise ValueError(f"the pruner was made for {pruner.epochs} epochs, the schedule has {epochs}")
+        if len(pruner.labels) != len(dataset) or len(indices) != len(dataset):
+            raise ValueError("a pruner prunes the whole dataset it was made for: pass that dataset, without "
+                             "indices")
+        if cfg.length == "steps":
+            raise ValueError("length='steps' fixes the number of steps; a pruner shortens epochs instead")
+
     model = model.to(device)
     net = dist_utils.wrap_ddp(model, device) if world > 1 else model
     # Weight decay on every parameter, as the reference recipes do (BN and biases included).
@@ -248,7 +262,11 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
             group["lr"] = lr
         net.train()
         rng = np.random.default_rng([seed, epoch])
-        order = indices[rng.permutation(len(indices))]
+        if pruner is not None:
+            pruner.set_epoch(epoch - 1)
+            order = pruner._order                    # the epoch's kept set, in the pruner's own order
+        else:
+            order = indices[rng.permutation(len(indices))]
         loss_sum, correct, seen = 0.0, 0, 0
         batches = _batches(order, cfg.batch_size)
         if total_steps is not None:
@@ -261,7 +279,13 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
             with amp:
                 logits = net(x)
                 # The default is cross_entropy's own mean, bit for bit the loop every earlier result used.
-                loss = F.cross_entropy(logits, y) if loss_fn is None else per_sample_loss(loss_fn, logits, y).mean()
+                if pruner is not None:
+                    losses = F.cross_entropy(logits, y, reduction="none") if loss_fn is None else \
+                        per_sample_loss(loss_fn, logits, y)
+                    loss = pruner.update(idx, losses, logits=logits, targets=y)
+                else:
+                    loss = F.cross_entropy(logits, y) if loss_fn is None else \
+                        per_sample_loss(loss_fn, logits, y).mean()
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -288,6 +312,8 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
             checkpoints.append(snapshot(model, lr, epoch))
         call("on_epoch_end", epoch=epoch, model=model, lr=lr)
     reader.close()
+    if pruner is not None:
+        pruner.set_epoch(last - 1)                   # folds the last epoch's records into the scores
     return TrainResult(model, checkpoints, history, step, time.perf_counter() - t0, cb_time[0], seen_total,
                        time.process_time() - c0, cb_time[1])
 

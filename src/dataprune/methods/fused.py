@@ -25,6 +25,36 @@ from ..utils import model_dtype
 from .common import finalize
 
 
+def classwise_head_terms(a, delta, groups, n_groups, seen, *, bias: bool):
+    """Class-wise MoSo terms of the classifier head from the training pass: ``(contrib, sq)``, each (N,).
+
+    ``a`` (N, D) are the head's inputs and ``delta`` (N, C) = softmax - onehot of the samples ``seen``
+    (a bool mask) in this epoch; ``groups`` (N,) the class of every sample. The head's per-sample gradient
+    is ``delta_i [a_i, 1]^T`` with a bias, ``delta_i a_i^T`` without: the same feature row as the
+    last-layer closed form (grads.lastlayer). ``contrib`` is the alignment with the own class's mean
+    gradient with the self-term removed (0 where not seen); ``sq`` the squared gradient norms."""
+    n = len(a)
+    sq = np.zeros(n)
+    dot = np.zeros(n)
+    counts = np.zeros(n_groups)
+    # One class at a time in float64: the memory held beyond the float32 records is one class's rows.
+    for g in range(n_groups):
+        rows = np.flatnonzero((groups == g) & seen)
+        counts[g] = len(rows)
+        if not len(rows):
+            continue
+        f = np.asarray(a[rows], dtype=np.float64)
+        if bias:
+            f = np.concatenate([f, np.ones((len(rows), 1))], 1)
+        d = np.asarray(delta[rows], dtype=np.float64)
+        sq[rows] = (d * d).sum(1) * (f * f).sum(1)
+        mean = d.T @ f / len(rows)                  # (C, D[+1]): the class's mean head gradient
+        dot[rows] = ((f @ mean.T) * d).sum(1)
+    nc = counts[groups]
+    contrib = np.where(seen, (nc * dot - sq) / np.maximum(nc - 1, 1), 0.0)
+    return contrib, np.where(seen, sq, 0.0)
+
+
 class FusedClasswise:
     """Training callback; after training, :meth:`result` gives ``(scores, aux)`` like
     ``classwise_score(..., params="last_layer", return_aux=True)``."""
@@ -102,30 +132,10 @@ class FusedClasswise:
             return
         self._any = False
         seen = self._seen
-        # The head's per-sample gradient is delta_i [a_i, 1]^T with the bias, delta_i a_i^T without:
-        # the same feature row as the last-layer closed form (grads.lastlayer) for this head.
-        bias = getattr(self.head, "bias", None) is not None
-        n = len(self._a)
-        sq = np.zeros(n)
-        dot = np.zeros(n)
-        counts = np.zeros(len(self.classes))
-        # One class at a time in float64: the memory held beyond the float32 records is one class's rows.
-        for g in range(len(self.classes)):
-            rows = np.flatnonzero((self.groups == g) & seen)
-            counts[g] = len(rows)
-            if not len(rows):
-                continue
-            f = self._a[rows].astype(np.float64)
-            if bias:
-                f = np.concatenate([f, np.ones((len(rows), 1))], 1)
-            d = self._delta[rows].astype(np.float64)
-            sq[rows] = (d * d).sum(1) * (f * f).sum(1)
-            mean = d.T @ f / len(rows)                  # (C, D[+1]): the class's mean head gradient
-            dot[rows] = ((f @ mean.T) * d).sum(1)
-        nc = counts[self.groups]
-        contrib = np.where(seen, (nc * dot - sq) / np.maximum(nc - 1, 1), 0.0)
+        contrib, sq = classwise_head_terms(self._a, self._delta, self.groups, len(self.classes), seen,
+                                           bias=getattr(self.head, "bias", None) is not None)
         self.score += lr * contrib
-        self.gradnorm += lr * np.sqrt(np.where(seen, sq, 0.0))
+        self.gradnorm += lr * np.sqrt(sq)
         p = np.asarray(self._p, dtype=np.float64)
         self.probs = p if self.probs is None else self.probs + p
         self.wrong += p.argmax(1) != self.labels

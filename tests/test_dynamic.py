@@ -1,0 +1,209 @@
+"""DynamicPruner: the contract a user's loop relies on, InfoBatch as published (defects fixed), and the
+project's dynamic method learning from the training step."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+import dataprune as dp
+from dataprune.data import ArrayDataset
+from dataprune.dynamic import DELTA, DynamicPruner
+
+
+def _blobs(n=240, d=8, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    centers = torch.randn(classes, d, generator=g) * 3
+    return centers[y] + torch.randn(n, d, generator=g), y.numpy()
+
+
+def _mlp(d=8, classes=3, bias=True):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(d, 16), nn.ReLU(), nn.Linear(16, classes, bias=bias))
+
+
+def _loop(pruner, model, epochs, batch_size=16, num_workers=0, lr=0.1):
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    pruner.optimizer = opt
+    loader = DataLoader(pruner.dataset, batch_size=batch_size, sampler=pruner.sampler, num_workers=num_workers)
+    seen_per_epoch = []
+    for epoch in range(epochs):
+        pruner.set_epoch(epoch)
+        seen = []
+        for idx, x, y in loader:
+            logits = model(x)
+            loss = pruner.update(idx, F.cross_entropy(logits, y, reduction="none"), logits=logits, targets=y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            seen += idx.tolist()
+        seen_per_epoch.append(seen)
+    return seen_per_epoch
+
+
+@pytest.mark.parametrize("method", ["infobatch", "dynamic", "random_dynamic"])
+def test_a_plain_loop_with_workers_reads_each_epochs_kept_set_once(method):
+    x, y = _blobs()
+    model = _mlp()
+    pruner = DynamicPruner(ArrayDataset(x, y), model=model, epochs=8, ratio=0.5, method=method, seed=3)
+    seen = _loop(pruner, model, 8, num_workers=2)          # epoch 7 >= 0.875 x 8: the full data
+    for epoch, s in enumerate(seen):
+        assert len(s) == len(set(s)) == pruner.kept_counts[epoch]     # the epoch ends; no sample twice
+    assert pruner.passes == sum(len(s) for s in seen)
+    assert pruner.saved_fraction == pytest.approx(1 - pruner.passes / (240 * 8))
+    assert 0.0 < pruner.saved_fraction < 0.6
+    assert len(seen[-1]) == 240 - int(pruner.suspect.sum())             # annealed: the last epoch reads all
+    scores = pruner.scores
+    assert scores.shape == (240,) and scores.dtype == np.float64 and not np.isnan(scores).any()
+    keep = dp.select(scores, 0.5, labels=y)                                # a static subset for the next run
+    assert len(keep) == 120
+
+
+def test_iterating_the_sampler_twice_gives_the_same_epoch():
+    """The official InfoBatch re-prunes in __iter__, and BatchSampler's islice re-iterates: epochs never end."""
+    x, y = _blobs()
+    pruner = DynamicPruner(ArrayDataset(x, y), epochs=4, ratio=0.5, method="random_dynamic")
+    first, again = list(pruner.sampler), list(pruner.sampler)
+    assert first == again and len(first) == len(pruner.sampler) == 120
+    batches = list(torch.utils.data.BatchSampler(pruner.sampler, 32, drop_last=False))
+    assert sum(len(b) for b in batches) == 120
+
+
+def test_infobatch_as_published_with_weights_set_afresh_every_epoch():
+    x, y = _blobs()
+    epochs, r = 10, 0.4
+    pruner = DynamicPruner(ArrayDataset(x, y), epochs=epochs, ratio=r, method="infobatch", seed=0)
+    assert pruner.kept_counts[0] == 240                                     # nothing seen yet: full data
+    losses = torch.linspace(0.1, 2.4, 240)                                   # sample i has loss losses[i]
+    for epoch in range(epochs):
+        pruner.set_epoch(epoch)
+        order = pruner.shard()
+        kept = np.zeros(240, bool)
+        kept[order] = True
+        w = pruner._weights
+        if epoch == 0 or epoch >= DELTA * epochs:                          # epochs 9 (>= 8.75): full data, weight 1
+            assert kept.all() and np.all(w == 1.0)
+        else:
+            below = losses.numpy() < losses.numpy().mean()
+            assert kept[~below].all()                                       # above the mean: always kept
+            share = 1 - kept[below].mean()
+            assert abs(share - r) < 0.15                                     # r is a share of the below-mean ones
+            assert np.allclose(w[kept & below], 1 / (1 - r)) and np.all(w[kept & ~below] == 1.0)
+        out = pruner.update(torch.from_numpy(order), losses[order].clone().requires_grad_())
+        expected = (losses[order] * torch.from_numpy(w[order])).mean()
+        assert torch.allclose(out, expected)
+    assert np.allclose(pruner.scores, losses.numpy())                        # score = latest loss
+
+
+def test_hugging_face_dataset_items_through_getitems():
+    datasets = pytest.importorskip("datasets")
+    x, y = _blobs(n=60)
+    hf = datasets.Dataset.from_dict({"features": x.numpy(), "label": y.tolist()}).with_format("torch")
+    pruner = DynamicPruner(hf, epochs=3, ratio=0.5, method="random_dynamic", input_key="features")
+    batch = pruner.dataset.__getitems__([3, 1, 2])
+    assert [b[0] for b in batch] == [3, 1, 2] and torch.equal(batch[1][1], x[1]) and int(batch[2][2]) == y[2]
+    seen = _loop(pruner, _mlp(), 3)
+    assert [len(s) for s in seen] == pruner.kept_counts
+
+
+def test_shards_of_two_ranks_cover_the_epoch_and_agree_on_it():
+    x, y = _blobs()
+    ranks = [DynamicPruner(ArrayDataset(x, y), epochs=4, ratio=0.3, method="random_dynamic", seed=5,
+                           num_replicas=2, rank=r) for r in (0, 1)]
+    single = DynamicPruner(ArrayDataset(x, y), epochs=4, ratio=0.3, method="random_dynamic", seed=5)
+    for epoch in range(3):
+        for p in (*ranks, single):
+            p.set_epoch(epoch)
+        a, b = ranks[0].shard(), ranks[1].shard()
+        assert len(a) == len(b)
+        assert set(a) | set(b) == set(single.shard())
+        assert np.array_equal(ranks[0]._order, single._order)
+
+
+def test_dynamic_sets_aside_the_labels_its_own_predictions_contradict():
+    x, y = _blobs(n=300, classes=3)
+    noisy = y.copy()
+    flipped = np.zeros(300, bool)
+    flipped[::10] = True                                                     # 10% pair-flipped labels
+    noisy[flipped] = (y[flipped] + 1) % 3
+    model = _mlp()
+    pruner = DynamicPruner(ArrayDataset(x, noisy), model=model, epochs=10, ratio=0.3, method="dynamic")
+    dp.train(model, ArrayDataset(x, noisy), epochs=10, batch_size=16, lr=0.05, pruner=pruner)
+    d = pruner.evidence_decision
+    assert d["credible"] and d["evidence_epochs"] == [2, 3, 4]
+    caught = pruner.suspect & flipped
+    assert caught.sum() >= 0.6 * flipped.sum() and (pruner.suspect & ~flipped).sum() <= 3    # "confident": recall ~0.7
+    assert np.isneginf(pruner.scores[pruner.suspect]).all()
+    assert pruner.kept_counts[-1] == 300 - pruner.suspect.sum()             # never read again
+    assert 0.2 < pruner.saved_fraction < 0.45
+    pruner.close()
+
+
+def test_dp_train_with_a_pruner_equals_the_hand_written_loop():
+    """dp.train's pruned epochs are the pruner's, and its loss is the pruner's weighted loss."""
+    x, y = _blobs()
+    runs = []
+    for _ in range(2):
+        model = _mlp()
+        pruner = DynamicPruner(ArrayDataset(x, y), epochs=4, ratio=0.5, method="infobatch", seed=1)
+        res = dp.train(model, ArrayDataset(x, y), epochs=4, batch_size=16, lr=0.05, pruner=pruner)
+        runs.append((res.samples_seen if hasattr(res, "samples_seen") else None, pruner.kept_counts,
+                     pruner.scores, [p.detach().clone() for p in model.parameters()]))
+    assert runs[0][1] == runs[1][1] and np.array_equal(runs[0][2], runs[1][2])      # reproducible
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][3], runs[1][3], strict=True))
+    assert sum(runs[0][1]) < 4 * 240
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(method="nope"), "unknown dynamic pruning method"),
+    (dict(ratio=1.5), r"ratio must be in \[0, 1\)"),
+    (dict(epochs=0), "epochs must be an integer >= 1"),
+    (dict(method="dynamic", model=None), "pass model="),
+])
+def test_bad_arguments(bad, match):
+    x, y = _blobs(n=30)
+    kw = dict(epochs=3, ratio=0.5, method="infobatch", model=_mlp())
+    with pytest.raises(ValueError, match=match):
+        DynamicPruner(ArrayDataset(x, y), **{**kw, **bad})
+
+
+class _Dicts(Dataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"pixel_values": self.x[i], "label": int(self.y[i])}
+
+
+def test_dict_items_and_a_bias_free_head():
+    x, y = _blobs(n=90)
+    model = _mlp(bias=False)
+    pruner = DynamicPruner(_Dicts(x, y), model=model, epochs=4, ratio=0.5, method="dynamic")
+    seen = _loop(pruner, model, 4)
+    assert [len(s) for s in seen] == pruner.kept_counts and pruner._scored.all()
+
+
+def test_cli_train_with_dynamic_pruning_writes_scores_for_a_static_subset(tmp_path, capsys):
+    import json
+
+    from dataprune import cli
+
+    out = tmp_path / "ck.pt"
+    args = ["train", "--dataset", "digits", "--train-limit", "200", "--epochs", "8", "--dynamic", "infobatch",
+            "--ratio", "0.5", "--out", str(out)]
+    assert cli.main(args) == 0
+    assert "dynamic pruning (infobatch, ratio 0.5): skipped" in capsys.readouterr().err
+    meta = json.loads((tmp_path / "ck.pt.scores.npy.json").read_text())
+    assert meta["method"] == "dynamic:infobatch" and 0 < meta["saved_fraction"] < 0.5
+    assert meta["kept_per_epoch"][0] == 200 and meta["kept_per_epoch"][-1] == 200
+    assert cli.main(["select", "--dataset", "digits", "--train-limit", "200", "--scores",
+                     str(tmp_path / "ck.pt.scores.npy"), "--ratio", "0.5", "--out", str(tmp_path / "keep.npy")]) == 0
+    assert len(np.load(tmp_path / "keep.npy")) == 100
+    assert cli.main(args) == 2                                           # not overwritten without --force
+    assert cli.main([*args[:-2], "--ratio", "1.5", "--out", str(tmp_path / "x.pt")]) == 2
