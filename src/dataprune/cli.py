@@ -764,7 +764,9 @@ def cmd_select(args, log):
                          expected_data=meta, actual_data=_dataset_meta(args, split))
     labels = get_targets(split.train)
     method = meta.get("method")
-    policy = args.policy or (default_policy(method) if method else "class_balanced")
+    from .methods import METHODS
+
+    policy = args.policy or (default_policy(method) if method in METHODS else "class_balanced")
     popts = _options(args.set)
     evidence = io.load_aux(args.scores, meta) if meta.get("aux") else {}
     missing = [e for e in POLICIES[policy].evidence if e not in evidence]
