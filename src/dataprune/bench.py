@@ -31,6 +31,7 @@ import numpy as np
 
 from . import io
 from .data import get_targets
+from .dynamic import METHODS as DYNAMIC
 from .methods import get_method
 from .pipeline import FULL, Plan, resolve_plan
 from .results import read_results, write_results
@@ -86,6 +87,10 @@ def parse_entry(entry: str, default_policy: str = "class_balanced") -> Entry:
     text = entry.strip()
     rest, _, budget = text.partition("@")
     method, _, policy = rest.partition("+")
+    if method in DYNAMIC:
+        if policy or budget:
+            raise ValueError(f"{text!r}: {method} prunes while training; it takes no +POLICY or @BUDGET")
+        return Entry(text, method, "", None)
     spec = get_method(method)
     if budget:
         try:
@@ -143,6 +148,8 @@ def validate(spec: GridSpec) -> list[Entry]:
     for method, opts in spec.options.items():
         if method not in names:
             raise ValueError(f"--set names method {method!r}, which is not in the grid ({', '.join(sorted(names))})")
+        if method in DYNAMIC:
+            raise ValueError(f"--set: {method} has no options here (its ratio is the grid's --ratios)")
         get_method(method).check_options(opts)
     for policy, opts in spec.policy_options.items():
         if policy not in POLICIES:
@@ -152,6 +159,8 @@ def validate(spec: GridSpec) -> list[Entry]:
             raise ValueError(f"policy {policy!r} has no option(s) {sorted(unknown)}; valid: "
                              f"{', '.join(POLICIES[policy].options) or 'none'}")
     for e in entries:
+        if e.method in DYNAMIC:
+            continue
         plan = entry_plan(e, spec)
         method = get_method(e.method)
         needs = POLICIES[e.policy].evidence
@@ -226,12 +235,12 @@ def _score_unit(methods, plan, spec_dict, seed, work_dir, device, batch_size, op
     return out
 
 
-def _retrain_unit(keep, seed, retrain_cfg, device, desc):
+def _retrain_unit(keep, seed, retrain_cfg, device, desc, dynamic=None):
     from .evaluate import retrain
 
     split, make_model = _WORKER["split"], _WORKER["make_model"]
     res = retrain(make_model, split.train, split.test, keep, config=TrainConfig(**retrain_cfg), seed=seed,
-                  device=device, desc=desc, val_set=split.val)
+                  device=device, desc=desc, val_set=split.val, dynamic=dynamic)
     return res
 
 
@@ -378,7 +387,7 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
     groups: dict[tuple, dict] = {}
     for seed in spec.seeds:
         for e in entries:
-            if all((e.text, float(r), seed) in done for r in spec.ratios):
+            if e.method in DYNAMIC or all((e.text, float(r), seed) in done for r in spec.ratios):
                 continue
             plan = entry_plan(e, spec)
             g = groups.setdefault((plan, seed), {"methods": [], "evidence": set(), "entries": []})
@@ -396,7 +405,9 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
     full_seconds: dict[int, float] = {int(r["seed"]): r[timing] for r in rows if r["method"] == "full"}
     score_cache: dict[tuple, dict] = {}
     total_cells = sum(len(g["entries"]) for g in groups.values()) * len(spec.ratios) + \
-        sum(1 for s in spec.seeds if spec.full and ("full", 0.0, s) not in done)
+        sum(1 for s in spec.seeds if spec.full and ("full", 0.0, s) not in done) + \
+        sum(1 for s in spec.seeds for e in entries for r in spec.ratios
+            if e.method in DYNAMIC and (e.text, float(r), s) not in done)
     finished = [0]
     t_start = time.perf_counter()
     aborted = True
@@ -407,6 +418,16 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
             if spec.full and ("full", 0.0, seed) not in done:
                 fut = runner.submit(_retrain_unit, None, seed, spec.retrain, device, "full data")
                 pending[fut] = ("full", seed)
+        # Dynamic pruning: one training run per (method, ratio, seed), pruning inside it.
+        for seed in spec.seeds:
+            for e in entries:
+                if e.method not in DYNAMIC:
+                    continue
+                for ratio in spec.ratios:
+                    if (e.text, float(ratio), seed) not in done:
+                        fut = runner.submit(_retrain_unit, None, seed, spec.retrain, device, f"{e.text} r={ratio:g}",
+                                            (e.method, float(ratio)))
+                        pending[fut] = ("dynamic", e, ratio, seed)
         for (plan, seed), g in groups.items():
             loaded = _load_scores(out_dir, plan, seed, g["methods"], g["evidence"], fingerprint, clock)
             if loaded is not None:
@@ -439,6 +460,16 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
                     finished[0] += 1
                     cell_log(f"  [{finished[0]}/{total_cells}] full data, seed {seed}: test accuracy "
                              f"{res['test_acc']:.4f}")
+                elif what[0] == "dynamic":
+                    _, e, ratio, seed = what
+                    rows.append({"method": e.text, "policy": "", "plan": "in-training", "ratio": float(ratio),
+                                 "seed": seed, "prune_seconds": 0.0, "cost_fraction": 0.0, "cost_clock": clock,
+                                 "retrain_length": res["length"], "kept_mislabelled": float("nan"), "_new": True,
+                                 **res})
+                    save()
+                    finished[0] += 1
+                    cell_log(f"  [{finished[0]}/{total_cells}] {e.text} r={ratio:g} seed {seed}: skipped "
+                             f"{100 * res['saved_fraction']:.1f}% of the passes, test accuracy {res['test_acc']:.4f}")
                 elif what[0] == "score":
                     _, plan, seed = what
                     if out_dir is not None:
@@ -467,7 +498,7 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
     finally:
         runner.close(abort=aborted)
         signals.__exit__()
-    _fix_costs(rows, full_seconds)
+    _fix_costs(rows, full_seconds, timing)
     if out_dir is not None:
         save()
         from .report import write_grid_report
@@ -482,13 +513,30 @@ def _mean(values):
     return float(np.mean(values)) if values else None
 
 
-def _fix_costs(rows, full_seconds):
-    """Cells that finished before their seed's full-data run had an estimate; use the measurement."""
+def _fix_costs(rows, full_seconds, timing="train_cpu_seconds"):
+    """Cells that finished before their seed's full-data run had an estimate; use the measurement. Every
+    row gets ``total_cost``: (pruning + its training run) / the full-data run of the same recipe and seed,
+    on the bench's clock, and ``wall_saved``: 1 - its training wall time / the full run's."""
+    full_wall = {int(r["seed"]): r.get("train_seconds") for r in rows if r["method"] == "full"}
     for r in rows:
-        if r.pop("_new", False) and r.get("prune_seconds") == r.get("prune_seconds"):
-            full = full_seconds.get(int(r["seed"])) or _mean(full_seconds.values())
-            if full:
-                r["cost_fraction"] = r["prune_seconds"] / full
+        full = full_seconds.get(int(r["seed"])) or _mean(full_seconds.values())
+        if r.pop("_new", False) and r.get("prune_seconds") == r.get("prune_seconds") and full:
+            r["cost_fraction"] = r["prune_seconds"] / full
+        prune = r.get("prune_seconds")
+        prune = 0.0 if prune != prune or prune is None else prune
+        if full and r.get(timing) == r.get(timing) and r.get(timing) is not None:
+            r["total_cost"] = (prune + r[timing]) / full
+        wall = full_wall.get(int(r["seed"])) or _mean(full_wall.values())
+        if wall and r.get("train_seconds") == r.get("train_seconds") and r.get("train_seconds") is not None:
+            r["wall_saved"] = 1.0 - r["train_seconds"] / wall
+        if r["method"] == "full":
+            r["saved_fraction"] = 0.0
+        elif r.get("plan") != "in-training" and r.get("n_kept") not in (None, ""):
+            # a static subset saves its share of the passes when it trains as many epochs as the full data
+            n = next((int(x["n_kept"]) for x in rows if x["method"] == "full" and x.get("n_kept") not in (None, "")),
+                     None)
+            steps = r.get("retrain_length") == "steps"
+            r["saved_fraction"] = 0.0 if steps else (1.0 - int(r["n_kept"]) / n if n else float("nan"))
 
 
 def _kept_share(flipped, keep):

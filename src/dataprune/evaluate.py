@@ -18,7 +18,8 @@ from .utils import seed_everything
 
 def retrain(make_model: Callable[[], torch.nn.Module], train_set, test_set, keep_indices=None, *,
             config: TrainConfig | None = None, seed: int = 0, device=None, num_workers: int = 0,
-            progress: bool = False, desc: str = "retrain", val_set=None, **overrides) -> dict:
+            progress: bool = False, desc: str = "retrain", val_set=None, dynamic: tuple | None = None,
+            **overrides) -> dict:
     """Train a fresh ``make_model()`` on ``train_set[keep_indices]`` and measure test accuracy.
 
     The model is built after seeding with ``seed``, so the same seed gives the same
@@ -42,14 +43,27 @@ def retrain(make_model: Callable[[], torch.nn.Module], train_set, test_set, keep
     cfg = (config or TrainConfig()).replace(**overrides)
     seed_everything(seed)
     model = make_model()
+    pruner = None
+    if dynamic is not None:                       # (method, ratio): prune while training on the whole set
+        from .dynamic import DynamicPruner
+
+        if keep_indices is not None:
+            raise ValueError("dynamic pruning trains on the whole training set: pass no keep_indices")
+        method, ratio = dynamic
+        pruner = DynamicPruner(train_set, model=model, epochs=cfg.epochs, ratio=ratio, method=method, seed=seed)
     result = train(model, train_set, config=cfg, indices=keep, reference_size=n, seed=seed, device=device,
-                   num_workers=num_workers, progress=progress, desc=desc)
+                   num_workers=num_workers, progress=progress, desc=desc, pruner=pruner)
     acc, bacc = accuracies(result.model, test_set, device=device, num_workers=num_workers)
     out = {"test_acc": acc, "test_bacc": bacc, "n_kept": int(len(keep)), "steps": result.steps,
            "epochs": len(result.history), "train_seconds": result.seconds, "train_cpu_seconds": result.cpu_seconds,
            "length": cfg.length}
     if val_set is not None:
         out["val_acc"], out["val_bacc"] = accuracies(result.model, val_set, device=device, num_workers=num_workers)
+    if pruner is not None:
+        pruner.close()
+        out["saved_fraction"] = pruner.saved_fraction
+        out["n_kept"] = int(round(n * (1 - pruner.saved_fraction)))      # samples read per epoch, on average
+        out["set_aside"] = int(pruner.suspect.sum())
     return out
 
 

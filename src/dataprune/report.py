@@ -151,6 +151,54 @@ def plot_accuracy_vs_cost(rows: list[dict], path: str, title: str = "", methods:
     _finish(plt, fig, ax, summary, title, path)
 
 
+def plot_accuracy_vs_total_cost(rows: list[dict], path: str, title: str = "", methods: list[str] | None = None,
+                                key: str = "test_acc") -> None:
+    """Accuracy against total compute: (pruning + the final training run) / one full-data run, one point per
+    method and ratio (mean over seeds); full data sits at 1.0. Static and dynamic pruning on one axis."""
+    summary = summarize(rows, key)
+    total = summarize(rows, "total_cost")
+    order = method_order(rows, methods)
+    plt, fig, ax = _figure(len(order))
+    for m in order:
+        st = style(m, order)
+        pts = sorted((total[(m, r)][0], v[0], r) for (mm, r), v in summary.items()
+                     if mm == m and (m, r) in total and total[(m, r)][0] == total[(m, r)][0])
+        if not pts:
+            continue
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], color=st["color"], marker=st["marker"], ms=5,
+                lw=1.0, ls=st["ls"], label=m, zorder=3)
+        for c, a, r in pts:
+            if m != "full":
+                ax.annotate(f"{r:g}", (c, 100 * a), textcoords="offset points", xytext=(4, 2), fontsize=7,
+                            color=st["color"])
+    ax.axvline(1.0, color="#999999", lw=0.8, ls="--")
+    ax.set_xlabel("total compute: pruning + final training, in full-data runs (dashed: one run)")
+    ax.set_ylabel(("validation" if key.startswith("val") else "test") + " accuracy (%)")
+    _finish(plt, fig, ax, summary, title, path)
+
+
+def best_within_cost(rows: list[dict], methods: list[str] | None = None, key: str = "test_acc",
+                     limits=(0.5, 0.7, 1.0)) -> str:
+    """Markdown: per method, the best mean accuracy among its ratios whose mean total cost is within each limit."""
+    summary = summarize(rows, key)
+    total = summarize(rows, "total_cost")
+    order = method_order(rows, methods)
+    lines = ["| method | " + " | ".join(f"total cost <= {c:g}" for c in limits) + " |",
+             "|---|" + "---|" * len(limits)]
+    for m in order:
+        cells = []
+        for limit in limits:
+            best = [(v[0], r, total[(m, r)][0]) for (mm, r), v in summary.items()
+                    if mm == m and (m, r) in total and total[(m, r)][0] <= limit]
+            if best:
+                acc, r, c = max(best)
+                cells.append(f"{100 * acc:.1f} (r={r:g}, {c:.2f})")
+            else:
+                cells.append("-")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _finish(plt, fig, ax, summary, title, path):
     """What both accuracy plots end with: the full-data line, title, grid, legend outside, save."""
     if ("full", 0.0) in summary:
@@ -193,8 +241,15 @@ def write_grid_report(out_dir: str, rows: list[dict], run: dict) -> None:
     if run.get("data", {}).get("imbalance", 1) not in (1, 1.0, None):
         text += "\nBalanced test accuracy (%), the mean of per-class recalls:\n\n" + \
             markdown_table(rows, methods, key="test_bacc")
+    has_total = any(float(r.get("total_cost", float("nan"))) == float(r.get("total_cost", 0)) for r in rows)
+    if has_total:
+        text += ("\nBest test accuracy (%) within a total compute (pruning + the final training run, in full-data "
+                 "runs of the same recipe; in brackets the ratio and its total cost):\n\n"
+                 + best_within_cost(rows, methods))
     io.write_bytes(os.path.join(out_dir, "results.md"), text.encode(), overwrite=True)
     plot_accuracy_vs_ratio(rows, os.path.join(out_dir, "accuracy_vs_ratio.png"), title, methods)
+    if has_total:
+        plot_accuracy_vs_total_cost(rows, os.path.join(out_dir, "accuracy_vs_total_cost.png"), title, methods)
     if any(r["method"] != "full" and float(r.get("cost_fraction", float("nan"))) == float(r.get("cost_fraction", 0))
            for r in rows):
         plot_accuracy_vs_cost(rows, os.path.join(out_dir, "accuracy_vs_cost.png"), title, methods)

@@ -12,8 +12,9 @@ import numpy as np
 from . import io
 
 RESULT_COLUMNS = ["method", "policy", "plan", "ratio", "seed", "n_kept", "test_acc", "test_bacc", "val_acc",
-                  "val_bacc", "kept_mislabelled", "prune_seconds", "cost_fraction", "cost_clock", "train_seconds",
-                  "train_cpu_seconds", "retrain_length", "epochs", "steps"]
+                  "val_bacc", "kept_mislabelled", "prune_seconds", "cost_fraction", "saved_fraction", "total_cost",
+                  "wall_saved", "cost_clock", "train_seconds", "train_cpu_seconds", "retrain_length", "epochs",
+                  "steps"]
 
 
 def _fmt(v):
@@ -31,7 +32,8 @@ def read_results(path: str) -> list[dict]:
         r["ratio"] = float(r["ratio"])
         r["seed"] = int(r["seed"])
         for k in ("test_acc", "test_bacc", "val_acc", "val_bacc", "kept_mislabelled", "prune_seconds",
-                  "cost_fraction", "train_seconds", "train_cpu_seconds"):
+                  "cost_fraction", "saved_fraction", "total_cost", "wall_saved", "train_seconds",
+                  "train_cpu_seconds"):
             r[k] = float(r[k]) if r.get(k) not in (None, "") else float("nan")
     return rows
 
