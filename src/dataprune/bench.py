@@ -518,16 +518,21 @@ def _fix_costs(rows, full_seconds, timing="train_cpu_seconds"):
     row gets ``total_cost``: (pruning + its training run) / the full-data run of the same recipe and seed,
     on the bench's clock, and ``wall_saved``: 1 - its training wall time / the full run's."""
     full_wall = {int(r["seed"]): r.get("train_seconds") for r in rows if r["method"] == "full"}
+    def missing(r, key):
+        v = r.get(key)
+        return v is None or v == "" or v != v
+
     for r in rows:
         full = full_seconds.get(int(r["seed"])) or _mean(full_seconds.values())
-        if r.pop("_new", False) and r.get("prune_seconds") == r.get("prune_seconds") and full:
+        new = r.pop("_new", False)
+        if new and r.get("prune_seconds") == r.get("prune_seconds") and full:
             r["cost_fraction"] = r["prune_seconds"] / full
-        prune = r.get("prune_seconds")
-        prune = 0.0 if prune != prune or prune is None else prune
-        if full and r.get(timing) == r.get(timing) and r.get(timing) is not None:
+        # Rows read back from results.csv keep their figures (recomputed from rounded values they would move).
+        prune = 0.0 if missing(r, "prune_seconds") else r["prune_seconds"]
+        if (new or missing(r, "total_cost")) and full and not missing(r, timing):
             r["total_cost"] = (prune + r[timing]) / full
         wall = full_wall.get(int(r["seed"])) or _mean(full_wall.values())
-        if wall and r.get("train_seconds") == r.get("train_seconds") and r.get("train_seconds") is not None:
+        if (new or missing(r, "wall_saved")) and wall and not missing(r, "train_seconds"):
             r["wall_saved"] = 1.0 - r["train_seconds"] / wall
         if r["method"] == "full":
             r["saved_fraction"] = 0.0
