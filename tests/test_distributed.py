@@ -85,3 +85,52 @@ def test_cli_score_under_torchrun_matches_one_process(tmp_path):
     a, b = np.load(one), np.load(two)
     assert np.max(np.abs(a - b)) / np.max(np.abs(a)) <= 1e-6
     assert not os.path.exists(two + ".parts")
+
+
+def _pruned_run(method):
+    """dp.train with a DynamicPruner on N samples; returns each epoch's kept set and the final scores."""
+    from dataprune.dynamic import DynamicPruner
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(N, 6, generator=g)
+    y = (x[:, 0] > 0).long().numpy()
+    ds = ArrayDataset(x, y)
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+    pruner = DynamicPruner(ds, epochs=8, ratio=0.5, method=method, seed=4)
+    kept = []
+    draw = pruner._draw
+
+    def recording(rng):
+        out = draw(rng)
+        kept.append(sorted(out[0].tolist()))
+        return out
+
+    pruner._draw = recording
+    train(net, ds, epochs=8, batch_size=16, lr=0.1, seed=5, pruner=pruner)
+    return kept, pruner.scores, pruner.saved_fraction
+
+
+def _pruner_worker(rank, world, init_file, out_dir, method):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        kept, scores, saved = _pruned_run(method)
+        np.savez(os.path.join(out_dir, f"{method}{rank}.npz"), scores=scores, saved=saved,
+                 kept=np.array([np.pad(k, (0, N - len(k)), constant_values=-1) for k in kept]))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_dynamic_pruning_under_two_gloo_processes_matches_one(tmp_path):
+    for method in ("infobatch", "random_dynamic"):
+        mp.spawn(_pruner_worker, args=(2, str(tmp_path / f"init-{method}"), str(tmp_path), method), nprocs=2,
+                 join=True)
+        kept, scores, saved = _pruned_run(method)
+        ref = np.array([np.pad(k, (0, N - len(k)), constant_values=-1) for k in kept])
+        for rank in (0, 1):
+            got = np.load(tmp_path / f"{method}{rank}.npz")
+            assert np.array_equal(got["kept"], ref), f"{method}, rank {rank}: another kept set in some epoch"
+            assert float(got["saved"]) == saved
+            err = np.max(np.abs(got["scores"] - scores)) / np.max(np.abs(scores))
+            assert err <= 1e-6, f"{method}, rank {rank}: scores differ by {err:.1e}"

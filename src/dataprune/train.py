@@ -286,6 +286,10 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
                 else:
                     loss = F.cross_entropy(logits, y) if loss_fn is None else \
                         per_sample_loss(loss_fn, logits, y).mean()
+                if world > 1 and len(y) != len(batch) / world:
+                    # DDP averages the ranks' gradients: weight each rank's mean by its share of the global
+                    # batch, so that unequal shards (a last batch of 5 on 2 ranks) give the global mean's step.
+                    loss = loss * (len(y) * world / len(batch))
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
