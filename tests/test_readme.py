@@ -30,7 +30,7 @@ PY_SMALL = [
 CLI_SMALL = ["--train-limit", "300", "--epochs", "2"]
 CLI_SKIPPED = {
     # the whole robustness suite: 28 settings x 3 seeds (about an hour on 2 cores); its settings are checked
-    # by `dataprune list` and test_bench's suite tests.
+    # by `dataprune list` and test_presets.py (suite resolution, one grid per setting).
     "dataprune bench --suite robustness --jobs 2 --out runs/robustness",
 }
 

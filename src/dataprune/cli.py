@@ -481,28 +481,15 @@ def _dotted(pairs, what) -> dict:
 
 
 def _resolve_grid(args, defaults: dict, preset: dict | None = None) -> None:
-    """Fill unset grid options: explicit flags first, then the preset, then the command's defaults.
+    """Fill the unset grid options of ``args`` (:func:`dataprune.presets.resolve_grid`)."""
+    from .presets import GRID_OPTIONS, resolve_grid
 
-    An explicit ``--epochs`` also sets the surrogate's epochs unless ``--surrogate-epochs`` is given
-    (a preset's surrogate length belongs to its own epoch count)."""
-    preset = preset or {}
-    explicit_epochs = args.epochs is not None
-    for key in ("dataset", "model", "epochs", "surrogate_epochs", "batch_size", "lr", "checkpoints", "methods",
-                "ratios", "seeds", "image_size", "partitions", "policy", "retrain_length"):
-        if getattr(args, key, None) is None:
-            if key == "surrogate_epochs" and explicit_epochs:
-                continue
-            if key == "checkpoints" and explicit_epochs and "checkpoints" in preset:
-                continue          # the preset's checkpoints belong to its epoch count
-            value = preset.get(key, defaults.get(key))
-            if key == "seeds" and isinstance(value, int):
-                value = list(range(value))
-            setattr(args, key, value)
-    if args.methods is None:
-        raise CLIError("name the methods to compare with --methods (or pick a --preset)")
-    args.partitions = args.partitions or 1
-    args.policy = args.policy or "class_balanced"
-    args.retrain_length = args.retrain_length or "epochs"
+    try:
+        resolved = resolve_grid({k: getattr(args, k, None) for k in GRID_OPTIONS}, preset, defaults)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    for key, value in resolved.items():
+        setattr(args, key, value)
 
 
 def _grid_spec(args, split):
@@ -596,28 +583,23 @@ def cmd_bench(args, log):
 def _run_suite(args, log):
     import copy
 
-    from .presets import get_preset, suite_settings
+    from .presets import suite_runs
     from .report import write_suite_summary
 
     if not args.out:
         raise CLIError("--suite needs --out, the folder that holds one sub-folder per setting")
-    settings = suite_settings(args.suite, args.only)
-    log(f"suite {args.suite}: {len(settings)} settings: {', '.join(s['name'] for s in settings)}")
-    for s in settings:
+    runs = suite_runs(args.suite, args.only, {k: getattr(args, k) for k in ("methods", "ratios", "seeds",
+                                                                             "val_split")})
+    log(f"suite {args.suite}: {len(runs)} settings: {', '.join(r['name'] for r in runs)}")
+    for run in runs:
         sub = copy.copy(args)
         sub.suite = None
-        for k, v in s["data"].items():
+        for k, v in run["options"].items():
             setattr(sub, k, v)
-        sub.model = s["model"]
-        sub.out = os.path.join(args.out, s["name"])
-        for key in ("methods", "ratios", "seeds"):
-            if getattr(args, key) is None:
-                setattr(sub, key, s[key])
-        if args.val_split == 0.0:
-            sub.val_split = s.get("val_split", 0.0)
-        log(f"\n=== {s['name']} ===")
-        _run_grid(sub, log, BENCH, f"suite {args.suite}: {s['name']}", get_preset(s["preset"]))
-    write_suite_summary(args.out, [s["name"] for s in settings])
+        sub.out = os.path.join(args.out, run["name"])
+        log(f"\n=== {run['name']} ===")
+        _run_grid(sub, log, BENCH, f"suite {args.suite}: {run['name']}", run["preset"])
+    write_suite_summary(args.out, [r["name"] for r in runs])
     log(f"suite summary: {os.path.join(args.out, 'summary.md')}")
 
 
@@ -964,22 +946,16 @@ DISTRIBUTED_COMMANDS = ("train", "score")
 
 def _init_distributed(args) -> None:
     """Under torchrun (WORLD_SIZE > 1): join the process group; only train and score run sharded."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    from .distributed import init_from_env
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return
     if args.command not in DISTRIBUTED_COMMANDS:
         raise CLIError(f"`dataprune {args.command}` runs in one process; under torchrun use "
                        f"{' or '.join(DISTRIBUTED_COMMANDS)}")
-    import torch
     import torch.distributed as tdist
 
-    if not tdist.is_initialized():
-        use_cuda = torch.cuda.is_available() and (args.device is None or str(args.device).startswith("cuda"))
-        if use_cuda:
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
-            args.device = f"cuda:{local}"
-        tdist.init_process_group("nccl" if use_cuda else "gloo")
+    args.device = init_from_env(args.device)
     if tdist.get_rank() != 0:
         args.quiet = True
         os.environ["DATAPRUNE_QUIET"] = "1"

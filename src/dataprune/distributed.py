@@ -94,3 +94,23 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def init_from_env(device=None):
+    """Under torchrun (``WORLD_SIZE`` > 1): join the process group (NCCL with CUDA, else gloo) and return
+    the device this rank uses (``cuda:LOCAL_RANK`` with CUDA, else ``device``). One process: nothing to
+    do, ``device`` returned as it is."""
+    import os
+
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
+        if use_cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            device = f"cuda:{local}"
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return device

@@ -88,3 +88,54 @@ def suite_settings(name: str, only=None) -> list[dict]:
             raise ValueError(f"--only {unknown} match no setting of suite {name!r}; e.g. {out[0]['name']}")
         out = picked
     return out
+
+
+# Grid options a command line or a caller may leave unset, filled by resolve_grid.
+GRID_OPTIONS = ("dataset", "model", "epochs", "surrogate_epochs", "batch_size", "lr", "checkpoints", "methods",
+                "ratios", "seeds", "image_size", "partitions", "policy", "retrain_length")
+
+
+def resolve_grid(given: dict, preset: dict | None, defaults: dict) -> dict:
+    """The grid's options: each given one (not None), else the preset's, else ``defaults``.
+
+    A given ``epochs`` also sets the surrogate's epochs unless ``surrogate_epochs`` is given, and drops the
+    preset's checkpoints (both belong to the preset's own epoch count). A seed count becomes a list.
+    Returns every key of :data:`GRID_OPTIONS`; ``methods`` must come from somewhere."""
+    preset = preset or {}
+    explicit_epochs = given.get("epochs") is not None
+    out = {}
+    for key in GRID_OPTIONS:
+        value = given.get(key)
+        if value is None:
+            if key == "surrogate_epochs" and explicit_epochs:
+                out[key] = None
+                continue
+            if key == "checkpoints" and explicit_epochs and "checkpoints" in preset:
+                out[key] = None
+                continue
+            value = preset.get(key, defaults.get(key))
+            if key == "seeds" and isinstance(value, int):
+                value = list(range(value))
+        out[key] = value
+    if out["methods"] is None:
+        raise ValueError("name the methods to compare with --methods (or pick a --preset)")
+    out["partitions"] = out["partitions"] or 1
+    out["policy"] = out["policy"] or "class_balanced"
+    out["retrain_length"] = out["retrain_length"] or "epochs"
+    return out
+
+
+def suite_runs(name: str, only=None, given: dict | None = None) -> list[dict]:
+    """One entry per setting of suite ``name``: ``{"name", "preset", "options"}`` where ``options`` are
+    the setting's data and model, and its methods, ratios, seeds and validation split unless ``given``
+    (the caller's explicit choices, None = unset) says otherwise."""
+    given = given or {}
+    runs = []
+    for s in suite_settings(name, only):
+        options = {**s["data"], "model": s["model"]}
+        for key in ("methods", "ratios", "seeds"):
+            options[key] = given[key] if given.get(key) is not None else s[key]
+        if not given.get("val_split"):
+            options["val_split"] = s.get("val_split", 0.0)
+        runs.append({"name": s["name"], "preset": get_preset(s["preset"]), "options": options})
+    return runs
