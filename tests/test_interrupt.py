@@ -129,3 +129,21 @@ def test_deferred_signals_raise_only_where_checked_and_restore_the_handlers():
                 signals.check()
             assert type(info.value) is exc
         assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_forked_child_ends_by_sigterm_instead_of_unwinding():
+    """DataLoader workers are forked with the main process's handlers; stopped with SIGTERM they must not
+    raise Terminated (their helper threads then printed tracebacks while the process unwound)."""
+    from dataprune.utils import sigterm_raises
+
+    with sigterm_raises():
+        pid = os.fork()
+        if pid == 0:                                   # the child: wait to be stopped
+            try:
+                time.sleep(30)
+            finally:
+                os._exit(3)                            # reached only if the signal unwound the child
+        time.sleep(0.2)
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM

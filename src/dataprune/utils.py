@@ -36,6 +36,13 @@ def resolve_device(device=None) -> torch.device:
     return dev
 
 
+def _die_by(signum) -> None:
+    import signal
+
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C's ``KeyboardInterrupt`` so that a command unwinds the same way
     (finished work kept, worker processes stopped) and exits with 143 instead of 130."""
@@ -51,7 +58,13 @@ def sigterm_raises():
         yield
         return
 
+    owner = os.getpid()
+
     def handler(signum, frame):
+        if os.getpid() != owner:
+            # A forked child (a DataLoader worker) inherited this handler: end as SIGTERM ends it by default,
+            # not by unwinding (which printed tracebacks of its helper threads when the loader stopped it).
+            _die_by(signum)
         raise Terminated()
 
     before = signal.signal(signal.SIGTERM, handler)
@@ -81,7 +94,11 @@ class DeferredSignals:
         if not self.enabled or threading.current_thread() is not threading.main_thread():
             return self
 
+        owner = os.getpid()
+
         def record(signum, frame):
+            if os.getpid() != owner:              # inherited by a forked child: the default action there
+                _die_by(signum)
             self.received = signum if self.received is None else self.received
 
         for sig in (signal.SIGINT, signal.SIGTERM):
