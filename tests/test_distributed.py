@@ -97,7 +97,7 @@ def _pruned_run(method):
     ds = ArrayDataset(x, y)
     torch.manual_seed(2)
     net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
-    pruner = DynamicPruner(ds, epochs=8, ratio=0.5, method=method, seed=4)
+    pruner = DynamicPruner(ds, model=net, epochs=8, ratio=0.5, method=method, seed=4)
     kept = []
     draw = pruner._draw
 
@@ -108,7 +108,9 @@ def _pruned_run(method):
 
     pruner._draw = recording
     train(net, ds, epochs=8, batch_size=16, lr=0.1, seed=5, pruner=pruner)
-    return kept, pruner.scores, pruner.saved_fraction
+    scores = pruner.scores
+    pruner.close()
+    return kept, np.where(np.isfinite(scores), scores, 0.0), pruner.saved_fraction
 
 
 def _pruner_worker(rank, world, init_file, out_dir, method):
@@ -123,7 +125,7 @@ def _pruner_worker(rank, world, init_file, out_dir, method):
 
 
 def test_dynamic_pruning_under_two_gloo_processes_matches_one(tmp_path):
-    for method in ("infobatch", "random_dynamic"):
+    for method in ("infobatch", "random_dynamic", "dynamic"):
         mp.spawn(_pruner_worker, args=(2, str(tmp_path / f"init-{method}"), str(tmp_path), method), nprocs=2,
                  join=True)
         kept, scores, saved = _pruned_run(method)

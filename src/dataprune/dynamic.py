@@ -82,6 +82,18 @@ SCORE_DECAY = 0.5
 RANK_BY = "alignment"
 
 
+def _sum_across_ranks(arrays):
+    """Element-wise sums over the ranks of float64 arrays (one all-reduce)."""
+    flat = torch.from_numpy(np.concatenate([np.asarray(x, np.float64).ravel() for x in arrays]))
+    dist.all_reduce_sum_([flat])
+    out, at = [], 0
+    for x in arrays:
+        size = int(np.prod(np.shape(x)))
+        out.append(flat[at:at + size].numpy().reshape(np.shape(x)))
+        at += size
+    return out
+
+
 class IndexedDataset(Dataset):
     """Items ``(index, input, label)`` of ``dataset`` (dict items: keys detected or given, as everywhere in
     dataprune); a dataset with ``__getitems__`` (Hugging Face) is read a batch at a time."""
@@ -340,14 +352,20 @@ class DynamicPruner:
         delta = p.clone()
         delta[torch.arange(len(idx)), targets.detach().cpu()] -= 1
         if self._a is None:
-            n = len(self.labels)
-            self._a = np.zeros((n, a.shape[1]), np.float32)
-            self._delta = np.zeros((n, p.shape[1]), np.float32)
-            self._p = np.zeros((n, p.shape[1]), np.float32)
+            self._allocate(a.shape[1], p.shape[1])
         self._a[idx] = a.detach().float().cpu().numpy()
         self._delta[idx] = delta.numpy()
         self._p[idx] = p.numpy()
         self._captured = None
+
+    def _allocate(self, width, classes):
+        n = len(self.labels)
+        self._a = np.zeros((n, width), np.float32)
+        self._delta = np.zeros((n, classes), np.float32)
+        self._p = np.zeros((n, classes), np.float32)
+
+    def _head_width(self) -> int:
+        return int(self._head.weight.shape[1])
 
     def _lr(self) -> float:
         if self.optimizer is None:
@@ -356,24 +374,29 @@ class DynamicPruner:
 
     def _close_epoch(self):
         """Fold the finished epoch's records into the scores (summed over ranks first)."""
-        if not self._seen.any() and self.num_replicas == 1:
+        shared = dist.is_distributed() and self.num_replicas > 1
+        if not self._seen.any() and not shared:
             return
-        loss, seen = self._loss, self._seen
-        if dist.is_distributed() and self.num_replicas > 1:
-            t = torch.from_numpy(np.stack([np.where(seen, loss, 0.0), seen.astype(np.float64)]))
-            dist.all_reduce_sum_([t])
-            seen = t[1].numpy() > 0
-            loss = t[0].numpy() / np.maximum(t[1].numpy(), 1)
+        local, loss = self._seen, self._loss
+        if shared:
+            total, count = _sum_across_ranks([np.where(local, loss, 0.0), local.astype(np.float64)])
+            seen, loss = count > 0, total / np.maximum(count, 1)
+        else:
+            seen = local
         self.latest_loss[seen] = loss[seen]
-        if self.method == "dynamic" and self._a is not None:
+        if self.method == "dynamic" and (self._a is not None or shared):
             from .methods.fused import classwise_head_terms
 
-            if dist.is_distributed() and self.num_replicas > 1:
-                raise NotImplementedError("method 'dynamic' under torch.distributed is not supported yet; use "
-                                          "infobatch or random_dynamic there")
-            contrib, sq = classwise_head_terms(self._a, self._delta, self.groups, len(self.classes), seen,
-                                               bias=getattr(self._head, "bias", None) is not None)
+            if self._a is None:                          # this rank saw nothing this epoch
+                self._allocate(self._head_width(), len(self.classes))
+            contrib, sq = classwise_head_terms(self._a, self._delta, self.groups, len(self.classes), local,
+                                               bias=getattr(self._head, "bias", None) is not None,
+                                               reduce=_sum_across_ranks if shared else None)
             contrib = (contrib if RANK_BY == "alignment" else np.sqrt(sq)) * self._epoch_lr
+            probs = np.where(local[:, None], self._p, 0.0)
+            if shared:                                   # every sample was trained on by one rank
+                contrib, probs = _sum_across_ranks([contrib, probs])
+                self._epoch_lr = float(_sum_across_ranks([np.array([self._epoch_lr])])[0][0]) / self.num_replicas
             first = seen & ~self._scored
             again = seen & self._scored
             self._score[first] = contrib[first]
@@ -382,8 +405,8 @@ class DynamicPruner:
             start, stop = self.evidence_epochs()
             if start <= self.epoch < stop:
                 if self._probs_sum is None:
-                    self._probs_sum = np.zeros_like(self._p, dtype=np.float64)
-                self._probs_sum[seen] += self._p[seen]
+                    self._probs_sum = np.zeros(probs.shape, dtype=np.float64)
+                self._probs_sum[seen] += probs[seen]
                 self._probs_count[seen] += 1
                 if self.epoch == stop - 1:
                     self._judge_labels()

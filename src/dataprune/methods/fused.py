@@ -25,30 +25,41 @@ from ..utils import model_dtype
 from .common import finalize
 
 
-def classwise_head_terms(a, delta, groups, n_groups, seen, *, bias: bool):
+def classwise_head_terms(a, delta, groups, n_groups, seen, *, bias: bool, reduce=None):
     """Class-wise MoSo terms of the classifier head from the training pass: ``(contrib, sq)``, each (N,).
 
     ``a`` (N, D) are the head's inputs and ``delta`` (N, C) = softmax - onehot of the samples ``seen``
     (a bool mask) in this epoch; ``groups`` (N,) the class of every sample. The head's per-sample gradient
     is ``delta_i [a_i, 1]^T`` with a bias, ``delta_i a_i^T`` without: the same feature row as the
     last-layer closed form (grads.lastlayer). ``contrib`` is the alignment with the own class's mean
-    gradient with the self-term removed (0 where not seen); ``sq`` the squared gradient norms."""
+    gradient with the self-term removed (0 where not seen); ``sq`` the squared gradient norms.
+
+    ``reduce(list of arrays) -> list of arrays`` sums across processes (each holding the samples it
+    trained on): every class's gradient sum and count are reduced before the terms are formed, so the
+    class means are those of all the processes' samples."""
     n = len(a)
     sq = np.zeros(n)
     dot = np.zeros(n)
     counts = np.zeros(n_groups)
+    width = a.shape[1] + (1 if bias else 0)
     # One class at a time in float64: the memory held beyond the float32 records is one class's rows.
     for g in range(n_groups):
         rows = np.flatnonzero((groups == g) & seen)
-        counts[g] = len(rows)
-        if not len(rows):
+        if not len(rows) and reduce is None:
             continue
         f = np.asarray(a[rows], dtype=np.float64)
         if bias:
             f = np.concatenate([f, np.ones((len(rows), 1))], 1)
         d = np.asarray(delta[rows], dtype=np.float64)
+        total = d.T @ f if len(rows) else np.zeros((delta.shape[1], width))
+        count = np.array([float(len(rows))])
+        if reduce is not None:
+            total, count = reduce([total, count])
+        counts[g] = count[0]
+        if not len(rows) or not counts[g]:
+            continue
         sq[rows] = (d * d).sum(1) * (f * f).sum(1)
-        mean = d.T @ f / len(rows)                  # (C, D[+1]): the class's mean head gradient
+        mean = total / counts[g]                    # (C, D[+1]): the class's mean head gradient
         dot[rows] = ((f @ mean.T) * d).sum(1)
     nc = counts[groups]
     contrib = np.where(seen, (nc * dot - sq) / np.maximum(nc - 1, 1), 0.0)
