@@ -241,3 +241,17 @@ def test_bench_rows_carry_saved_fraction_and_total_cost_for_static_and_dynamic_m
     with pytest.raises(ValueError, match="prunes while training; it takes no"):
         from dataprune.bench import parse_entry
         parse_entry("infobatch+topk")
+
+
+def test_dynamic_records_spill_to_files_above_cache_mb_with_the_same_result():
+    x, y = _blobs(n=120)
+    got = []
+    for cache_mb in (None, 0.0):
+        model = _mlp()
+        pruner = DynamicPruner(ArrayDataset(x, y), model=model, epochs=6, ratio=0.5, method="dynamic",
+                               cache_mb=cache_mb)
+        dp.train(model, ArrayDataset(x, y), epochs=6, batch_size=16, lr=0.05, pruner=pruner)
+        assert isinstance(pruner._a, np.memmap) == (cache_mb == 0.0)
+        got.append((pruner.kept_counts, pruner.scores))
+        pruner.close()
+    assert got[0][0] == got[1][0] and np.array_equal(got[0][1], got[1][1])

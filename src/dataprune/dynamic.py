@@ -145,11 +145,13 @@ class DynamicPruner:
     optimizer : read for the learning rate that weights ``dynamic``'s terms (1 without one).
     delta : the share of the epochs that prune (the rest read all the trusted data).
     num_replicas, rank : for distributed training; default from ``torch.distributed``.
+    cache_mb : ``dynamic`` keeps each sample's head input, softmax - onehot and probabilities (float32);
+        above this many MiB they live in temporary files instead of memory.
     """
 
     def __init__(self, train_set, *, model=None, epochs: int, ratio: float = 0.5, method: str = "dynamic",
                  seed: int = 0, optimizer=None, delta: float = DELTA, input_key=None, label_key=None,
-                 num_replicas: int | None = None, rank: int | None = None):
+                 num_replicas: int | None = None, rank: int | None = None, cache_mb: float | None = 4096):
         if method not in METHODS:
             raise ValueError(f"unknown dynamic pruning method {method!r}; valid: {', '.join(METHODS)}")
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
@@ -186,6 +188,7 @@ class DynamicPruner:
         self._order = np.arange(n)
         self._weights = np.ones(n, dtype=np.float32)
         self._head = self._hook = self._captured = None
+        self.cache_mb, self._spill = cache_mb, None
         self._epoch_lr = 1.0
         self._a = self._delta = None
         if method == "dynamic":
@@ -360,6 +363,18 @@ class DynamicPruner:
 
     def _allocate(self, width, classes):
         n = len(self.labels)
+        if self.cache_mb is not None and n * (width + 2 * classes) * 4 > self.cache_mb * 2 ** 20:
+            # Larger than the memory allowed (ImageNet: 1.28M x 2048 features): the records live in files.
+            import os
+            import tempfile
+
+            self._spill = tempfile.TemporaryDirectory(prefix="dataprune-dynamic-")
+
+            def mm(name, cols):
+                return np.lib.format.open_memmap(os.path.join(self._spill.name, name), mode="w+",
+                                                 dtype=np.float32, shape=(n, cols))
+            self._a, self._delta, self._p = mm("a.npy", width), mm("delta.npy", classes), mm("p.npy", classes)
+            return
         self._a = np.zeros((n, width), np.float32)
         self._delta = np.zeros((n, classes), np.float32)
         self._p = np.zeros((n, classes), np.float32)
