@@ -23,6 +23,25 @@ from dataprune.data import load_dataset
 from dataprune.models import build_model
 
 
+def clean_val(split):
+    """The validation samples whose label the noise left alone (the validation labels carry the training
+    set's noise; on these they are the true labels)."""
+    from torch.utils.data import Subset
+
+    flipped = getattr(split, "val_flipped", None)
+    if flipped is None:
+        return split.val
+    clean = Subset(split.val, np.flatnonzero(~flipped).tolist())
+    clean.targets = np.asarray(split.val.targets)[~flipped]
+    return clean
+
+
+def write_jsonl(path, rows):
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+
 def run(split, method, ratio, seed, epochs, batch_size, lr):
     torch.manual_seed(seed)
     model = build_model("cnn", split.num_classes, split.input_shape)
@@ -35,14 +54,8 @@ def run(split, method, ratio, seed, epochs, batch_size, lr):
     out = {"method": method, "ratio": ratio if pruner else 0.0, "seed": seed, "wall_s": wall, "cpu_s": cpu,
            "val_acc": dp.accuracy(model, split.val),
            "saved_fraction": pruner.saved_fraction if pruner else 0.0}
-    flipped = getattr(split, "val_flipped", None)
-    if flipped is not None:
-        # the validation labels carry the same noise; on the ones noise left alone they are the true labels
-        from torch.utils.data import Subset
-
-        clean = Subset(split.val, np.flatnonzero(~flipped).tolist())
-        clean.targets = np.asarray(split.val.targets)[~flipped]
-        out["val_acc_clean_labels"] = dp.accuracy(model, clean)
+    if getattr(split, "val_flipped", None) is not None:
+        out["val_acc_clean_labels"] = dp.accuracy(model, clean_val(split))
     if pruner is not None:
         out["evidence"] = pruner.evidence_decision
         if split.flipped is not None and pruner.suspect.any():
@@ -77,9 +90,7 @@ def main(argv=None) -> int:
                 print(f"noise {noise:g} seed {seed} {r['method']:>14} r={r['ratio']:g}: val {100 * r['val_acc']:.1f}  "
                       f"(clean labels {100 * r.get('val_acc_clean_labels', r['val_acc']):.1f})  "
                       f"saved {r['saved_fraction']:.3f}  CPU time vs full {r['time_vs_full']:.2f}", flush=True)
-    with open(args.out, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
+    write_jsonl(args.out, rows)
     return 0
 
 

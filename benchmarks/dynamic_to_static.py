@@ -12,29 +12,22 @@ accuracy only (no test set read), on the validation samples whose label noise le
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import time
 
 import numpy as np
 import torch
-from torch.utils.data import Subset
 
 import dataprune as dp
 from dataprune.data import load_dataset
 from dataprune.evaluate import retrain
 from dataprune.models import ModelFactory
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dynamic import clean_val, write_jsonl  # noqa: E402
+
 RECIPE = {"epochs": 10, "batch_size": 32, "lr": 0.05}
-
-
-def _clean_val(split):
-    flipped = getattr(split, "val_flipped", None)
-    if flipped is None:
-        return split.val
-    clean = Subset(split.val, np.flatnonzero(~flipped).tolist())
-    clean.targets = np.asarray(split.val.targets)[~flipped]
-    return clean
 
 
 def main(argv=None) -> int:
@@ -51,7 +44,7 @@ def main(argv=None) -> int:
     rows = []
     for noise in [float(v) for v in args.noise.split(",")]:
         split = load_dataset("mnist5k", label_noise=noise, train_limit=args.train_limit, val_split=0.2)
-        val = _clean_val(split)
+        val = clean_val(split)
         labels = np.asarray(split.train.targets)
         make = ModelFactory("cnn", split.num_classes, split.input_shape)
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -79,9 +72,7 @@ def main(argv=None) -> int:
                 print(f"noise {noise:g} seed {seed} {name:>24}: val {100 * row['val_acc_clean_labels']:.1f}"
                       + (f", kept mislabelled {100 * row['kept_mislabelled']:.1f}%" if "kept_mislabelled" in row
                          else ""), flush=True)
-    with open(args.out, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
+    write_jsonl(args.out, rows)
     return 0
 
 

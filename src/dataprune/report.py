@@ -131,48 +131,40 @@ def plot_accuracy_vs_cost(rows: list[dict], path: str, title: str = "", methods:
                           key: str = "test_acc") -> None:
     """Accuracy against pruning cost (in full-data training runs): one point per method and ratio,
     the ratio written beside it; full-data training is the grey line at cost 0."""
-    summary = summarize(rows, key)
-    cost = summarize(rows, "cost_fraction")
-    order = method_order(rows, methods)
-    plt, fig, ax = _figure(len(order))
-    for m in order:
-        st = style(m, order)
-        pts = sorted((r, cost[(m, r)][0], v[0]) for (mm, r), v in summary.items() if mm == m and (m, r) in cost)
-        if not pts:
-            continue
-        ax.scatter([p[1] for p in pts], [100 * p[2] for p in pts], color=st["color"], marker=st["marker"], s=28,
-                   label=m, zorder=3)
-        for r, c, a in pts:
-            ax.annotate(f"{r:g}", (c, 100 * a), textcoords="offset points", xytext=(4, 2), fontsize=6,
-                        color=st["color"])
-    ax.axvline(1.0, color="#999999", lw=0.8, ls="--")
-    ax.set_xlabel("pruning cost (surrogate + scoring, in full-data training runs; dashed: one run)")
-    ax.set_ylabel("test accuracy (%)")
-    _finish(plt, fig, ax, summary, title, path)
+    _plot_against_cost(rows, path, title, methods, key, "cost_fraction",
+                       "pruning cost (surrogate + scoring, in full-data training runs; dashed: one run)", lines=False)
 
 
 def plot_accuracy_vs_total_cost(rows: list[dict], path: str, title: str = "", methods: list[str] | None = None,
                                 key: str = "test_acc") -> None:
     """Accuracy against total compute: (pruning + the final training run) / one full-data run, one point per
-    method and ratio (mean over seeds); full data sits at 1.0. Static and dynamic pruning on one axis."""
+    method and ratio (mean over seeds), joined per method; full data sits at 1.0. Static and dynamic
+    pruning on one axis."""
+    _plot_against_cost(rows, path, title, methods, key, "total_cost",
+                       "total compute: pruning + final training, in full-data runs (dashed: one run)", lines=True)
+
+
+def _plot_against_cost(rows, path, title, methods, key, cost_key, xlabel, lines):
     summary = summarize(rows, key)
-    total = summarize(rows, "total_cost")
+    cost = summarize(rows, cost_key)
     order = method_order(rows, methods)
     plt, fig, ax = _figure(len(order))
     for m in order:
         st = style(m, order)
-        pts = sorted((total[(m, r)][0], v[0], r) for (mm, r), v in summary.items()
-                     if mm == m and (m, r) in total and total[(m, r)][0] == total[(m, r)][0])
+        pts = sorted((cost[(m, r)][0], v[0], r) for (mm, r), v in summary.items() if mm == m and (m, r) in cost)
         if not pts:
             continue
-        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], color=st["color"], marker=st["marker"], ms=5,
-                lw=1.0, ls=st["ls"], label=m, zorder=3)
+        xs, ys = [p[0] for p in pts], [100 * p[1] for p in pts]
+        if lines:
+            ax.plot(xs, ys, color=st["color"], marker=st["marker"], ms=5, lw=1.0, ls=st["ls"], label=m, zorder=3)
+        else:
+            ax.scatter(xs, ys, color=st["color"], marker=st["marker"], s=28, label=m, zorder=3)
         for c, a, r in pts:
             if m != "full":
-                ax.annotate(f"{r:g}", (c, 100 * a), textcoords="offset points", xytext=(4, 2), fontsize=7,
-                            color=st["color"])
+                ax.annotate(f"{r:g}", (c, 100 * a), textcoords="offset points", xytext=(4, 2),
+                            fontsize=7 if lines else 6, color=st["color"])
     ax.axvline(1.0, color="#999999", lw=0.8, ls="--")
-    ax.set_xlabel("total compute: pruning + final training, in full-data runs (dashed: one run)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(("validation" if key.startswith("val") else "test") + " accuracy (%)")
     _finish(plt, fig, ax, summary, title, path)
 
