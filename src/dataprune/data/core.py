@@ -173,6 +173,25 @@ class _Batches:
         return len(self.batches)
 
 
+_HANGUPS = (EOFError, ConnectionResetError, BrokenPipeError)
+
+
+def _quiet_hangups(worker_id):
+    """In a loader worker: a batch's tensors reach the main process through a file-descriptor handshake
+    served by a thread of this worker; when the main process stops mid-handshake (Ctrl-C, SIGTERM) that
+    thread reports the hang-up with a traceback on the user's terminal. The main process says why it
+    stopped; the worker stays quiet about the peer going away (other errors are reported as before)."""
+    import sys
+
+    default = sys.excepthook
+
+    def hook(kind, value, tb):
+        if not issubclass(kind, _HANGUPS):
+            default(kind, value, tb)
+
+    sys.excepthook = hook
+
+
 class BatchReader:
     """Reads batches of dataset positions, with ``num_workers`` worker processes that persist from one
     call to the next (a training run builds one reader, not a DataLoader per step).
@@ -196,7 +215,7 @@ class BatchReader:
         if self.num_workers:
             self._loader = DataLoader(self._batch_set, batch_sampler=self._sampler, collate_fn=_identity,
                                       num_workers=self.num_workers, persistent_workers=True,
-                                      pin_memory=self.non_blocking)
+                                      pin_memory=self.non_blocking, worker_init_fn=_quiet_hangups)
 
     def __call__(self, batches) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
         batches = [np.asarray(b, dtype=np.int64) for b in batches]
