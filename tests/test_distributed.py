@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from dataprune import moso
 from dataprune.data import ArrayDataset
+from dataprune.distributed import shutdown
 from dataprune.methods.gradnorm import grand_score
 from dataprune.models import SmallCNN
 from dataprune.train import train
@@ -40,6 +41,7 @@ def _worker(rank, world, init_file, out_dir):
     torch.set_num_threads(1)
     model, cks, ds = _setup()          # the same checkpoints as the single-process reference
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    ok = False
     try:
         got = _scores(model, cks, ds)
         np.savez(os.path.join(out_dir, f"rank{rank}.npz"), **got)
@@ -49,8 +51,9 @@ def _worker(rank, world, init_file, out_dir):
         res = train(net, ds, epochs=2, batch_size=16, checkpoint_epochs=[2], seed=5)
         flat = torch.cat([v.reshape(-1) for v in res.checkpoints[0].state.values()]).numpy()
         np.save(os.path.join(out_dir, f"ddp{rank}.npy"), flat)
+        ok = True
     finally:
-        dist.destroy_process_group()
+        shutdown(ok)
 
 
 def test_two_gloo_processes_match_one(tmp_path):
@@ -116,12 +119,14 @@ def _pruned_run(method):
 def _pruner_worker(rank, world, init_file, out_dir, method):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    ok = False
     try:
         kept, scores, saved = _pruned_run(method)
         np.savez(os.path.join(out_dir, f"{method}{rank}.npz"), scores=scores, saved=saved,
                  kept=np.array([np.pad(k, (0, N - len(k)), constant_values=-1) for k in kept]))
+        ok = True
     finally:
-        dist.destroy_process_group()
+        shutdown(ok)
 
 
 def test_dynamic_pruning_under_two_gloo_processes_matches_one(tmp_path):

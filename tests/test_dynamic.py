@@ -142,8 +142,8 @@ def test_dynamic_sets_aside_the_labels_its_own_predictions_contradict():
     pruner.close()
 
 
-def test_dp_train_with_a_pruner_equals_the_hand_written_loop():
-    """dp.train's pruned epochs are the pruner's, and its loss is the pruner's weighted loss."""
+def test_dp_train_with_a_pruner_is_reproducible_and_skips_samples():
+    """dp.train with a pruner: the same kept sets, scores and weights on a second run, fewer passes."""
     x, y = _blobs()
     runs = []
     for _ in range(2):
@@ -251,7 +251,24 @@ def test_dynamic_records_spill_to_files_above_cache_mb_with_the_same_result():
         pruner = DynamicPruner(ArrayDataset(x, y), model=model, epochs=6, ratio=0.5, method="dynamic",
                                cache_mb=cache_mb)
         dp.train(model, ArrayDataset(x, y), epochs=6, batch_size=16, lr=0.05, pruner=pruner)
-        assert isinstance(pruner._a, np.memmap) == (cache_mb == 0.0)
+        assert isinstance(pruner.records.a, np.memmap) == (cache_mb == 0.0)
         got.append((pruner.kept_counts, pruner.scores))
         pruner.close()
     assert got[0][0] == got[1][0] and np.array_equal(got[0][1], got[1][1])
+
+
+def test_end_epoch_folds_the_last_epoch_of_a_users_loop_into_the_scores():
+    x, y = _blobs()
+    model = _mlp()
+    pruner = DynamicPruner(ArrayDataset(x, y), model=model, epochs=3, ratio=0.5, method="dynamic", seed=2)
+    seen = _loop(pruner, model, 3)
+    before = pruner.scores.copy()
+    loss_before = pruner.latest_loss.copy()
+    pruner.end_epoch()
+    after = pruner.scores.copy()
+    last = np.unique(seen[-1])
+    assert not np.array_equal(before, after)                      # the last epoch counted only now
+    assert not np.array_equal(loss_before[last], pruner.latest_loss[last])
+    pruner.end_epoch()                                            # twice: nothing more to fold in
+    assert np.array_equal(after, pruner.scores)
+    pruner.close()

@@ -518,6 +518,8 @@ def _fix_costs(rows, full_seconds, timing="train_cpu_seconds"):
     row gets ``total_cost``: (pruning + its training run) / the full-data run of the same recipe and seed,
     on the bench's clock, and ``wall_saved``: 1 - its training wall time / the full run's."""
     full_wall = {int(r["seed"]): r.get("train_seconds") for r in rows if r["method"] == "full"}
+    full_n = next((int(x["n_kept"]) for x in rows if x["method"] == "full" and x.get("n_kept") not in (None, "")),
+                  None)
     def missing(r, key):
         v = r.get(key)
         return v is None or v == "" or v != v
@@ -538,10 +540,8 @@ def _fix_costs(rows, full_seconds, timing="train_cpu_seconds"):
             r["saved_fraction"] = 0.0
         elif r.get("plan") != "in-training" and r.get("n_kept") not in (None, ""):
             # a static subset saves its share of the passes when it trains as many epochs as the full data
-            n = next((int(x["n_kept"]) for x in rows if x["method"] == "full" and x.get("n_kept") not in (None, "")),
-                     None)
             steps = r.get("retrain_length") == "steps"
-            r["saved_fraction"] = 0.0 if steps else (1.0 - int(r["n_kept"]) / n if n else float("nan"))
+            r["saved_fraction"] = 0.0 if steps else (1.0 - int(r["n_kept"]) / full_n if full_n else float("nan"))
 
 
 def _kept_share(flipped, keep):

@@ -326,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(p)
     _recipe_args(p)
     p.add_argument("--checkpoints", help=CHECKPOINTS_HELP)
-    p.add_argument("--dynamic", choices=["infobatch", "dynamic", "random_dynamic"],
+    from .dynamic import METHODS as DYNAMIC_METHODS
+
+    p.add_argument("--dynamic", choices=list(DYNAMIC_METHODS),
                    help="prune while training with this method (see docs: dynamic pruning); also writes "
                         "OUT.scores.npy, a static score for the next runs")
     p.add_argument("--ratio", type=float, default=0.5,
@@ -985,6 +987,7 @@ def main(argv=None) -> int:
     from .utils import Terminated, sigterm_raises, tune_cpu_allocator
 
     tune_cpu_allocator()
+    finished = False
     try:
         with sigterm_raises():
             if getattr(args, "compute_threads", None):
@@ -992,6 +995,7 @@ def main(argv=None) -> int:
             _init_distributed(args)
             log.quiet = getattr(args, "quiet", False)
             COMMANDS[args.command](args, log)
+            finished = True
     except KeyboardInterrupt as exc:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         if args.command in RESUMABLE:
@@ -1011,10 +1015,9 @@ def main(argv=None) -> int:
         print(f"dataprune {args.command}: error: {exc}", file=sys.stderr)
         return 2
     finally:
-        import torch.distributed as tdist
+        from .distributed import shutdown
 
-        if tdist.is_available() and tdist.is_initialized():
-            tdist.destroy_process_group()
+        shutdown(ok=finished)
         if quiet_before is None:
             os.environ.pop("DATAPRUNE_QUIET", None)
         else:

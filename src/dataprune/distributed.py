@@ -78,6 +78,17 @@ def barrier() -> None:
         dist.barrier()
 
 
+def shutdown(ok: bool = True) -> None:
+    """Leave the process group, if one was joined. After a run that went well every rank first waits for
+    the others (a barrier): a rank that tears down gloo's connections while a peer still reads from them can
+    end the peer with SIGABRT. After an error no barrier (the other ranks may be gone)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if ok:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def gather_objects(obj) -> list:
     """Every rank's ``obj`` as a list (``[obj]`` in one process)."""
     if not is_distributed():
@@ -94,6 +105,18 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def sum_arrays(arrays):
+    """Element-wise sums over the ranks of numpy arrays, as float64 (one all-reduce for all of them)."""
+    flat = torch.from_numpy(np.concatenate([np.asarray(x, np.float64).ravel() for x in arrays]))
+    all_reduce_sum_([flat])
+    out, at = [], 0
+    for x in arrays:
+        size = int(np.prod(np.shape(x)))
+        out.append(flat[at:at + size].numpy().reshape(np.shape(x)))
+        at += size
+    return out
 
 
 def init_from_env(device=None):

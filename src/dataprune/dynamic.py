@@ -14,6 +14,7 @@ to back-propagate::
             logits = model(x)
             loss = pruner.update(idx, F.cross_entropy(logits, y, reduction="none"), logits=logits, targets=y)
             opt.zero_grad(); loss.backward(); opt.step()
+    pruner.end_epoch()                               # the last epoch's records into the scores
 
 The kept set of an epoch is drawn once, in :meth:`set_epoch`, from a generator seeded by ``(seed, epoch)``;
 iterating the sampler again gives the same list (the official InfoBatch re-prunes in ``__iter__``, which
@@ -80,18 +81,6 @@ CREDIBLE_FLAGGED = 0.5
 SCORE_DECAY = 0.5
 # dynamic: which head term ranks the samples: "alignment" (class-wise MoSo) or "gradnorm".
 RANK_BY = "alignment"
-
-
-def _sum_across_ranks(arrays):
-    """Element-wise sums over the ranks of float64 arrays (one all-reduce)."""
-    flat = torch.from_numpy(np.concatenate([np.asarray(x, np.float64).ravel() for x in arrays]))
-    dist.all_reduce_sum_([flat])
-    out, at = [], 0
-    for x in arrays:
-        size = int(np.prod(np.shape(x)))
-        out.append(flat[at:at + size].numpy().reshape(np.shape(x)))
-        at += size
-    return out
 
 
 class IndexedDataset(Dataset):
@@ -187,12 +176,14 @@ class DynamicPruner:
         self.passes = 0
         self._order = np.arange(n)
         self._weights = np.ones(n, dtype=np.float32)
-        self._head = self._hook = self._captured = None
-        self.cache_mb, self._spill = cache_mb, None
         self._epoch_lr = 1.0
-        self._a = self._delta = None
+        self._open = False                                  # records of a drawn epoch not yet folded in
+        self.records = None
         if method == "dynamic":
-            self._attach(model)
+            from .methods.fused import HeadRecords
+
+            self.records = HeadRecords(n, cache_mb=cache_mb, what="method 'dynamic'")
+            self.records.attach(model, self.dataset.base)
         self.set_epoch(0, _initial=True)
 
     # ------------------------------------------------------------------ the loop's side --
@@ -201,9 +192,10 @@ class DynamicPruner:
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or not 0 <= epoch < self.epochs:
             raise ValueError(f"epoch must be in [0, {self.epochs}), got {epoch!r}")
         if not _initial:
-            self._close_epoch()
+            self.end_epoch()
+        self._open = True
         if self.epoch == epoch and not _initial:
-            return
+            return                                           # the same epoch again: its draw stands
         self.epoch = int(epoch)
         rng = np.random.default_rng([self.seed, self.epoch])
         keep, weights = self._draw(rng)
@@ -213,6 +205,18 @@ class DynamicPruner:
         if len(self.kept_counts) <= self.epoch:
             self.kept_counts.extend([0] * (self.epoch + 1 - len(self.kept_counts)))
         self.kept_counts[self.epoch] = len(keep)
+
+    def end_epoch(self) -> None:
+        """Fold the epoch's records into the scores (``set_epoch`` does it for the previous epoch; call it
+        after the last epoch so that ``scores`` include it). Under ``torch.distributed`` every rank calls it."""
+        if self._open:
+            self._open = False
+            self._close_epoch()
+
+    @property
+    def order(self) -> np.ndarray:
+        """The epoch's kept indices, all ranks' (:meth:`shard` gives this rank's part)."""
+        return self._order
 
     def shard(self) -> np.ndarray:
         """This rank's part of the epoch's kept indices (all of them in one process)."""
@@ -239,7 +243,9 @@ class DynamicPruner:
         if self.method == "dynamic":
             if logits is None or targets is None:
                 raise ValueError("method 'dynamic' needs logits= and targets= in update()")
-            self._record_head(idx_np, logits, targets)
+            if not self.records.record(idx_np, logits, targets):
+                raise ValueError("method 'dynamic' reads the classifier head's (B, D) input from the forward pass "
+                                 "of the logits passed to update(); call update() right after model(x)")
         w = torch.as_tensor(self._weights[idx_np], device=losses.device, dtype=losses.dtype)
         return (losses * w).mean()
 
@@ -281,9 +287,8 @@ class DynamicPruner:
 
     def close(self) -> None:
         """Remove the forward hook (``dynamic``)."""
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
+        if self.records is not None:
+            self.records.detach()
 
     # ------------------------------------------------------------------ internals --
     def _pruning(self) -> bool:
@@ -315,72 +320,20 @@ class DynamicPruner:
             return everyone, np.ones(len(everyone), np.float32)
         cand_share = min(1.0, 2.0 * self.ratio)
         score = np.where(self._scored, self._score, np.inf)      # unseen samples are kept (no evidence yet)
-        trusted = everyone
-        order = trusted[np.argsort(score[trusted], kind="stable")]
-        n_cand = int(round(cand_share * len(trusted)))
+        order = everyone[np.argsort(score[everyone], kind="stable")]
+        n_cand = int(round(cand_share * len(everyone)))
         candidates = order[:n_cand]
-        p_keep = 1.0 - (self.ratio * len(trusted)) / max(n_cand, 1)
+        p_keep = 1.0 - (self.ratio * len(everyone)) / max(n_cand, 1)
         p_keep = min(max(p_keep, 0.0), 1.0)
         dropped = candidates[rng.random(len(candidates)) >= p_keep]
         mask = np.zeros(n, bool)
-        mask[trusted] = True
+        mask[everyone] = True
         mask[dropped] = False
         keep = np.flatnonzero(mask)
         is_cand = np.zeros(n, bool)
         is_cand[candidates] = True
         w = np.where(is_cand[keep], 1.0 / max(p_keep, 1e-12), 1.0).astype(np.float32)
         return keep, w
-
-    def _attach(self, model):
-        from .grads.capture import find_classifier
-        from .grads.terms import example_batch
-        from .utils import model_dtype
-
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                example = example_batch(self.dataset.base, next(model.parameters()).device, model_dtype(model))
-                _, self._head = find_classifier(model, example)
-        finally:
-            model.train(was)
-        self._hook = self._head.register_forward_hook(lambda m, inp, out: setattr(self, "_captured", inp[0]))
-
-    def _record_head(self, idx, logits, targets):
-        a = self._captured
-        if a is None or a.dim() != 2 or len(a) != len(idx):
-            raise ValueError("method 'dynamic' reads the classifier head's (B, D) input from the forward pass of "
-                             "the logits passed to update(); call update() right after model(x)")
-        p = torch.softmax(logits.detach().float(), 1).cpu()
-        delta = p.clone()
-        delta[torch.arange(len(idx)), targets.detach().cpu()] -= 1
-        if self._a is None:
-            self._allocate(a.shape[1], p.shape[1])
-        self._a[idx] = a.detach().float().cpu().numpy()
-        self._delta[idx] = delta.numpy()
-        self._p[idx] = p.numpy()
-        self._captured = None
-
-    def _allocate(self, width, classes):
-        n = len(self.labels)
-        if self.cache_mb is not None and n * (width + 2 * classes) * 4 > self.cache_mb * 2 ** 20:
-            # Larger than the memory allowed (ImageNet: 1.28M x 2048 features): the records live in files.
-            import os
-            import tempfile
-
-            self._spill = tempfile.TemporaryDirectory(prefix="dataprune-dynamic-")
-
-            def mm(name, cols):
-                return np.lib.format.open_memmap(os.path.join(self._spill.name, name), mode="w+",
-                                                 dtype=np.float32, shape=(n, cols))
-            self._a, self._delta, self._p = mm("a.npy", width), mm("delta.npy", classes), mm("p.npy", classes)
-            return
-        self._a = np.zeros((n, width), np.float32)
-        self._delta = np.zeros((n, classes), np.float32)
-        self._p = np.zeros((n, classes), np.float32)
-
-    def _head_width(self) -> int:
-        return int(self._head.weight.shape[1])
 
     def _lr(self) -> float:
         if self.optimizer is None:
@@ -394,24 +347,23 @@ class DynamicPruner:
             return
         local, loss = self._seen, self._loss
         if shared:
-            total, count = _sum_across_ranks([np.where(local, loss, 0.0), local.astype(np.float64)])
+            total, count = dist.sum_arrays([np.where(local, loss, 0.0), local.astype(np.float64)])
             seen, loss = count > 0, total / np.maximum(count, 1)
         else:
             seen = local
         self.latest_loss[seen] = loss[seen]
-        if self.method == "dynamic" and (self._a is not None or shared):
+        rec = self.records
+        if rec is not None and (rec.a is not None or shared):
             from .methods.fused import classwise_head_terms
 
-            if self._a is None:                          # this rank saw nothing this epoch
-                self._allocate(self._head_width(), len(self.classes))
-            contrib, sq = classwise_head_terms(self._a, self._delta, self.groups, len(self.classes), local,
-                                               bias=getattr(self._head, "bias", None) is not None,
-                                               reduce=_sum_across_ranks if shared else None)
+            if rec.a is None:                            # this rank saw nothing this epoch
+                rec.allocate(int(rec.head.weight.shape[1]), len(self.classes))
+            contrib, sq = classwise_head_terms(rec.a, rec.delta, self.groups, len(self.classes), local,
+                                               bias=rec.bias, reduce=dist.sum_arrays if shared else None)
             contrib = (contrib if RANK_BY == "alignment" else np.sqrt(sq)) * self._epoch_lr
-            probs = np.where(local[:, None], self._p, 0.0)
+            probs = np.where(local[:, None], rec.p, 0.0)
             if shared:                                   # every sample was trained on by one rank
-                contrib, probs = _sum_across_ranks([contrib, probs])
-                self._epoch_lr = float(_sum_across_ranks([np.array([self._epoch_lr])])[0][0]) / self.num_replicas
+                contrib, probs = dist.sum_arrays([contrib, probs])
             first = seen & ~self._scored
             again = seen & self._scored
             self._score[first] = contrib[first]

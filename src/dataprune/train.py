@@ -264,7 +264,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         rng = np.random.default_rng([seed, epoch])
         if pruner is not None:
             pruner.set_epoch(epoch - 1)
-            order = pruner._order                    # the epoch's kept set, in the pruner's own order
+            order = pruner.order                     # the epoch's kept set, in the pruner's own order
         else:
             order = indices[rng.permutation(len(indices))]
         loss_sum, correct, seen = 0.0, 0, 0
@@ -317,7 +317,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         call("on_epoch_end", epoch=epoch, model=model, lr=lr)
     reader.close()
     if pruner is not None:
-        pruner.set_epoch(last - 1)                   # folds the last epoch's records into the scores
+        pruner.end_epoch()                           # folds the last epoch's records into the scores
     return TrainResult(model, checkpoints, history, step, time.perf_counter() - t0, cb_time[0], seen_total,
                        time.process_time() - c0, cb_time[1])
 

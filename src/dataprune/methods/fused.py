@@ -66,6 +66,77 @@ def classwise_head_terms(a, delta, groups, n_groups, seen, *, bias: bool, reduce
     return contrib, np.where(seen, sq, 0.0)
 
 
+class HeadRecords:
+    """Per-sample records of the classifier head from the training pass, shared by the fused scorer and
+    dynamic pruning: the head's input ``a`` (N, D), ``delta`` = softmax - onehot (N, C) and the
+    probabilities ``p`` (N, C), float32, written straight into (N, .) arrays (no per-epoch copy of the
+    batches); above ``cache_mb`` MiB they live in temporary files, freed with this object."""
+
+    def __init__(self, n: int, *, cache_mb: float | None, what: str):
+        self.n, self.cache_mb, self.what = n, cache_mb, what
+        self.head = self.a = self.delta = self.p = None
+        self._captured = self._handle = self._spill = None
+
+    def attach(self, model, dataset):
+        """Find ``model``'s classifier (one eval-mode batch of ``dataset``) and hook its input."""
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                example = example_batch(dataset, next(model.parameters()).device, model_dtype(model))
+                _, self.head = find_classifier(model, example)
+        finally:
+            model.train(was)
+        self._handle = self.head.register_forward_hook(lambda m, inp, out: setattr(self, "_captured", inp[0]))
+        return self.head
+
+    @property
+    def bias(self) -> bool:
+        return getattr(self.head, "bias", None) is not None
+
+    def record(self, idx, logits, targets) -> bool:
+        """Record the batch's rows from the last forward pass; False when the head saw no input."""
+        a = self._captured
+        if a is None:
+            return False
+        if a.dim() != 2 or len(a) != len(idx):
+            raise ValueError(f"the classifier's input has shape {tuple(a.shape)} for a batch of {len(idx)}; "
+                             f"{self.what} needs (B, D) from the forward pass of the logits it is given")
+        p = torch.softmax(logits.detach().float(), 1).cpu()
+        delta = p.clone()
+        delta[torch.arange(len(targets)), targets.detach().cpu()] -= 1
+        if self.a is None:
+            self.allocate(a.shape[1], p.shape[1])
+        self.a[idx] = a.detach().float().cpu().numpy()
+        self.delta[idx] = delta.numpy()
+        self.p[idx] = p.numpy()
+        self._captured = None
+        return True
+
+    def allocate(self, width: int, classes: int):
+        n = self.n
+        if self.cache_mb is not None and n * (width + 2 * classes) * 4 > self.cache_mb * 2 ** 20:
+            # Larger than the memory allowed (ImageNet: 1.28M x 2048 features): the records live in files.
+            import tempfile
+
+            self._spill = tempfile.TemporaryDirectory(prefix="dataprune-head-")
+
+            def mm(name, cols):
+                return np.lib.format.open_memmap(os.path.join(self._spill.name, name), mode="w+",
+                                                 dtype=np.float32, shape=(n, cols))
+            self.a, self.delta, self.p = mm("a.npy", width), mm("delta.npy", classes), mm("p.npy", classes)
+        else:
+            self.a = np.zeros((n, width), dtype=np.float32)
+            self.delta = np.zeros((n, classes), dtype=np.float32)
+            self.p = np.zeros((n, classes), dtype=np.float32)
+
+    def detach(self):
+        """Remove the forward hook."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
 class FusedClasswise:
     """Training callback; after training, :meth:`result` gives ``(scores, aux)`` like
     ``classwise_score(..., params="last_layer", return_aux=True)``."""
@@ -83,80 +154,42 @@ class FusedClasswise:
         self.wrong = np.zeros(n)
         self.probs = None
         self.count = 0
-        self._a = self._delta = None
         self._seen = np.zeros(n, bool)
-        self._captured = None
-        self._handle = None
         self._any = False
-        self._spill = None
-        self.cache_mb = cache_mb
+        self.records = HeadRecords(n, cache_mb=cache_mb, what="fused scoring")
+
+    @property
+    def head(self):
+        return self.records.head
 
     def on_train_begin(self, *, model):
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                example = example_batch(self.dataset, next(model.parameters()).device, model_dtype(model))
-                _, self.head = find_classifier(model, example)
-        finally:
-            model.train(was)
-        self._handle = self.head.register_forward_hook(lambda m, inp, out: setattr(self, "_captured", inp[0]))
+        self.records.attach(model, self.dataset)
 
     def on_batch_end(self, *, epoch, step, indices, logits, targets):
-        if epoch not in self.epochs or self._captured is None:
+        if epoch not in self.epochs:
             return
-        a = self._captured.detach()
-        if a.dim() != 2:
-            raise ValueError(f"the classifier's input has shape {tuple(a.shape)}; fused scoring needs (B, D)")
-        p = torch.softmax(logits.detach().float(), 1).cpu()
-        delta = p.clone()
-        delta[torch.arange(len(targets)), targets.cpu()] -= 1
-        if self._a is None:
-            self._allocate(a.shape[1], p.shape[1])
         idx = np.asarray(indices)
-        # Written straight into the (N, D) record: no second per-epoch copy of the batches.
-        self._a[idx] = a.float().cpu().numpy()
-        self._delta[idx] = delta.numpy()
-        self._p[idx] = p.numpy()
-        self._seen[idx] = True
-        self._any = True
-
-    def _allocate(self, width, classes):
-        n = len(self.dataset)
-        need = n * (width + 2 * classes) * 4
-        if self.cache_mb is not None and need > self.cache_mb * 2 ** 20:
-            # Larger than the memory allowed: the records live in files (freed when this object goes).
-            import tempfile
-
-            self._spill = tempfile.TemporaryDirectory(prefix="dataprune-fused-")
-            def mm(name, cols):
-                return np.lib.format.open_memmap(os.path.join(self._spill.name, name), mode="w+",
-                                                 dtype=np.float32, shape=(n, cols))
-            self._a, self._delta, self._p = mm("a.npy", width), mm("delta.npy", classes), mm("p.npy", classes)
-        else:
-            self._a = np.zeros((n, width), dtype=np.float32)
-            self._delta = np.zeros((n, classes), dtype=np.float32)
-            self._p = np.zeros((n, classes), dtype=np.float32)
+        if self.records.record(idx, logits, targets):
+            self._seen[idx] = True
+            self._any = True
 
     def on_epoch_end(self, *, epoch, model, lr):
         if epoch not in self.epochs or not self._any:
             return
         self._any = False
         seen = self._seen
-        contrib, sq = classwise_head_terms(self._a, self._delta, self.groups, len(self.classes), seen,
-                                           bias=getattr(self.head, "bias", None) is not None)
+        rec = self.records
+        contrib, sq = classwise_head_terms(rec.a, rec.delta, self.groups, len(self.classes), seen, bias=rec.bias)
         self.score += lr * contrib
         self.gradnorm += lr * np.sqrt(sq)
-        p = np.asarray(self._p, dtype=np.float64)
+        p = np.asarray(rec.p, dtype=np.float64)
         self.probs = p if self.probs is None else self.probs + p
         self.wrong += p.argmax(1) != self.labels
         self.count += 1
         self._seen[:] = False
 
     def result(self):
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        self.records.detach()
         if not self.count:
             raise RuntimeError(f"fused scoring recorded no epoch (asked for epochs {sorted(self.epochs)})")
         aux = {"probs": (self.probs / self.count).astype(np.float32), "gradnorm": self.gradnorm,
