@@ -42,6 +42,9 @@ GRID = [(s, "cnn") for s in SETTINGS] + [(s, "mlp") for s in ("clean", "sym40", 
 SEEDS = (10, 11)
 RATIOS = (0.3, 0.5, 0.7, 0.9)
 EPOCHS, BATCH, LR = 10, 32, 0.05
+# --lean: class-wise terms (over all parameters) only at the epochs the shipped default reads; features and
+# probabilities at every epoch. About a third of the evidence time.
+LEAN_EPOCHS = (1, 3, 5, 7, 9)
 VAL_SPLIT = 0.2
 
 
@@ -57,7 +60,7 @@ def _make(arch, split):
     return lambda: build_model(arch, split.num_classes, split.input_shape)
 
 
-def evidence(setting, arch, seed, out):
+def evidence(setting, arch, seed, out, lean=False):
     import torch
 
     torch.set_num_threads(1)
@@ -87,17 +90,30 @@ def evidence(setting, arch, seed, out):
                   "epoch": np.array([c.epoch for c in run.checkpoints]),
                   "train_target_prob": hist.target_prob, "train_margin": hist.margin, "train_correct": hist.correct,
                   "train_seconds": np.array(t_train)}
-    cls_all, cls_last, gn_all, gn_last, probs = [], [], [], [], []
-    for ck in run.checkpoints:
+    from dataprune.methods.geometry import embeddings
+
+    cls_all, cls_last, gn_all, gn_last, probs, feats = [], [], [], [], [], []
+    scored = np.array([not lean or c.epoch in LEAN_EPOCHS for c in run.checkpoints])
+    for ck, sc in zip(run.checkpoints, scored, strict=True):
+        feats.append(embeddings(make(), [ck], ds).numpy().astype(np.float16))
+        probs.append(next(probabilities(make(), [ck], ds)).numpy().astype(np.float32))
+        if not sc:    # lean: only the epochs the shipped default reads get the (costly) class-wise terms
+            for lst in (cls_all, cls_last, gn_all, gn_last):
+                lst.append(np.zeros(len(ds)))
+            continue
         s, aux = moso_variants.classwise_score(make(), [(ck.state, 1.0)], ds, return_aux=True)
         cls_all.append(s)
         gn_all.append(aux["gradnorm"])
+        if lean:
+            cls_last.append(np.zeros(len(ds)))
+            gn_last.append(np.zeros(len(ds)))
+            continue
         s, aux = moso_variants.classwise_score(make(), [(ck.state, 1.0)], ds, return_aux=True, params="last_layer")
         cls_last.append(s)
         gn_last.append(aux["gradnorm"])
-        probs.append(next(probabilities(make(), [ck], ds)).numpy().astype(np.float32))
     out_arrays.update(cls_all=np.stack(cls_all), cls_last=np.stack(cls_last), gn_all=np.stack(gn_all),
-                      gn_last=np.stack(gn_last), probs=np.stack(probs))
+                      gn_last=np.stack(gn_last), probs=np.stack(probs), feats=np.stack(feats),
+                      scored=scored, lean=np.array(lean))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp.npz"
     np.savez_compressed(tmp, **out_arrays)
@@ -111,6 +127,10 @@ def _ev(e, epochs=None, params="all"):
     """Sums over the chosen epochs (1-based, default all) of lr-weighted class-wise scores etc."""
     sel = np.arange(len(e["epoch"])) if epochs is None else np.flatnonzero(np.isin(e["epoch"], epochs))
     params = "last" if params == "last_layer" else params
+    if "scored" in e and (not e["scored"][sel].all() or (params != "all" and bool(e["lean"]))):
+        # lean evidence: no class-wise terms at these epochs / for these parameters (None fails loudly if read)
+        return {"score": None, "gradnorm": None, "probs": e["probs"][sel].mean(0),
+                "wrong": (e["probs"][sel].argmax(2) != e["labels"][None]).mean(0)}
     lr = e["lr"][sel][:, None]
     cls = (e["cls_all"] if params == "all" else e["cls_last"])[sel]
     gn = (e["gn_all"] if params == "all" else e["gn_last"])[sel]
@@ -150,12 +170,62 @@ def candidate(name, e, ratio, seed):
             members = labels == c
             ref = members & trusted if (members & trusted).any() else members
             score[members] = -np.abs(v["score"][members] - np.median(v["score"][ref]))
+    if opts.get("fw") or opts.get("gate") or opts.get("nc"):
+        score = _feature_rule(e, labels, score, ~S.confident_noise(probs, labels, rule)["suspect"], opts)
     keep, _ = S.auto_indices(score, labels, k, probs=probs, ratio=ratio, rng=rng,
                              alpha=float(opts.get("alpha", S.AUTO_ALPHA)),
                              noise=rule,
                              within=opts.get("within", "auto"), high=opts.get("hi"),
-                             stratified_from=float(opts.get("strat", S.AUTO_STRATIFIED_FROM)))
+                             stratified_from=float(opts.get("strat", S.AUTO_STRATIFIED_FROM)),
+                             features=_feats(e, opts) if opts.get("centre") else None,
+                             centre_rule=bool(opts.get("centre")))
     return keep
+
+
+def _feats(e, opts):
+    """Penultimate features at epoch ``fe`` (default the last)."""
+    epochs = list(e["epoch"])
+    return e["feats"][epochs.index(int(opts.get("fe", epochs[-1])))].astype(np.float32)
+
+
+def _pct(x):
+    """Within-group percentile ranks in (0, 1], ties by order."""
+    r = np.empty(len(x))
+    r[np.argsort(x, kind="stable")] = np.arange(1, len(x) + 1) / len(x)
+    return r
+
+
+def _feature_rule(e, labels, score, trusted, opts):
+    """Feature-space rules for which trusted samples of a class to keep: the distance d of each
+    sample's penultimate features (epoch ``fe``, default the last) to the mean of its class's trusted
+    samples. ``fw=w``: blend the class-wise percentile of the score with that of Moderate-DS's band
+    ``-|d - median d|`` (weight w); ``gate=q``: samples beyond the q-quantile of d go last."""
+    epochs = list(e["epoch"])
+    fe = int(opts.get("fe", epochs[-1]))
+    f = e["feats"][epochs.index(fe)].astype(np.float64)
+    out = score.astype(np.float64).copy()
+    w = float(opts.get("fw", 0.0))
+    if opts.get("nc"):
+        # nearest trusted class mean in feature space is another class: the sample goes last in its class
+        cls = np.unique(labels)
+        use = np.ones(len(labels), bool) if opts.get("ncall") else trusted    # class means of all / trusted
+        means = np.stack([f[(labels == c) & use].mean(0) if ((labels == c) & use).any()
+                          else f[labels == c].mean(0) for c in cls])
+        d2 = (f ** 2).sum(1)[:, None] - 2 * f @ means.T + (means ** 2).sum(1)[None]
+        far = cls[d2.argmin(1)] != labels
+    else:
+        far = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        ref = members[trusted[members]] if trusted[members].any() else members
+        d = np.linalg.norm(f[members] - f[ref].mean(0), axis=1)
+        med = np.median(d[trusted[members]]) if trusted[members].any() else np.median(d)
+        s = (1 - w) * _pct(score[members]) + w * _pct(-np.abs(d - med))
+        if opts.get("gate"):
+            q = np.quantile(d[trusted[members]] if trusted[members].any() else d, float(opts["gate"]))
+            s = np.where(d > q, s - 2.0, s)
+        out[members] = np.where(far[members], s - 2.0, s)
+    return out
 
 
 CANDIDATES = ["random", "auto_v1", "v2:alpha=0.5:noise=calibrated", "v2:alpha=0.5:noise=calibrated:hi=random",
@@ -165,7 +235,7 @@ CANDIDATES = ["random", "auto_v1", "v2:alpha=0.5:noise=calibrated", "v2:alpha=0.
               "v2:alpha=0.5:noise=calibrated:within=random"]
 
 
-def evaluate(setting, arch, seed, names, out):
+def evaluate(setting, arch, seed, names, out, ratios=RATIOS):
     import torch
 
     torch.set_num_threads(1)
@@ -176,7 +246,7 @@ def evaluate(setting, arch, seed, names, out):
     e = dict(np.load(os.path.join(out, "evidence", f"{setting}-{arch}-seed{seed}.npz")))
     rows = []
     for name in names:
-        for ratio in RATIOS:
+        for ratio in ratios:
             keep = candidate(name, e, ratio, seed)
             res = retrain(_make(arch, split), split.train, split.val, keep,
                           config=TrainConfig(epochs=EPOCHS, batch_size=BATCH, lr=LR), seed=seed)
@@ -192,13 +262,15 @@ def main():
     ap.add_argument("--out", default="runs/fit-default")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--candidates", default=",".join(CANDIDATES))
+    ap.add_argument("--ratios", default=",".join(map(str, RATIOS)), help="pruning ratios evaluated")
+    ap.add_argument("--lean", action="store_true", help="class-wise terms at epochs 1,3,5,7,9 (all parameters) only")
     ap.add_argument("--grid", help="comma-separated setting-arch pairs, e.g. clean-cnn,lt50-mlp")
     args = ap.parse_args()
     grid = GRID if not args.grid else [tuple(g.split("-")) for g in args.grid.split(",")]
     units = [(s, a, seed) for s, a in grid for seed in SEEDS]
     if args.phase == "evidence":
         with ProcessPoolExecutor(args.jobs) as pool:
-            futs = [pool.submit(evidence, s, a, seed, args.out) for s, a, seed in units]
+            futs = [pool.submit(evidence, s, a, seed, args.out, args.lean) for s, a, seed in units]
             for f in as_completed(futs):
                 print("done", f.result(), flush=True)
         return
@@ -216,7 +288,8 @@ def main():
         for s, a, seed in units:
             todo = [c for c in names if (s, a, str(seed), c) not in done]
             for c in todo:
-                futs.append(pool.submit(evaluate, s, a, seed, [c], args.out))
+                futs.append(pool.submit(evaluate, s, a, seed, [c], args.out,
+                                        tuple(float(r) for r in args.ratios.split(","))))
         for f in as_completed(futs):
             rows = f.result()
             new = not os.path.exists(path)

@@ -266,7 +266,7 @@ def test_recommended_scores_carry_evidence_for_the_auto_policy(tmp_path, capsys)
     assert cli.main(["score", *DIGITS, "--method", "recommended", "--epochs", "2", "--checkpoints", "1,2",
                      "--out", sc, "--quiet"]) == 0
     meta = json.loads(open(sc + ".json").read())
-    assert meta["aux"]["arrays"] == ["disagreement", "gradnorm", "probs"]
+    assert meta["aux"]["arrays"] == ["disagreement", "features", "gradnorm", "probs"]
     assert os.path.exists(str(tmp_path / "s.aux.npz"))
     # no --policy: the method's own (auto)
     assert cli.main(["select", *DIGITS, "--scores", sc, "--ratio", "0.5", "--out", keep]) == 0
@@ -275,6 +275,7 @@ def test_recommended_scores_carry_evidence_for_the_auto_policy(tmp_path, capsys)
     kmeta = json.loads(open(keep + ".json").read())
     assert kmeta["policy"] == "auto" and kmeta["decisions"]["sampling"] == "top"
     assert 0 <= kmeta["decisions"]["estimated_noise"] < 0.45
+    assert "off_centre" in kmeta["decisions"]          # the saved features reached the policy
     assert cli.main(["select", *DIGITS, "--scores", sc, "--ratio", "0.9", "--out", str(tmp_path / "k9.npy"),
                      "--quiet"]) == 0
     assert json.loads(open(str(tmp_path / "k9.npy.json")).read())["decisions"]["sampling"] == "random"

@@ -62,7 +62,7 @@ def test_a_surrogate_that_has_not_learnt_is_not_credible_and_auto_sets_nothing_a
     report = judge(model, cks, ds, held=held)
     assert report["credible"] is False and "collapsed" in report["why"]
     options, decisions = apply_credibility("auto", {}, [report])
-    assert options == {"noise": "none", "within": "random"} and decisions["evidence"] is report
+    assert options == {"noise": "none", "within": "random", "centre_rule": False} and decisions["evidence"] is report
     ev, _ = label_evidence(model, cks, ds, report=report)
     kept = dp.selection(np.random.default_rng(0).random(len(ds)), 0.5, labels=ds.targets, policy="auto", **options,
                         **ev)
@@ -130,7 +130,36 @@ def test_apply_credibility_takes_one_report_or_a_list():
     bad = {"credible": False, "why": "x"}
     for given in (bad, [bad], [None, bad]):
         options, decisions = apply_credibility("auto", None, given)
-        assert options == {"noise": "none", "within": "random"}
+        assert options == {"noise": "none", "within": "random", "centre_rule": False}
     assert apply_credibility("auto", {"noise": "confident"}, bad)[0]["noise"] == "confident"   # the caller's wins
     assert apply_credibility("class_balanced", {}, bad)[0] == {}
     assert apply_credibility("auto", {}, None) == ({}, {})
+
+
+def test_features_are_the_heads_input_at_the_last_checkpoint_projected_above_feature_dims():
+    from dataprune.evidence import FEATURE_DIMS, features
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 5, generator=g)
+    y = (torch.arange(60) % 3).numpy()
+    ds = ArrayDataset(x, y)
+    for width in (16, 300):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, width), nn.ReLU(), nn.Linear(width, 3))
+        first = snapshot(model, 0.1, 1)
+        with torch.no_grad():
+            model[0].weight.mul_(2.0)
+        cks = [first, snapshot(model, 0.1, 2)]
+        f = features(model, cks, ds)
+        with torch.no_grad():
+            h = model[1](model[0](x)).double()                 # the head's input at the last checkpoint
+        assert f.dtype == np.float16 and f.shape == (60, min(width, FEATURE_DIMS))
+        if width <= FEATURE_DIMS:
+            assert np.allclose(f, h.numpy(), rtol=2e-3, atol=2e-3)
+        else:   # a random projection: pairwise distances kept within ~30% (128 columns)
+            d_h = torch.cdist(h, h).numpy()
+            d_f = torch.cdist(torch.from_numpy(f.astype(np.float64)), torch.from_numpy(f.astype(np.float64))).numpy()
+            off = ~np.eye(60, dtype=bool)
+            ratio = d_f[off] / d_h[off]
+            assert 0.7 < ratio.min() and ratio.max() < 1.3 and abs(np.median(ratio) - 1) < 0.1
+        assert np.array_equal(f, features(model, cks, ds))     # deterministic

@@ -296,8 +296,8 @@ def _policy_kwargs(policy, n, rng):
 
     probs = rng.dirichlet(np.ones(4), size=n)
     evidence = {"probs": probs, "gradnorm": rng.random(n), "disagreement": rng.random(n),
-                "label_prob": rng.random(n)}
-    kw = {e: evidence[e] for e in POLICIES[policy].evidence}
+                "label_prob": rng.random(n), "features": rng.normal(size=(n, 5)).astype(np.float16)}
+    kw = {e: evidence[e] for e in POLICIES[policy].evidence + POLICIES[policy].optional}
     if policy == "noise_cutoff":
         kw["cutoff"] = 0.2
     return kw
@@ -327,3 +327,75 @@ def test_minus_infinity_is_pruned_first_by_every_policy(ratio, seed):
     for policy in POLICIES:
         keep = select(scores, 0.5, labels=labels, policy=policy, seed=seed, **_policy_kwargs(policy, n, rng))
         assert len(keep) == 100 and np.isin(np.arange(10), keep).all(), policy
+
+
+def _blobs_with_flips(seed=0, n_per=60, flips=6, evident=True):
+    """Three well separated classes in 4-D; ``flips`` samples of class 0 carry label 1, and their class
+    probabilities agree with the wrong label (the probabilities missed them); with ``evident``, the
+    probabilities flag 20 others (11% of the set: label noise is evident)."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(3, 4) * 10
+    true = np.repeat(np.arange(3), n_per)
+    feats = centres[true] + rng.normal(size=(len(true), 4))
+    labels = true.copy()
+    flipped = np.flatnonzero(true == 0)[:flips]
+    labels[flipped] = 1
+    probs = np.full((len(labels), 3), 0.05)
+    probs[np.arange(len(labels)), labels] = 0.9
+    if evident:     # noise the probabilities do see: 20 samples of class 2 that they put in class 0
+        seen = np.flatnonzero(true == 2)[:20]
+        probs[seen] = [0.9, 0.05, 0.05]
+    return feats, labels, probs, flipped
+
+
+def test_off_centre_finds_samples_nearer_another_class_mean_in_any_chunking():
+    from dataprune.select import off_centre
+
+    feats, labels, _, flipped = _blobs_with_flips(evident=False)
+    trusted = np.ones(len(labels), bool)
+    far = off_centre(feats, labels, trusted)
+    assert set(np.flatnonzero(far)) == set(flipped)
+    assert np.array_equal(off_centre(feats, labels, trusted, chunk=7), far)
+    assert np.array_equal(off_centre(feats.astype(np.float16), labels, trusted), far)
+    with pytest.raises(ValueError, match="features must have shape"):
+        off_centre(feats[:5], labels, trusted)
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.5, 0.9])
+def test_auto_keeps_off_centre_samples_only_when_the_quota_needs_them(ratio):
+    from dataprune.select import selection
+
+    feats, labels, probs, flipped = _blobs_with_flips()
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=len(labels))
+    scores[flipped] = 10.0                      # the top scores of their class: kept without the rule
+    plain = selection(scores, ratio, labels=labels, policy="auto", probs=probs, seed=0)
+    with_f = selection(scores, ratio, labels=labels, policy="auto", probs=probs, features=feats, seed=0)
+    off = selection(scores, ratio, labels=labels, policy="auto", probs=probs, features=feats, seed=0,
+                    centre_rule=False)
+    assert np.array_equal(off.keep, plain.keep)           # the rule off: as without features
+    assert len(with_f.keep) == len(plain.keep)
+    assert with_f.decisions["off_centre"] == len(flipped)
+    quota1 = with_f.decisions["quotas"][1]
+    n1 = int((labels == 1).sum())
+    # class 1 keeps a flipped sample only when its quota exceeds its on-centre samples
+    assert np.isin(flipped, with_f.keep).sum() == max(0, quota1 - (n1 - len(flipped)))
+    assert with_f.decisions["off_centre_kept"] == np.isin(flipped, with_f.keep).sum()
+    if ratio < 0.8:
+        assert np.isin(flipped, plain.keep).all()
+    # everything else as the policy without features: the same quotas
+    assert with_f.decisions["quotas"] == plain.decisions["quotas"]
+
+
+def test_off_centre_rule_acts_only_where_label_noise_is_evident():
+    """Clean-looking labels (confident learning flags under ADAPTIVE_FROM of the set): the features
+    change nothing -- off-centre samples are then hard ones, not wrong labels."""
+    from dataprune.select import selection
+
+    feats, labels, probs, flipped = _blobs_with_flips(evident=False)
+    scores = np.random.default_rng(1).normal(size=len(labels))
+    scores[flipped] = 10.0
+    for ratio in (0.3, 0.5, 0.9):
+        plain = selection(scores, ratio, labels=labels, policy="auto", probs=probs, seed=0)
+        with_f = selection(scores, ratio, labels=labels, policy="auto", probs=probs, features=feats, seed=0)
+        assert np.array_equal(plain.keep, with_f.keep) and with_f.decisions["off_centre"] == 0

@@ -65,6 +65,9 @@ CREDIBLE_EXPLAINED = 0.8
 # Held-out accuracy on the samples it does not flag below which the result warns that flags may be hard samples
 # (a warning only; under 20-40% noise a good surrogate reads 0.82-0.90 here, because it misses some wrong labels).
 CAUTION_ACCURACY = 0.8
+# The penultimate features of the evidence (``features``), read at the surrogate's last checkpoint: at most this
+# many columns (a fixed random projection above it), stored as float16.
+FEATURE_DIMS = 128
 
 
 def holdout_indices(labels, fraction: float, seed: int) -> np.ndarray:
@@ -189,11 +192,30 @@ def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, devi
     return report
 
 
+def features(model, checkpoints, dataset, *, batch_size: int = 512, device=None, num_workers: int = 0) -> np.ndarray:
+    """The evidence array ``features``: (N, min(D, :data:`FEATURE_DIMS`)) float16 penultimate features of
+    ``dataset`` (the deterministic view) at the last checkpoint, eval mode; what ``policy="auto"`` reads to
+    put samples nearer another class's mean last (:func:`dataprune.select.off_centre`). One forward pass."""
+    import torch
+
+    from .methods.geometry import embeddings
+
+    cks = as_checkpoints(checkpoints)
+    if not cks:
+        raise ValueError("features need the surrogate's checkpoints")
+    f = embeddings(model, cks[-1:], dataset, batch_size=max(batch_size, 256), device=device,
+                   num_workers=num_workers, dims=FEATURE_DIMS, dtype=torch.float32).numpy()
+    # float16 keeps ~3 significant digits; features are rescaled first so that none overflows (|x| > 65504).
+    scale = float(np.abs(f).max()) if f.size else 0.0
+    return (f / scale if scale > 1e4 else f).astype(np.float16)
+
+
 def label_evidence(model, checkpoints, dataset, *, held=None, batch_size: int = 512, device=None,
                    num_workers: int = 0, report: dict | None = None) -> tuple[dict, dict]:
     """``(aux, report)``: the evidence arrays ``probs`` (N, C) and ``disagreement`` (N,), read in eval
     mode from ``dataset`` (the deterministic view) at the checkpoints :func:`judge` chose (or that a
-    given ``report`` names), and the report. Costs one eval-mode pass over the data per checkpoint read."""
+    given ``report`` names), ``features`` (:func:`features`), and the report. Costs one eval-mode pass
+    over the data per checkpoint read, and one for the features."""
     cks = as_checkpoints(checkpoints)
     if report is None:
         report = judge(model, cks, dataset, held=held, batch_size=batch_size, device=device, num_workers=num_workers)
@@ -202,16 +224,17 @@ def label_evidence(model, checkpoints, dataset, *, held=None, batch_size: int = 
     probs = _probs(model, chosen, dataset, batch_size=max(batch_size, 256), device=device, num_workers=num_workers)
     mean = np.mean(probs, axis=0)
     wrong = np.mean([p.argmax(1) != labels for p in probs], axis=0)
-    return {"probs": mean.astype(np.float32), "disagreement": wrong}, report
+    feats = features(model, cks, dataset, batch_size=batch_size, device=device, num_workers=num_workers)
+    return {"probs": mean.astype(np.float32), "disagreement": wrong, "features": feats}, report
 
 
 def apply_credibility(policy: str, policy_options: dict | None, reports) -> tuple[dict, dict]:
     """``(policy_options, decisions)`` for a selection that reads label evidence. With ``policy="auto"``
     and a surrogate that is not credible (any part's report), nothing it says is acted on: no label is
     judged wrong (noise rule ``"none"``) and each class's quota is a uniform random sample of the class
-    (``within="random"``) instead of its top scores -- the scores come from the same surrogate --
-    unless the caller named either option. The reports go into the decisions. The CLI, the bench and
-    :func:`dataprune.prune` all call this."""
+    (``within="random"``) instead of its top scores -- the scores come from the same surrogate -- and its
+    features do not reorder anything (``centre_rule=False``), unless the caller named these options. The
+    reports go into the decisions. The CLI, the bench and :func:`dataprune.prune` all call this."""
     options = dict(policy_options or {})
     if isinstance(reports, dict):           # one report (a result's decisions["evidence"])
         reports = [reports]
@@ -221,4 +244,5 @@ def apply_credibility(policy: str, policy_options: dict | None, reports) -> tupl
     if policy == "auto" and any(r.get("credible") is False for r in reports):
         options.setdefault("noise", "none")
         options.setdefault("within", "random")
+        options.setdefault("centre_rule", False)
     return options, {"evidence": reports[0] if len(reports) == 1 else reports}

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .data import SubsetView, get_targets
+from .evidence import features as evidence_features
 from .evidence import holdout_indices, judge, label_evidence
 from .methods import call_method, get_method
 from .methods.dynamics import DynamicsRecorder
@@ -103,10 +104,10 @@ class Plan:
         """Expected pruning cost as a fraction of one full training run (see :data:`COST`): the
         surrogate's epochs (of its ``recipe_epochs``-long schedule), the scoring passes, and with
         ``evidence`` the eval-mode passes of the label evidence (:mod:`dataprune.evidence`: every
-        checkpoint over the held-out share and as many trained-on samples, and two checkpoints over the
-        data unless the method reads them in its own scoring pass, ``records_evidence``; fused plans
-        have no scoring pass). The full run is the recipe the user trains with: ``full_epochs``
-        epochs (default ``recipe_epochs``)."""
+        checkpoint over the held-out share and as many trained-on samples, two checkpoints over the
+        data unless the method reads them in its own scoring pass, ``records_evidence``, and one over
+        the data for the features; fused plans have no scoring pass). The full run is the recipe the
+        user trains with: ``full_epochs`` epochs (default ``recipe_epochs``)."""
         from .evidence import EVIDENCE_CHECKPOINTS, HOLDOUT
 
         e = self.trained_epochs(recipe_epochs, requested, history=history)
@@ -118,7 +119,7 @@ class Plan:
         if evidence:
             full_pass = min(EVIDENCE_CHECKPOINTS, k) if (self.fused or not records_evidence) else 0
             judged = 0 if self.fused else 2 * HOLDOUT * k
-            scoring += (full_pass + judged) * COST["forward"]
+            scoring += (full_pass + judged + 1) * COST["forward"]       # + 1: the features' pass
         return (self.data_fraction * e * (1 + COST["record"]) + scoring) / (full_epochs or recipe_epochs)
 
     def describe(self, recipe_epochs: int, requested=(), *, history: bool = False) -> str:
@@ -457,9 +458,12 @@ def scores_with_evidence(spec, model, checkpoints, dataset, *, report=None, opti
     if report is not None and reads_itself:
         options["evidence_epochs"] = report["evidence_epochs"]
     scores, aux = call_method(spec, model, checkpoints, dataset, options=options, return_aux=True, **common)
+    passes = dict(batch_size=common.get("batch_size", 512), device=common.get("device"),
+                  num_workers=common.get("num_workers", 0))
     if report is not None and not reads_itself:
-        aux = {**aux, **label_evidence(model, checkpoints, dataset, report=report, batch_size=common.get(
-            "batch_size", 512), device=common.get("device"), num_workers=common.get("num_workers", 0))[0]}
+        aux = {**aux, **label_evidence(model, checkpoints, dataset, report=report, **passes)[0]}
+    elif report is not None:
+        aux = {**aux, "features": evidence_features(model, checkpoints, dataset, **passes)}
     return scores, aux
 
 

@@ -146,6 +146,10 @@ class PruneResult:
                          + (f", {d['non_finite_kept']} kept to fill the budget" if d.get("non_finite_kept") else ""))
         if "sampling" in d:
             lines.append("within each class: " + describe_sampling(d))
+        if d.get("off_centre"):
+            lines.append(f"{d['off_centre']} trusted samples lie nearer another class's mean feature than their own "
+                         f"(likely wrong labels the probabilities missed): kept last, {d.get('off_centre_kept', 0)} "
+                         "of them kept")
         if self.cost:
             frac = self.cost.get("cost_fraction")
             unit = " of CPU time" if self.cost.get("clock") == "cpu" else ""

@@ -21,7 +21,7 @@ import numpy as np
 
 from .quotas import class_quotas, waterfill_quotas
 
-EVIDENCE = ("probs", "gradnorm", "disagreement", "label_prob")
+EVIDENCE = ("probs", "gradnorm", "disagreement", "label_prob", "features")
 SAMPLINGS = ("top", "stratified")
 
 # The constants of the ``auto`` policy (the recommended default), all fitted on validation splits
@@ -42,6 +42,11 @@ AUTO_NOISE_RULE = "adaptive"
 # How the trusted samples of a class are kept from AUTO_STRATIFIED_FROM on: "random" or
 # "stratified" (even over score strata).
 AUTO_HIGH_SAMPLING = "random"
+# With the surrogate's penultimate features (evidence ``features``), where label noise is evident: a trusted
+# sample nearer another class's mean feature than its own class's goes last in its class (see auto_indices).
+# Fitted on the same validation splits (benchmarks/fit_default.py, candidate "centre=1"; docs/cost.md and
+# docs/when-does-moso-help.md give the table).
+AUTO_CENTRE_RULE = True
 
 
 def _check(scores, ratio, labels, num_samples):
@@ -113,8 +118,9 @@ def ccs_indices(scores: np.ndarray, k: int, *, beta: float = 0.1, strata: int = 
     d = difficulty[pool]
     finite = np.isfinite(d)
     lo, hi = (d[finite].min(), d[finite].max()) if finite.any() else (0.0, 0.0)
-    width = (hi - lo) / strata if hi > lo else 1.0
-    bins = np.clip(np.floor((np.clip(d, lo, hi) - lo) / width), 0, strata - 1).astype(np.int64)
+    # (d - lo) / (hi - lo) * strata, not / width: a range of a few denormals gives a width of 0
+    span = hi - lo if hi > lo else 1.0
+    bins = np.clip(np.floor((np.clip(d, lo, hi) - lo) / span * strata), 0, strata - 1).astype(np.int64)
     groups = [pool[bins == b] for b in range(strata)]
     groups = sorted((g for g in groups if len(g)), key=len)
     chosen, budget = [], k
@@ -231,9 +237,30 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
     return {"suspect": suspect, "margin": margin, "rate": rate}
 
 
+def off_centre(features, labels, trusted, *, chunk: int = 65536) -> np.ndarray:
+    """(N,) bool: samples whose features are nearer another class's mean than their own label's, the class
+    means taken over the ``trusted`` samples (all of a class's samples when none of it is trusted). Rows are
+    compared in chunks: memory O(chunk x classes), whatever N."""
+    f = np.asarray(features)
+    labels = np.asarray(labels, dtype=np.int64)
+    if f.ndim != 2 or len(f) != len(labels):
+        raise ValueError(f"features must have shape (N, D) with N = {len(labels)}, got {f.shape}")
+    classes = np.unique(labels)
+    means = np.stack([f[(labels == c) & trusted].astype(np.float64).mean(0) if ((labels == c) & trusted).any()
+                      else f[labels == c].astype(np.float64).mean(0) for c in classes])
+    msq = (means ** 2).sum(1)
+    out = np.zeros(len(labels), bool)
+    for a in range(0, len(labels), chunk):
+        x = f[a:a + chunk].astype(np.float64)
+        d2 = msq[None, :] - 2.0 * x @ means.T          # + |x|^2, the same for every class
+        out[a:a + chunk] = classes[d2.argmin(1)] != labels[a:a + chunk]
+    return out
+
+
 def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = None,
                  stratified_from: float | None = None, strata: int = AUTO_STRATA, noise: str | None = None,
-                 within: str = "auto", high: str | None = None) -> tuple[np.ndarray, dict]:
+                 within: str = "auto", high: str | None = None, features=None,
+                 centre_rule: bool | None = None) -> tuple[np.ndarray, dict]:
     """The ``auto`` policy (the recommended default): ``(kept indices, decisions)``.
 
     1. *Labels that look wrong*: :func:`confident_noise` (rule ``noise``, default
@@ -246,6 +273,12 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     3. *Within a class*: below ratio ``stratified_from`` (default :data:`AUTO_STRATIFIED_FROM`)
        the highest scores; from it on ``high`` (default :data:`AUTO_HIGH_SAMPLING`): a uniform
        random sample of the trusted samples, or an even sample across ``strata`` score strata.
+
+    4. *Off-centre samples last* (with ``features``, (N, D) penultimate features of the surrogate,
+       and ``centre_rule``, default :data:`AUTO_CENTRE_RULE`), where label noise is evident (confident
+       learning flags at least :data:`ADAPTIVE_FROM` of the set): a trusted sample nearer another
+       class's mean feature than its own class's (:func:`off_centre`) is kept only when its class's
+       quota needs it. It catches wrong labels the probabilities missed (pair-flip noise).
 
     ``decisions`` says what was estimated and done: the per-class noise estimate, how many samples
     were set aside, the quotas and the sampling.
@@ -265,17 +298,30 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     sampling = "top" if ratio < stratified_from - 1e-12 else high
     if within != "auto":
         sampling = within
+    centre_rule = AUTO_CENTRE_RULE if centre_rule is None else bool(centre_rule)
+    # Only where label noise is evident (confident learning flags ADAPTIVE_FROM of the set or more, the switch
+    # of the adaptive rule): on clean labels the off-centre samples are hard, not mislabelled, ones.
+    evident = noise != "none" and confident_noise(probs, labels, "confident")["suspect"].mean() >= ADAPTIVE_FROM
+    last = off_centre(features, labels, trusted) & trusted if (features is not None and centre_rule and evident) \
+        else np.zeros(len(labels), bool)
+
+    def pick(members, q):
+        if sampling == "random":
+            return rng.choice(members, size=q, replace=False)
+        if sampling == "top":
+            return members[_top(scores[members], q)]
+        return members[ccs_indices(scores[members], q, beta=0.0, strata=strata, rng=rng)]
+
     keep = []
     for c, q in quotas.items():
         members = np.flatnonzero((labels == c) & trusted)
         if q == 0:
             continue
-        if sampling == "random":
-            keep.append(rng.choice(members, size=q, replace=False))
-        elif sampling == "top":
-            keep.append(members[_top(scores[members], q)])
-        else:
-            keep.append(members[ccs_indices(scores[members], q, beta=0.0, strata=strata, rng=rng)])
+        first, then = members[~last[members]], members[last[members]]
+        got = pick(first, min(q, len(first))) if len(first) else np.zeros(0, dtype=np.int64)
+        if q > len(first):
+            got = np.concatenate([got, pick(then, q - len(first))])
+        keep.append(got)
     keep = np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
     refilled = 0
     if len(keep) < k:   # fewer trusted samples than the budget: the least suspicious of the rest
@@ -288,6 +334,7 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
                  "set_aside": int(suspect.sum()) - refilled, "set_aside_per_class":
                  {int(c): int((suspect & (labels == c)).sum()) for c in classes},
                  "quotas": quotas, "alpha": alpha, "noise_rule": noise, "sampling": sampling,
+                 "off_centre": int(last.sum()), "off_centre_kept": int(np.isin(keep, np.flatnonzero(last)).sum()),
                  "strata": strata if sampling == "stratified" else None}
     return keep, decisions
 
@@ -309,6 +356,7 @@ class PolicySpec:
     options: tuple = ()
     evidence: tuple = ()      # evidence arrays it needs
     needs_labels: bool = False
+    optional: tuple = ()      # evidence arrays it uses when given
 
 
 def _topk(scores, k, ratio, labels, rng, evidence):
@@ -346,8 +394,9 @@ def _noise_cutoff(scores, k, ratio, labels, rng, evidence, cutoff=None, sampling
     return keep, {"cutoff": float(cutoff), "sampling": sampling}
 
 
-def _auto(scores, k, ratio, labels, rng, evidence, noise=None, within="auto"):
-    return auto_indices(scores, labels, k, probs=evidence["probs"], ratio=ratio, rng=rng, noise=noise, within=within)
+def _auto(scores, k, ratio, labels, rng, evidence, noise=None, within="auto", centre_rule=None):
+    return auto_indices(scores, labels, k, probs=evidence["probs"], ratio=ratio, rng=rng, noise=noise, within=within,
+                        features=evidence.get("features"), centre_rule=centre_rule)
 
 
 def _dual(scores, k, ratio, labels, rng, evidence, c_d=4.0):
@@ -369,7 +418,8 @@ POLICIES: dict[str, PolicySpec] = {p.name: p for p in [
                needs_labels=True),
     PolicySpec("auto", _auto, "the recommended default: set aside the labels the surrogate contradicts (per "
                "class), equal class counts where sizes allow, top scores below ratio 0.8, a random sample from it",
-               options=("noise", "within"), evidence=("probs",), needs_labels=True),
+               options=("noise", "within", "centre_rule"), evidence=("probs",), needs_labels=True,
+               optional=("features",)),
     PolicySpec("dual", _dual, "DUAL's ratio-adaptive Beta sampling over the mean label probability "
                "(Cho et al. 2025)", options=("c_d",), evidence=("label_prob",)),
 ]}
@@ -414,11 +464,13 @@ def selection(scores, ratio: float, *, labels=None, policy: str = "topk", seed: 
         raise ValueError(f"policy={policy!r} needs the per-sample evidence {', '.join(missing)}= that a scoring "
                          f"method records beside its scores (e.g. method 'recommended' or 'moso_class' with "
                          f"return_aux=True{'; dual: method dual' if 'label_prob' in missing else ''})")
-    for name in spec.evidence:
+    used = list(spec.evidence) + [e for e in spec.optional if evidence.get(e) is not None]
+    for name in used:
         arr = np.asarray(evidence[name])
         if arr.shape[:1] != (n,):
             raise ValueError(f"{name} has shape {arr.shape}; expected ({n}, ...) like the scores")
         evidence[name] = arr
+    evidence = {name: evidence[name] for name in used}
     k = num_kept(n, ratio)
     rng = np.random.default_rng(seed)
     bad = np.isneginf(scores)
@@ -432,7 +484,7 @@ def selection(scores, ratio: float, *, labels=None, policy: str = "topk", seed: 
         keep = np.zeros(0, dtype=np.int64)
         if len(ok):
             sub, decisions = spec.fn(scores[ok], min(k, len(ok)), ratio, None if labels is None else labels[ok], rng,
-                                     {name: evidence[name][ok] for name in spec.evidence}, **options)
+                                     {name: arr[ok] for name, arr in evidence.items()}, **options)
             keep = ok[np.asarray(sub, dtype=np.int64)]
         if k > len(ok):
             keep = np.concatenate([keep, np.flatnonzero(bad)[:k - len(ok)]])
@@ -458,10 +510,11 @@ def select(scores, ratio: float, *, labels=None, policy: str = "topk", seed: int
         (the same share of every class, remainders by :func:`class_quotas`), ``random``,
         ``ccs`` (options ``beta``, ``strata``, ``hard``, ``per_class``), ``noise_cutoff`` (options
         ``cutoff``, ``sampling``, ``strata``; evidence ``gradnorm``), ``auto`` (the recommended
-        default, :func:`auto_indices`; evidence ``probs``), ``dual`` (evidence ``label_prob``).
+        default, :func:`auto_indices`; evidence ``probs``, and ``features`` when given; options
+        ``noise``, ``within``, ``centre_rule``), ``dual`` (evidence ``label_prob``).
     **options
         The policy's options, and any evidence arrays (``probs``, ``gradnorm``, ``disagreement``,
-        ``label_prob``); evidence a policy does not use is ignored.
+        ``label_prob``, ``features``); evidence a policy does not use is ignored.
     num_samples : int, optional
         The dataset's length, checked against ``len(scores)``.
 

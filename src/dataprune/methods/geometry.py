@@ -21,16 +21,30 @@ from .common import example_batch, orient, prepare_model
 
 @torch.no_grad()
 def embeddings(model, checkpoints, dataset, *, batch_size: int = 512, device=None,
-               num_workers: int = 0) -> torch.Tensor:
-    """Penultimate features (N, D), float64 on the CPU, at the last checkpoint."""
+               num_workers: int = 0, dims: int | None = None, dtype=torch.float64) -> torch.Tensor:
+    """Penultimate features (N, D), ``dtype`` (float64) on the CPU, at the last checkpoint. With ``dims``
+    and D > dims: projected to ``dims`` columns by a fixed Gaussian random matrix (seed 0, scaled by
+    1/sqrt(dims)), which keeps distances within a few per cent (Johnson-Lindenstrauss) at a fraction of
+    the memory (ImageNet, ResNet-50: 1.28M x 2048 -> x 128)."""
     device = resolve_device(device)
     work = prepare_model(model, device)
     ck = as_checkpoints(checkpoints)[-1]
     load_state(work, ck.state, what=f"checkpoint at epoch {ck.epoch}")
     _, head = find_classifier(work, example_batch(dataset, device, model_dtype(work)))
     feats = []
-    handle = head.register_forward_hook(lambda m, inp, out: feats.append(inp[0].reshape(inp[0].shape[0], -1)
-                                                                         .double().cpu()))
+    proj = []
+
+    def keep(m, inp, out):
+        a = inp[0].reshape(inp[0].shape[0], -1)
+        if dims is not None and a.shape[1] > dims:
+            if not proj:
+                g = torch.Generator().manual_seed(0)
+                proj.append((torch.randn(a.shape[1], dims, generator=g, dtype=torch.float64) / dims ** 0.5)
+                            .to(device=a.device, dtype=a.dtype))
+            a = a @ proj[0]
+        feats.append(a.to(dtype).cpu())
+
+    handle = head.register_forward_hook(keep)
     try:
         for _, x, _ in iter_batches(dataset, np.arange(len(dataset)), batch_size, num_workers=num_workers,
                                     device=device, dtype=model_dtype(work)):
