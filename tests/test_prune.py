@@ -166,11 +166,16 @@ def test_budget_and_given_checkpoints(digits):
     cheap = dp.prune(make, ds, ratio=0.5, budget=0.25, epochs=10, batch_size=32)
     assert cheap.cost["expected_cost_fraction"] <= 0.25 and cheap.cost["budget"] == 0.25
     assert cheap.provenance["plan"] != "full" and max(c["epoch"] for c in cheap.provenance["checkpoints"]) <= 3
+    # the features' pass (the off-centre rule) is the full plan's only: a budget keeps its plans and its cost
+    assert "features" not in cheap.evidence
+    tight = dp.prune(make, ds, ratio=0.5, budget=0.1, epochs=10, batch_size=32)
+    assert tight.cost["expected_cost_fraction"] <= 0.1 and "features" not in tight.evidence
     # batch_size= is the surrogate's recipe (it once went to the scoring passes instead)
     assert cheap.provenance["recipe"]["batch_size"] == 32 and cheap.provenance["recipe"]["epochs"] == 10
     run = dp.train(make(), ds, epochs=2, batch_size=32, checkpoint_epochs=[1, 2])
     given = dp.prune(make(), ds, ratio=0.5, checkpoints=run.checkpoints)
     assert given.cost["plan"] == "given checkpoints" and given.n_kept == num_kept(len(ds), 0.5)
+    assert given.evidence["features"].shape[0] == len(ds) and "off_centre" in given.decisions
     with pytest.raises(ValueError, match="with checkpoints= there is none to train"):
         dp.prune(make(), ds, ratio=0.5, checkpoints=run.checkpoints, budget=0.5)
     other = dp.prune(make(), ds, ratio=0.5, method="el2n", checkpoints=run.checkpoints)

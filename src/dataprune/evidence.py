@@ -214,8 +214,7 @@ def label_evidence(model, checkpoints, dataset, *, held=None, batch_size: int = 
                    num_workers: int = 0, report: dict | None = None) -> tuple[dict, dict]:
     """``(aux, report)``: the evidence arrays ``probs`` (N, C) and ``disagreement`` (N,), read in eval
     mode from ``dataset`` (the deterministic view) at the checkpoints :func:`judge` chose (or that a
-    given ``report`` names), ``features`` (:func:`features`), and the report. Costs one eval-mode pass
-    over the data per checkpoint read, and one for the features."""
+    given ``report`` names), and the report. Costs one eval-mode pass over the data per checkpoint read."""
     cks = as_checkpoints(checkpoints)
     if report is None:
         report = judge(model, cks, dataset, held=held, batch_size=batch_size, device=device, num_workers=num_workers)
@@ -224,8 +223,7 @@ def label_evidence(model, checkpoints, dataset, *, held=None, batch_size: int = 
     probs = _probs(model, chosen, dataset, batch_size=max(batch_size, 256), device=device, num_workers=num_workers)
     mean = np.mean(probs, axis=0)
     wrong = np.mean([p.argmax(1) != labels for p in probs], axis=0)
-    feats = features(model, cks, dataset, batch_size=batch_size, device=device, num_workers=num_workers)
-    return {"probs": mean.astype(np.float32), "disagreement": wrong, "features": feats}, report
+    return {"probs": mean.astype(np.float32), "disagreement": wrong}, report
 
 
 def apply_credibility(policy: str, policy_options: dict | None, reports) -> tuple[dict, dict]:

@@ -80,6 +80,13 @@ class Plan:
         if not 0 < self.data_fraction <= 1:
             raise ValueError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
 
+    @property
+    def features(self) -> bool:
+        """Whether the label evidence includes the penultimate features (one more forward pass): on the
+        full plan only, where the off-centre rule was validated (features at the end of the recipe); a
+        budgeted plan's surrogate stops early and its budget is tight."""
+        return self.name == "full"
+
     def epochs(self, recipe_epochs: int) -> int:
         """Epochs the surrogate trains."""
         return int(min(recipe_epochs, max(self.min_epochs, 1, math.floor(self.segment * recipe_epochs + 1e-9))))
@@ -105,8 +112,8 @@ class Plan:
         surrogate's epochs (of its ``recipe_epochs``-long schedule), the scoring passes, and with
         ``evidence`` the eval-mode passes of the label evidence (:mod:`dataprune.evidence`: every
         checkpoint over the held-out share and as many trained-on samples, two checkpoints over the
-        data unless the method reads them in its own scoring pass, ``records_evidence``, and one over
-        the data for the features; fused plans have no scoring pass). The full run is the recipe the
+        data unless the method reads them in its own scoring pass, ``records_evidence``, and on the
+        full plan one over the data for the features; fused plans have no scoring pass). The full run is the recipe the
         user trains with: ``full_epochs`` epochs (default ``recipe_epochs``)."""
         from .evidence import EVIDENCE_CHECKPOINTS, HOLDOUT
 
@@ -119,7 +126,7 @@ class Plan:
         if evidence:
             full_pass = min(EVIDENCE_CHECKPOINTS, k) if (self.fused or not records_evidence) else 0
             judged = 0 if self.fused else 2 * HOLDOUT * k
-            scoring += (full_pass + judged + 1) * COST["forward"]       # + 1: the features' pass
+            scoring += (full_pass + judged + int(self.features)) * COST["forward"]
         return (self.data_fraction * e * (1 + COST["record"]) + scoring) / (full_epochs or recipe_epochs)
 
     def describe(self, recipe_epochs: int, requested=(), *, history: bool = False) -> str:
@@ -430,7 +437,8 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                 if work_dir is not None:
                     common["work_dir"] = os.path.join(work_dir, f"{s.name}-part{k}")
                 part_scores, part_aux = scores_with_evidence(s, template, cks or [], sview, report=ev_report,
-                                                             options=options.get(s.name), **common)
+                                                             options=options.get(s.name),
+                                                             with_features=plan.features, **common)
             for key, arr in part_aux.items():
                 arr = np.asarray(arr)
                 run.aux.setdefault(s.name, {}).setdefault(
@@ -447,7 +455,8 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
     return run
 
 
-def scores_with_evidence(spec, model, checkpoints, dataset, *, report=None, options=None, **common):
+def scores_with_evidence(spec, model, checkpoints, dataset, *, report=None, options=None, with_features=True,
+                         **common):
     """``(scores, aux)`` of one method, with the label evidence where ``report`` (from
     :func:`dataprune.evidence.judge`) asks for it: a class-wise method reads the probabilities at the judged
     checkpoints in its own scoring pass (``evidence_epochs=``); any other pays one eval pass per checkpoint
@@ -462,7 +471,7 @@ def scores_with_evidence(spec, model, checkpoints, dataset, *, report=None, opti
                   num_workers=common.get("num_workers", 0))
     if report is not None and not reads_itself:
         aux = {**aux, **label_evidence(model, checkpoints, dataset, report=report, **passes)[0]}
-    elif report is not None:
+    if report is not None and with_features:
         aux = {**aux, "features": evidence_features(model, checkpoints, dataset, **passes)}
     return scores, aux
 
