@@ -163,3 +163,12 @@ def test_features_are_the_heads_input_at_the_last_checkpoint_projected_above_fea
             ratio = d_f[off] / d_h[off]
             assert 0.7 < ratio.min() and ratio.max() < 1.3 and abs(np.median(ratio) - 1) < 0.1
         assert np.array_equal(f, features(model, cks, ds))     # deterministic
+
+
+def test_apply_credibility_passes_the_held_out_flag_share_of_a_credible_surrogate():
+    good = {"credible": True, "held_out_flagged": 0.12, "evidence_epochs": [3]}
+    options, _ = apply_credibility("auto", None, [good, {**good, "held_out_flagged": 0.16}])
+    assert options == {"held_out_flagged": pytest.approx(0.14)}
+    assert apply_credibility("auto", {"held_out_flagged": 0.0}, good)[0] == {"held_out_flagged": 0.0}
+    assert apply_credibility("class_balanced", None, good)[0] == {}
+    assert apply_credibility("auto", None, {"credible": None, "evidence_epochs": [1]})[0] == {}

@@ -399,3 +399,28 @@ def test_off_centre_rule_acts_only_where_label_noise_is_evident():
         plain = selection(scores, ratio, labels=labels, policy="auto", probs=probs, seed=0)
         with_f = selection(scores, ratio, labels=labels, policy="auto", probs=probs, features=feats, seed=0)
         assert np.array_equal(plain.keep, with_f.keep) and with_f.decisions["off_centre"] == 0
+
+
+def test_noise_evident_on_held_out_samples_switches_the_adaptive_rule():
+    """A surrogate that has begun to memorise pair-flipped labels flags few of the samples it trained on
+    (under ADAPTIVE_FROM) but more of the held-out ones: the held-out share makes the noise evident."""
+    from dataprune.select import ADAPTIVE_FROM, confident_noise, selection
+
+    feats, labels, probs, flipped = _blobs_with_flips(evident=False)
+    rng = np.random.default_rng(3)
+    probs = np.clip(probs + rng.random(probs.shape) * 0.3, 0, None)
+    probs /= probs.sum(1, keepdims=True)
+    conf = confident_noise(probs, labels, "confident")["suspect"].mean()
+    assert conf < ADAPTIVE_FROM
+    plain = confident_noise(probs, labels, "adaptive")["suspect"]
+    held = confident_noise(probs, labels, "adaptive", held_out_flagged=0.15)["suspect"]
+    assert np.array_equal(plain, confident_noise(probs, labels, "confident")["suspect"])
+    assert np.array_equal(held, confident_noise(probs, labels, "calibrated")["suspect"])
+    scores = rng.normal(size=len(labels))
+    scores[flipped] = 10.0
+    a = selection(scores, 0.5, labels=labels, policy="auto", probs=probs, features=feats, seed=0)
+    b = selection(scores, 0.5, labels=labels, policy="auto", probs=probs, features=feats, seed=0,
+                  held_out_flagged=0.15)
+    assert not a.decisions["noise_evident"] and b.decisions["noise_evident"]
+    assert a.decisions["off_centre"] == 0 and b.decisions["off_centre"] >= 1
+    assert np.isin(flipped, a.keep).sum() > np.isin(flipped, b.keep).sum()

@@ -231,8 +231,10 @@ def apply_credibility(policy: str, policy_options: dict | None, reports) -> tupl
     and a surrogate that is not credible (any part's report), nothing it says is acted on: no label is
     judged wrong (noise rule ``"none"``) and each class's quota is a uniform random sample of the class
     (``within="random"``) instead of its top scores -- the scores come from the same surrogate -- and its
-    features do not reorder anything (``centre_rule=False``), unless the caller named these options. The
-    reports go into the decisions. The CLI, the bench and :func:`dataprune.prune` all call this."""
+    features do not reorder anything (``centre_rule=False``), unless the caller named these options. A
+    credible surrogate's held-out flag share goes to the policy (``held_out_flagged``: noise is evident when
+    it reaches :data:`dataprune.select.ADAPTIVE_FROM`, even if memorisation hides it on the trained-on
+    samples). The reports go into the decisions. The CLI, the bench and :func:`dataprune.prune` all call this."""
     options = dict(policy_options or {})
     if isinstance(reports, dict):           # one report (a result's decisions["evidence"])
         reports = [reports]
@@ -243,4 +245,8 @@ def apply_credibility(policy: str, policy_options: dict | None, reports) -> tupl
         options.setdefault("noise", "none")
         options.setdefault("within", "random")
         options.setdefault("centre_rule", False)
+    elif policy == "auto":
+        held = [r["held_out_flagged"] for r in reports if r.get("held_out_flagged") is not None]
+        if held:      # what the surrogate says of samples it did not train on: is label noise evident?
+            options.setdefault("held_out_flagged", float(np.mean(held)))
     return options, {"evidence": reports[0] if len(reports) == 1 else reports}

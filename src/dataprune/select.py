@@ -178,7 +178,8 @@ ADAPTIVE_FROM = 0.1
 UNCREDIBLE_FROM = 0.5
 
 
-def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confident") -> dict:
+def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confident", *,
+                    held_out_flagged: float | None = None) -> dict:
     """Which labels look wrong, from the surrogate's class probabilities ``probs`` (N, C).
 
     ``rule="confident"`` is confident learning (Northcutt et al., JAIR 2021), per class: class j's
@@ -190,7 +191,10 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
     probable class is not the label; ``"calibrated"``: the same after dividing each class's
     probability by its threshold; ``"adaptive"``: ``"calibrated"`` when confident learning finds at
     least :data:`ADAPTIVE_FROM` of the set suspect (noise is evident), else ``"confident"``;
-    ``"none"``: nothing is suspect.
+    ``"none"``: nothing is suspect. ``held_out_flagged``: the share confident learning flags among samples
+    the surrogate did *not* train on (:func:`dataprune.evidence.judge`); noise is evident when either share
+    reaches :data:`ADAPTIVE_FROM` -- a surrogate that has begun to memorise its (learnable, e.g. pair-flip)
+    wrong labels flags fewer of the samples it trained on than of the held-out ones.
 
     Returns ``{"suspect": (N,) bool, "margin": (N,)`` probability of the label minus the largest other
     probability (low = suspicious), ``"rate": {class: share of its samples suspect}}``.
@@ -223,7 +227,7 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
             # A surrogate that contradicts most labels has not learnt the task (too short a run, too
             # little data): its opinion is no evidence. Only the confident flags remain, if credible.
             suspect = by_confident if by_confident.mean() < UNCREDIBLE_FROM else np.zeros(n, bool)
-        elif by_confident.mean() >= ADAPTIVE_FROM:
+        elif max(by_confident.mean(), held_out_flagged or 0.0) >= ADAPTIVE_FROM:
             suspect = by_calibrated
         else:
             suspect = by_confident
@@ -260,7 +264,7 @@ def off_centre(features, labels, trusted, *, chunk: int = 65536) -> np.ndarray:
 def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = None,
                  stratified_from: float | None = None, strata: int = AUTO_STRATA, noise: str | None = None,
                  within: str = "auto", high: str | None = None, features=None,
-                 centre_rule: bool | None = None) -> tuple[np.ndarray, dict]:
+                 centre_rule: bool | None = None, held_out_flagged: float | None = None) -> tuple[np.ndarray, dict]:
     """The ``auto`` policy (the recommended default): ``(kept indices, decisions)``.
 
     1. *Labels that look wrong*: :func:`confident_noise` (rule ``noise``, default
@@ -289,7 +293,7 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     labels = np.asarray(labels, dtype=np.int64)
     classes = np.unique(labels)
     noise = AUTO_NOISE_RULE if noise is None else noise
-    info = confident_noise(probs, labels, noise)
+    info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
     suspect, margin, rate = info["suspect"], info["margin"], info["rate"]
     trusted = ~suspect
     sizes = {int(c): int(((labels == c) & trusted).sum()) for c in classes}
@@ -301,7 +305,8 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     centre_rule = AUTO_CENTRE_RULE if centre_rule is None else bool(centre_rule)
     # Only where label noise is evident (confident learning flags ADAPTIVE_FROM of the set or more, the switch
     # of the adaptive rule): on clean labels the off-centre samples are hard, not mislabelled, ones.
-    evident = noise != "none" and confident_noise(probs, labels, "confident")["suspect"].mean() >= ADAPTIVE_FROM
+    evident = noise != "none" and max(confident_noise(probs, labels, "confident")["suspect"].mean(),
+                                      held_out_flagged or 0.0) >= ADAPTIVE_FROM
     last = off_centre(features, labels, trusted) & trusted if (features is not None and centre_rule and evident) \
         else np.zeros(len(labels), bool)
 
@@ -334,6 +339,7 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
                  "set_aside": int(suspect.sum()) - refilled, "set_aside_per_class":
                  {int(c): int((suspect & (labels == c)).sum()) for c in classes},
                  "quotas": quotas, "alpha": alpha, "noise_rule": noise, "sampling": sampling,
+                 "noise_evident": bool(evident), "held_out_flagged": held_out_flagged,
                  "off_centre": int(last.sum()), "off_centre_kept": int(np.isin(keep, np.flatnonzero(last)).sum()),
                  "strata": strata if sampling == "stratified" else None}
     return keep, decisions
@@ -394,9 +400,11 @@ def _noise_cutoff(scores, k, ratio, labels, rng, evidence, cutoff=None, sampling
     return keep, {"cutoff": float(cutoff), "sampling": sampling}
 
 
-def _auto(scores, k, ratio, labels, rng, evidence, noise=None, within="auto", centre_rule=None):
+def _auto(scores, k, ratio, labels, rng, evidence, noise=None, within="auto", centre_rule=None,
+          held_out_flagged=None):
     return auto_indices(scores, labels, k, probs=evidence["probs"], ratio=ratio, rng=rng, noise=noise, within=within,
-                        features=evidence.get("features"), centre_rule=centre_rule)
+                        features=evidence.get("features"), centre_rule=centre_rule,
+                        held_out_flagged=held_out_flagged)
 
 
 def _dual(scores, k, ratio, labels, rng, evidence, c_d=4.0):
@@ -418,7 +426,7 @@ POLICIES: dict[str, PolicySpec] = {p.name: p for p in [
                needs_labels=True),
     PolicySpec("auto", _auto, "the recommended default: set aside the labels the surrogate contradicts (per "
                "class), equal class counts where sizes allow, top scores below ratio 0.8, a random sample from it",
-               options=("noise", "within", "centre_rule"), evidence=("probs",), needs_labels=True,
+               options=("noise", "within", "centre_rule", "held_out_flagged"), evidence=("probs",), needs_labels=True,
                optional=("features",)),
     PolicySpec("dual", _dual, "DUAL's ratio-adaptive Beta sampling over the mean label probability "
                "(Cho et al. 2025)", options=("c_d",), evidence=("label_prob",)),
