@@ -197,7 +197,8 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
     wrong labels flags fewer of the samples it trained on than of the held-out ones.
 
     Returns ``{"suspect": (N,) bool, "margin": (N,)`` probability of the label minus the largest other
-    probability (low = suspicious), ``"rate": {class: share of its samples suspect}}``.
+    probability (low = suspicious), ``"rate": {class: share of its samples suspect}``, ``"confident_share"``:
+    the share confident learning flags, whatever the rule ``}``.
     """
     if rule not in NOISE_RULES:
         raise ValueError(f"unknown noise rule {rule!r}; valid: {', '.join(NOISE_RULES)}")
@@ -238,7 +239,7 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
     others[np.arange(n), labels] = -np.inf
     margin = own - others.max(1)
     rate = {int(j): float(suspect[labels == j].mean()) for j in np.unique(labels)}
-    return {"suspect": suspect, "margin": margin, "rate": rate}
+    return {"suspect": suspect, "margin": margin, "rate": rate, "confident_share": float(by_confident.mean())}
 
 
 def off_centre(features, labels, trusted, *, chunk: int = 65536) -> np.ndarray:
@@ -305,8 +306,7 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     centre_rule = AUTO_CENTRE_RULE if centre_rule is None else bool(centre_rule)
     # Only where label noise is evident (confident learning flags ADAPTIVE_FROM of the set or more, the switch
     # of the adaptive rule): on clean labels the off-centre samples are hard, not mislabelled, ones.
-    evident = noise != "none" and max(confident_noise(probs, labels, "confident")["suspect"].mean(),
-                                      held_out_flagged or 0.0) >= ADAPTIVE_FROM
+    evident = noise != "none" and max(info["confident_share"], held_out_flagged or 0.0) >= ADAPTIVE_FROM
     last = off_centre(features, labels, trusted) & trusted if (features is not None and centre_rule and evident) \
         else np.zeros(len(labels), bool)
 
