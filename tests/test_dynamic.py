@@ -142,6 +142,33 @@ def test_dynamic_sets_aside_the_labels_its_own_predictions_contradict():
     pruner.close()
 
 
+def test_dynamic_trusts_a_run_through_heavy_noise_but_not_a_collapsed_one():
+    """The evidence is believed unless the run's predictions collapsed onto few classes; contradicting more
+    than half of the labels (60% symmetric noise over 3 classes) is not collapse."""
+    x, y = _blobs(n=300, classes=3)
+    rng = np.random.default_rng(0)
+    noisy = y.copy()
+    flipped = rng.random(300) < 0.6
+    noisy[flipped] = (y[flipped] + rng.integers(1, 3, flipped.sum())) % 3
+
+    def judged(probs):
+        pruner = DynamicPruner(ArrayDataset(x, noisy), model=_mlp(), epochs=10, ratio=0.3, method="dynamic")
+        pruner._probs_sum = probs.astype(np.float64)
+        pruner._probs_count[:] = 1
+        pruner._judge_labels()
+        pruner.close()
+        return pruner
+
+    truth = np.full((300, 3), 0.05)
+    truth[np.arange(300), y] = 0.9                         # predicts every true class, confidently
+    good = judged(truth)
+    assert good.evidence_decision["flagged_share"] > 0.5 and good.evidence_decision["credible"]
+    assert good.suspect.sum() == (noisy != y).sum() and not good.suspect[noisy == y].any()
+    one = np.tile([0.9, 0.05, 0.05], (300, 1))             # everything in class 0
+    bad = judged(one)
+    assert not bad.evidence_decision["credible"] and not bad.suspect.any()
+
+
 def test_dp_train_with_a_pruner_is_reproducible_and_skips_samples():
     """dp.train with a pruner: the same kept sets, scores and weights on a second run, fewer passes."""
     x, y = _blobs()

@@ -41,8 +41,10 @@ Methods
     evidence window on. Noise-aware: after the evidence window (:data:`EVIDENCE_WINDOW` of the
     schedule, read on the full data), samples whose label the run's own
     predictions contradict (:func:`dataprune.select.confident_noise` on the window's mean probabilities)
-    are set aside for the rest of the run, unless that flags :data:`CREDIBLE_FLAGGED` or more of the data
-    (then nothing is set aside). Annealed: the last ``1 - delta`` of the epochs read all the trusted data.
+    are set aside for the rest of the run, unless the run has collapsed onto a few classes (then nothing is
+    set aside; :func:`dataprune.evidence.spread`). How many labels it contradicts is no test: under 40%
+    symmetric noise a good run contradicts nearly half. Annealed: the last ``1 - delta`` of the epochs read
+    all the trusted data.
 ``random_dynamic``
     The floor: each pruned epoch keeps a uniformly random share ``1 - ratio``, weight 1; same annealing.
 
@@ -67,7 +69,9 @@ METHODS = ("infobatch", "dynamic", "random_dynamic")
 DELTA = 0.875
 # dynamic: the label evidence is the mean of the training pass's probabilities over the epochs from
 # EVIDENCE_WINDOW[0] to EVIDENCE_WINDOW[1] of the schedule, judged by EVIDENCE_RULE; nothing is set aside
-# when CREDIBLE_FLAGGED or more of the data would be (the guard of evidence.judge). Chosen on training
+# when the run has collapsed onto few classes (its predictions over the window spread over fewer than
+# evidence.COLLAPSED_SPREAD of the classes its labels spread over: the guard of evidence.judge). Chosen on
+# training
 # labels only (mnist5k, 2,000 samples, 10 epochs, noise seed 1): with 20% symmetric noise, windows
 # 0-30% / 10-40% / 30-50% and the rules adaptive / confident / argmax gave precision 0.67-0.96 at recall
 # 0.68-0.98; "confident" over 10-30% gave 0.87 precision, 0.69 recall, and flagged 0.6% of clean labels
@@ -76,7 +80,6 @@ DELTA = 0.875
 # "dynamic" prunes only after the window.
 EVIDENCE_WINDOW = (0.1, 0.3)
 EVIDENCE_RULE = "confident"
-CREDIBLE_FLAGGED = 0.5
 # dynamic: the running score is an exponential average over the epochs a sample was seen in.
 SCORE_DECAY = 0.5
 # dynamic: which head term ranks the samples: "alignment" (class-wise MoSo) or "gradnorm".
@@ -387,6 +390,7 @@ class DynamicPruner:
         return min(start, self.epochs - 1), min(stop, self.epochs)
 
     def _judge_labels(self):
+        from .evidence import COLLAPSED_SPREAD, spread
         from .select import confident_noise
 
         seen = self._probs_count > 0
@@ -395,9 +399,11 @@ class DynamicPruner:
         probs = self.evidence["probs"]
         info = confident_noise(probs[seen], self.labels[seen], EVIDENCE_RULE)
         share = float(info["suspect"].mean())
-        credible = share < CREDIBLE_FLAGGED
+        spread_ = spread(probs[seen].argmax(1), self.labels[seen])
+        credible = spread_ >= COLLAPSED_SPREAD
         start, stop = self.evidence_epochs()
-        self.evidence_decision = {"flagged_share": share, "credible": credible, "rule": EVIDENCE_RULE,
+        self.evidence_decision = {"flagged_share": share, "spread": round(spread_, 4), "credible": credible,
+                                  "rule": EVIDENCE_RULE,
                                   "evidence_epochs": list(range(start + 1, stop + 1))}
         if credible:
             self.suspect[np.flatnonzero(seen)[info["suspect"]]] = True
