@@ -14,6 +14,7 @@ from dataprune.evidence import (
     holdout_indices,
     judge,
     label_evidence,
+    probe_epochs,
     spread,
 )
 from dataprune.trajectory import snapshot
@@ -26,10 +27,18 @@ def test_evidence_positions_known_answers():
     # A slow learner (an image folder at batch 128): read where held-out accuracy reaches its plateau.
     assert evidence_positions(epochs, [0.19, 0.17, 0.56, 0.54, 0.80], [0.21, 0.23, 0.54, 0.51, 0.81]) == [4]
     assert evidence_positions(epochs, [0.19, 0.17, 0.79, 0.80, 0.80], [0.21, 0.23, 0.80, 0.81, 0.81]) == [2, 3]
-    # Memorisation (accuracy on trained-on samples far above held-out) rules the late checkpoints out.
-    assert evidence_positions(epochs, [0.40, 0.45, 0.50, 0.55, 0.56], [0.45, 0.50, 0.58, 0.80, 0.95]) == [2, 3]
-    # Memorising from the start: the first checkpoint.
-    assert evidence_positions(epochs, [0.2, 0.5, 0.5, 0.5, 0.5], [0.5, 0.9, 0.9, 0.9, 0.9]) == [0, 1]
+    # Memorisation (accuracy on trained-on samples far above held-out) rules the late checkpoints out, the
+    # one after the first learnt checkpoint included.
+    assert evidence_positions(epochs, [0.40, 0.45, 0.50, 0.55, 0.56], [0.45, 0.50, 0.58, 0.80, 0.95]) == [2]
+    # Memorising from the start: the first checkpoint only.
+    assert evidence_positions(epochs, [0.2, 0.5, 0.5, 0.5, 0.5], [0.5, 0.9, 0.9, 0.9, 0.9]) == [0]
+    # The first learnt checkpoint is fresh, the next has started to memorise (a 100-epoch recipe scored at
+    # 10, 30, ...): the evidence is the fresh one alone.
+    assert evidence_positions([10, 30, 50, 70, 90], [0.77, 0.71, 0.72, 0.73, 0.72],
+                              [0.74, 0.97, 1.0, 1.0, 1.0]) == [0]
+    # The next fresh checkpoint, past one whose gap is over the limit (a gap measured on a few hundred samples).
+    assert evidence_positions(epochs, [0.70, 0.80, 0.80, 0.81, 0.80], [0.74, 0.87, 0.88, 0.92, 0.89]) == [1, 2]
+    assert evidence_positions(epochs, [0.70, 0.80, 0.80, 0.81, 0.80], [0.74, 0.87, 0.92, 0.88, 0.89]) == [1, 3]
     # The order of the checkpoints given does not matter.
     assert evidence_positions([9, 1, 5, 3, 7], [0.80, 0.19, 0.56, 0.17, 0.54], [0.81, 0.21, 0.54, 0.23, 0.51]) == [0]
 
@@ -202,3 +211,61 @@ def test_apply_credibility_passes_the_held_out_flag_share_of_a_credible_surrogat
     assert apply_credibility("auto", {"held_out_flagged": 0.0}, good)[0] == {"held_out_flagged": 0.0}
     assert apply_credibility("class_balanced", None, good)[0] == {}
     assert apply_credibility("auto", None, {"credible": None, "evidence_epochs": [1]})[0] == {}
+
+
+def test_probe_epochs_known_answers():
+    assert probe_epochs(1) == []                      # a 10-epoch recipe scored from epoch 1: no probe
+    assert probe_epochs(3) == [1, 2]
+    assert probe_epochs(10) == [1, 2, 4, 8]
+    assert probe_epochs(20) == [1, 2, 4, 8, 16]
+
+
+def test_a_long_recipe_is_judged_on_probes_before_its_first_checkpoint_which_are_not_scored():
+    """A 20-epoch recipe is scored at 2, 6, 10, 14, 18; the judge also reads a snapshot at epoch 1 (a probe),
+    and where it chooses the probe the evidence is read there, in a pass of its own."""
+    from dataprune.evidence import HOLDOUT
+    from dataprune.pipeline import COST, FULL
+
+    ds = _blobs(n=1000)
+    res = dp.prune(lambda: nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3)), ds, ratio=0.5,
+                   epochs=20, batch_size=64, lr=0.05)
+    ev = res.decisions["evidence"]
+    assert ev["checkpoint_epochs"] == [1, 2, 6, 10, 14, 18] and len(ev["held_out_accuracy"]) == 6
+    assert [c["epoch"] for c in res.provenance["checkpoints"]] == [2, 6, 10, 14, 18]
+    assert res.evidence["probs"].shape == (1000, 3) and np.isfinite(res.evidence["probs"]).all()
+    # Beside a method that needs no checkpoint (the bench scores them in one group).
+    from dataprune.pipeline import surrogate_scores
+    from dataprune.train import TrainConfig
+
+    run = surrogate_scores(["recommended", "random"], ds, lambda: nn.Sequential(nn.Linear(6, 3)),
+                           config=TrainConfig(epochs=20, batch_size=64, lr=0.05), checkpoint_epochs=[4, 12],
+                           evidence_for=("recommended",), holdout=0.1)
+    assert run.evidence[0]["checkpoint_epochs"] == [1, 2, 4, 12] and [c.epoch for c in run.checkpoints[0]] == [4, 12]
+    assert run.aux["recommended"]["probs"].shape == (1000, 3)
+    # The probes' passes are in the expected cost of a long recipe (judged on 6 checkpoints, the evidence read
+    # in 2 passes of its own, the features in 1), not of a 10-epoch one (5 judged, read in the scoring pass).
+    forward = COST["forward"]
+    long = (2, 6, 10, 14, 18)
+    assert FULL.expected_cost(20, long, evidence=True, records_evidence=True) == pytest.approx(
+        FULL.expected_cost(20, long) + (2 + 2 * HOLDOUT * 6 + 1) * forward / 20)
+    assert FULL.expected_cost(10, (1, 3, 5, 7, 9), evidence=True, records_evidence=True) == pytest.approx(
+        FULL.expected_cost(10, (1, 3, 5, 7, 9)) + (2 * HOLDOUT * 5 + 1) * forward / 10)
+
+
+def test_evidence_read_at_a_probe_equals_the_probes_outputs():
+    """scores_with_evidence: a judged epoch that was not scored is read in a pass of its own, from the probe."""
+    from dataprune.methods import get_method
+    from dataprune.pipeline import scores_with_evidence
+
+    ds = _blobs(n=300)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 3))
+    probe = snapshot(model, 0.1, 1)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    scored = [snapshot(model, 0.1, 3), snapshot(model, 0.1, 5)]
+    report = {"evidence_epochs": [1], "credible": True}
+    _, aux = scores_with_evidence(get_method("recommended"), model, scored, ds, report=report, with_features=False,
+                                  evidence_checkpoints=[probe] + scored, batch_size=64)
+    want, _ = label_evidence(model, [probe], ds, report=report)
+    assert np.allclose(aux["probs"], want["probs"])

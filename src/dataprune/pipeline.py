@@ -34,12 +34,12 @@ import torch
 
 from .data import SubsetView, get_targets
 from .evidence import features as evidence_features
-from .evidence import holdout_indices, judge, label_evidence
+from .evidence import holdout_indices, judge, label_evidence, probe_epochs
 from .methods import call_method, get_method
 from .methods.dynamics import DynamicsRecorder
 from .quotas import stratified_fraction
 from .train import TrainConfig, TrainResult, train
-from .trajectory import choose_epochs
+from .trajectory import as_checkpoints, choose_epochs
 from .utils import seed_everything
 
 # Expected cost of each step, in training epochs over all N samples (one epoch = 1.0): an
@@ -118,14 +118,18 @@ class Plan:
         from .evidence import EVIDENCE_CHECKPOINTS, HOLDOUT
 
         e = self.trained_epochs(recipe_epochs, requested, history=history)
-        k = len(self.checkpoint_epochs(recipe_epochs, requested))
+        epochs = self.checkpoint_epochs(recipe_epochs, requested)
+        k = len(epochs)
+        # Judged on probes before the first checkpoint too (a long recipe): their evidence is read in passes of
+        # its own, not in the scoring pass.
+        probes = len(probe_epochs(min(epochs))) if evidence and not self.fused and not history else 0
         if self.fused:
             scoring = COST["fused"] * e
         else:
             scoring = k * (COST["head"] if self.params == "last_layer" else COST["all_params"])
         if evidence:
-            full_pass = min(EVIDENCE_CHECKPOINTS, k) if (self.fused or not records_evidence) else 0
-            judged = 0 if self.fused else 2 * HOLDOUT * k
+            full_pass = min(EVIDENCE_CHECKPOINTS, k + probes) if (self.fused or not records_evidence or probes) else 0
+            judged = 0 if self.fused else 2 * HOLDOUT * (k + probes)
             scoring += (full_pass + judged + int(self.features)) * COST["forward"]
         return (self.data_fraction * e * (1 + COST["record"]) + scoring) / (full_epochs or recipe_epochs)
 
@@ -369,6 +373,10 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         elif use_holdout:
             held = holdout_indices(get_targets(view), holdout, seed * 1000 + k)
             fit = np.setdiff1d(fit, held)
+        # Snapshots for the judge only, before the first scoring checkpoint (a long recipe's first one may come
+        # after the surrogate has begun to memorise): with held-out samples to judge them on.
+        probes = probe_epochs(min(ck_epochs)) if len(held) and ck_epochs else []
+        kept_epochs = sorted(set(ck_epochs) | set(probes))
         fit_view = view if len(fit) == len(view) else SubsetView(view, fit)
         wants_history = history_methods or record_history or any(s.history for s in specs)
         recorder = DynamicsRecorder(len(fit_view)) \
@@ -379,7 +387,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         needs_training = checkpoints is None and (any(s.needs_checkpoints for s in specs) or history_methods
                                                   or fused or evidence_for)
         cks, history = checkpoints, None
-        saved = _saved_surrogate(work_dir, k, config, ck_epochs, seed, part, sview, plan, held) \
+        saved = _saved_surrogate(work_dir, k, config, kept_epochs, seed, part, sview, plan, held) \
             if work_dir is not None and needs_training and not fused else None
         if saved is not None:
             from .io import REUSED
@@ -396,7 +404,8 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             model = make_model()
             callbacks = ([recorder] if recorder else []) + list(fused.values())
             result = train(model, fit_view, config=config, seed=seed * 1000 + k, device=device,
-                           checkpoint_epochs=ck_epochs, callbacks=callbacks, stop_after=epochs_trained, loss_fn=loss_fn,
+                           checkpoint_epochs=kept_epochs, callbacks=callbacks, stop_after=epochs_trained,
+                           loss_fn=loss_fn,
                            num_workers=num_workers, progress=progress,
                            desc=f"surrogate{'' if partitions == 1 else f' {k + 1}/{partitions}'}")
             run.surrogate_seconds += result.train_seconds
@@ -408,7 +417,10 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             cks = result.checkpoints
             history = recorder.history() if recorder else None
             if work_dir is not None and not fused:
-                _save_surrogate(work_dir, k, config, ck_epochs, seed, part, sview, plan, cks, history, result, held)
+                _save_surrogate(work_dir, k, config, kept_epochs, seed, part, sview, plan, cks, history, result, held)
+        judged_cks = cks or []
+        if probes:                            # the probes are judged, not scored
+            cks = [c for c in cks if c.epoch in set(ck_epochs)]
         run.checkpoints.append(cks or [])
         run.histories.append(history)
         # Where to read the label evidence and whether it is credible: judged once per part, and charged to
@@ -416,7 +428,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         report, judged = None, (0.0, 0.0)
         if any(s.name in evidence_for for s in specs):
             t0, c0 = time.perf_counter(), time.process_time()
-            report = judge(template, cks or [], sview, held=held, batch_size=batch_size, device=device,
+            report = judge(template, judged_cks, sview, held=held, batch_size=batch_size, device=device,
                            num_workers=num_workers)
             judged = (time.perf_counter() - t0, time.process_time() - c0)
             run.evidence.append(report)
@@ -438,7 +450,8 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                     common["work_dir"] = os.path.join(work_dir, f"{s.name}-part{k}")
                 part_scores, part_aux = scores_with_evidence(s, template, cks or [], sview, report=ev_report,
                                                              options=options.get(s.name),
-                                                             with_features=plan.features, **common)
+                                                             with_features=plan.features,
+                                                             evidence_checkpoints=judged_cks, **common)
             for key, arr in part_aux.items():
                 arr = np.asarray(arr)
                 run.aux.setdefault(s.name, {}).setdefault(
@@ -456,21 +469,26 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
 
 
 def scores_with_evidence(spec, model, checkpoints, dataset, *, report=None, options=None, with_features=True,
-                         **common):
+                         evidence_checkpoints=None, **common):
     """``(scores, aux)`` of one method, with the label evidence where ``report`` (from
     :func:`dataprune.evidence.judge`) asks for it: a class-wise method reads the probabilities at the judged
     checkpoints in its own scoring pass (``evidence_epochs=``); any other pays one eval pass per checkpoint
     read (:func:`dataprune.evidence.label_evidence`). The pipeline and ``dp.prune`` with given checkpoints
-    both score through this."""
+    both score through this. ``evidence_checkpoints``: the checkpoints the judge read (default
+    ``checkpoints``), which may include probes before the scored ones."""
     options = dict(options or {})
-    reads_itself = "evidence_epochs" in spec.options
+    evidence_checkpoints = checkpoints if evidence_checkpoints is None else evidence_checkpoints
+    scored_epochs = {c.epoch for c in as_checkpoints(checkpoints)} if checkpoints else set()
+    # A method reads the evidence in its own scoring pass only where the judged epochs are scored ones.
+    reads_itself = "evidence_epochs" in spec.options and \
+        (report is None or set(report["evidence_epochs"]) <= scored_epochs)
     if report is not None and reads_itself:
         options["evidence_epochs"] = report["evidence_epochs"]
     scores, aux = call_method(spec, model, checkpoints, dataset, options=options, return_aux=True, **common)
     passes = dict(batch_size=common.get("batch_size", 512), device=common.get("device"),
                   num_workers=common.get("num_workers", 0))
     if report is not None and not reads_itself:
-        aux = {**aux, **label_evidence(model, checkpoints, dataset, report=report, **passes)[0]}
+        aux = {**aux, **label_evidence(model, evidence_checkpoints, dataset, report=report, **passes)[0]}
     if report is not None and with_features:
         aux = {**aux, "features": evidence_features(model, checkpoints, dataset, **passes)}
     return scores, aux
