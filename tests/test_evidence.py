@@ -27,18 +27,14 @@ def test_evidence_positions_known_answers():
     # A slow learner (an image folder at batch 128): read where held-out accuracy reaches its plateau.
     assert evidence_positions(epochs, [0.19, 0.17, 0.56, 0.54, 0.80], [0.21, 0.23, 0.54, 0.51, 0.81]) == [4]
     assert evidence_positions(epochs, [0.19, 0.17, 0.79, 0.80, 0.80], [0.21, 0.23, 0.80, 0.81, 0.81]) == [2, 3]
-    # Memorisation (accuracy on trained-on samples far above held-out) rules the late checkpoints out, the
-    # one after the first learnt checkpoint included.
-    assert evidence_positions(epochs, [0.40, 0.45, 0.50, 0.55, 0.56], [0.45, 0.50, 0.58, 0.80, 0.95]) == [2]
-    # Memorising from the start: the first checkpoint only.
-    assert evidence_positions(epochs, [0.2, 0.5, 0.5, 0.5, 0.5], [0.5, 0.9, 0.9, 0.9, 0.9]) == [0]
-    # The first learnt checkpoint is fresh, the next has started to memorise (a 100-epoch recipe scored at
-    # 10, 30, ...): the evidence is the fresh one alone.
-    assert evidence_positions([10, 30, 50, 70, 90], [0.77, 0.71, 0.72, 0.73, 0.72],
-                              [0.74, 0.97, 1.0, 1.0, 1.0]) == [0]
-    # The next fresh checkpoint, past one whose gap is over the limit (a gap measured on a few hundred samples).
-    assert evidence_positions(epochs, [0.70, 0.80, 0.80, 0.81, 0.80], [0.74, 0.87, 0.88, 0.92, 0.89]) == [1, 2]
-    assert evidence_positions(epochs, [0.70, 0.80, 0.80, 0.81, 0.80], [0.74, 0.87, 0.92, 0.88, 0.89]) == [1, 3]
+    # Memorisation (accuracy on trained-on samples far above held-out) rules the late checkpoints out.
+    assert evidence_positions(epochs, [0.40, 0.45, 0.50, 0.55, 0.56], [0.45, 0.50, 0.58, 0.80, 0.95]) == [2, 3]
+    # Memorising from the start: the first checkpoint (and the next).
+    assert evidence_positions(epochs, [0.2, 0.5, 0.5, 0.5, 0.5], [0.5, 0.9, 0.9, 0.9, 0.9]) == [0, 1]
+    # Only the barely trained first checkpoint is fresh (40% pair-flip noise on 115 held-out samples): the next,
+    # learnt one is averaged in although its gap is just over the limit.
+    assert evidence_positions([1, 4, 7, 10, 13], [0.30, 0.48, 0.49, 0.54, 0.55],
+                              [0.26, 0.60, 0.68, 0.77, 0.95]) == [0, 1]
     # The order of the checkpoints given does not matter.
     assert evidence_positions([9, 1, 5, 3, 7], [0.80, 0.19, 0.56, 0.17, 0.54], [0.81, 0.21, 0.54, 0.23, 0.51]) == [0]
 
