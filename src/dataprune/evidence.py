@@ -10,7 +10,9 @@ starts at the first checkpoint whose held-out accuracy is within :data:`PLATEAU_
 best. A 10-epoch run at batch 32 on mnist5k gets there after an epoch or two; a run of a few steps
 per epoch (an image folder of 1,400 images at batch 128) only after 7 of 10 epochs: fixed early
 epochs read the evidence of a surrogate that had not learnt anything (issue: 38% of clean labels
-flagged).
+flagged). On a long recipe the first scoring checkpoint (10% of the schedule) can come after the surrogate
+has begun to memorise, so the judge also reads *probes*, snapshots at epochs 1, 2, 4, ... before it
+(:func:`probe_epochs`), which are judged and may carry the evidence but are not scored.
 
 The evidence is *credible* only when the surrogate has learnt the task on data it did not train on:
 of the held-out samples, the share it either predicts as labelled or confidently puts in another
