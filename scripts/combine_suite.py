@@ -3,9 +3,9 @@
     python scripts/combine_suite.py --new runs/s2-d runs/s2-m --old runs/rob-d docs/results/robustness-issue20 \
         docs/results/robustness --out docs/results/robustness-2026-12-01
 
-For every setting (sub-folder with a results.csv) of the ``--new`` folders: its rows, then the rows of every
-method the new run did not run, from the first ``--old`` folder that has the setting (earlier folders
-first). Writes each setting's results.csv, results.md and plots, a ``sources.json`` saying which folder
+For every setting (sub-folder with a results.csv) of the ``--new`` folders (the first that has it): its rows,
+then the rows of every method the new run did not run, from the first ``--old`` folder that has the setting
+(earlier folders first). Writes each setting's results.csv, results.md and plots, a ``sources.json`` saying which folder
 each method's rows came from, and the suite's summary.md. Nothing is recomputed: a method's rows come
 from one run, whole.
 """
@@ -37,6 +37,8 @@ def main():
     names = []
     for new in args.new:
         for name in settings(new):
+            if name in names:                 # an earlier --new folder has it
+                continue
             rows = read_results(os.path.join(new, name, "results.csv"))
             run = io.read_json(os.path.join(new, name, "run.json"))
             have = {r["method"] for r in rows}
