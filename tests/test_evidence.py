@@ -220,7 +220,7 @@ def test_a_long_recipe_is_judged_on_probes_before_its_first_checkpoint_which_are
     """A 20-epoch recipe is scored at 2, 6, 10, 14, 18; the judge also reads a snapshot at epoch 1 (a probe),
     and where it chooses the probe the evidence is read there, in a pass of its own."""
     from dataprune.evidence import HOLDOUT
-    from dataprune.pipeline import COST, FULL
+    from dataprune.pipeline import COST, FULL, PLAN_NAMES
 
     ds = _blobs(n=1000)
     res = dp.prune(lambda: nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3)), ds, ratio=0.5,
@@ -244,6 +244,11 @@ def test_a_long_recipe_is_judged_on_probes_before_its_first_checkpoint_which_are
     long = (2, 6, 10, 14, 18)
     assert FULL.expected_cost(20, long, evidence=True, records_evidence=True) == pytest.approx(
         FULL.expected_cost(20, long) + (2 + 2 * HOLDOUT * 6 + 1) * forward / 20)
+    # Budget plans have no probes (validated on the full plan only): early2-head of a 10-epoch recipe pays no
+    # evidence pass of its own.
+    early2 = PLAN_NAMES["early2-head"]
+    assert early2.expected_cost(10, (1, 3, 5, 7, 9), evidence=True, records_evidence=True) == pytest.approx(
+        early2.expected_cost(10, (1, 3, 5, 7, 9)) + 2 * HOLDOUT * 1 * forward / 10)
     assert FULL.expected_cost(10, (1, 3, 5, 7, 9), evidence=True, records_evidence=True) == pytest.approx(
         FULL.expected_cost(10, (1, 3, 5, 7, 9)) + (2 * HOLDOUT * 5 + 1) * forward / 10)
 

@@ -87,6 +87,14 @@ class Plan:
         budgeted plan's surrogate stops early and its budget is tight."""
         return self.name == "full"
 
+    @property
+    def probes(self) -> bool:
+        """Whether the judge also reads probes before the first scoring checkpoint
+        (:func:`dataprune.evidence.probe_epochs`): on the full plan only, where they were validated (100-epoch
+        recipes); a budgeted plan's surrogate is short already, and two more evidence passes would push
+        ``early2-head`` out of ``--budget 0.25`` on a 10-epoch recipe."""
+        return self.name == "full"
+
     def epochs(self, recipe_epochs: int) -> int:
         """Epochs the surrogate trains."""
         return int(min(recipe_epochs, max(self.min_epochs, 1, math.floor(self.segment * recipe_epochs + 1e-9))))
@@ -122,7 +130,7 @@ class Plan:
         k = len(epochs)
         # Judged on probes before the first checkpoint too (a long recipe): their evidence is read in passes of
         # its own, not in the scoring pass.
-        probes = len(probe_epochs(min(epochs))) if evidence and not self.fused and not history else 0
+        probes = len(probe_epochs(min(epochs))) if evidence and self.probes and not history else 0
         if self.fused:
             scoring = COST["fused"] * e
         else:
@@ -375,7 +383,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             fit = np.setdiff1d(fit, held)
         # Snapshots for the judge only, before the first scoring checkpoint (a long recipe's first one may come
         # after the surrogate has begun to memorise): with held-out samples to judge them on.
-        probes = probe_epochs(min(ck_epochs)) if len(held) and ck_epochs else []
+        probes = probe_epochs(min(ck_epochs)) if len(held) and ck_epochs and plan.probes else []
         kept_epochs = sorted(set(ck_epochs) | set(probes))
         fit_view = view if len(fit) == len(view) else SubsetView(view, fit)
         wants_history = history_methods or record_history or any(s.history for s in specs)
