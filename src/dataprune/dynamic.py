@@ -71,8 +71,7 @@ DELTA = 0.875
 # EVIDENCE_WINDOW[0] to EVIDENCE_WINDOW[1] of the schedule, judged by EVIDENCE_RULE; nothing is set aside
 # when the run has collapsed onto few classes (its predictions over the window spread over fewer than
 # evidence.COLLAPSED_SPREAD of the classes its labels spread over: the guard of evidence.judge). Chosen on
-# training
-# labels only (mnist5k, 2,000 samples, 10 epochs, noise seed 1): with 20% symmetric noise, windows
+# training labels only (mnist5k, 2,000 samples, 10 epochs, noise seed 1): with 20% symmetric noise, windows
 # 0-30% / 10-40% / 30-50% and the rules adaptive / confident / argmax gave precision 0.67-0.96 at recall
 # 0.68-0.98; "confident" over 10-30% gave 0.87 precision, 0.69 recall, and flagged 0.6% of clean labels
 # (10-40%: 0.94 / 0.69 / 0.3%, but the epochs of the window read the full data: it would save less).

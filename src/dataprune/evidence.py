@@ -206,10 +206,11 @@ def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, devi
                    "evidence_epochs": [epochs[k] for k in use]})
     hp = np.mean([held_probs[k] for k in use], axis=0)
     flagged = confident_noise(hp, labels[held], "confident")["suspect"]
-    right = hp.argmax(1) == labels[held]
+    predicted = hp.argmax(1)
+    right = predicted == labels[held]
     unflagged_acc = float(right[~flagged].mean()) if (~flagged).any() else 0.0
     explained = float((right | flagged).mean())
-    spread_ = spread(hp.argmax(1), labels[held])
+    spread_ = spread(predicted, labels[held])
     report.update({"held_out_flagged": round(float(flagged.mean()), 4), "held_out_explained": round(explained, 4),
                    "held_out_accuracy_unflagged": round(unflagged_acc, 4), "held_out_spread": round(spread_, 4),
                    "credible": bool(explained >= CREDIBLE_EXPLAINED and spread_ >= COLLAPSED_SPREAD)})

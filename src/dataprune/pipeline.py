@@ -428,7 +428,8 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                 _save_surrogate(work_dir, k, config, kept_epochs, seed, part, sview, plan, cks, history, result, held)
         judged_cks = cks or []
         if probes:                            # the probes are judged, not scored
-            cks = [c for c in cks if c.epoch in set(ck_epochs)]
+            scored = set(ck_epochs)
+            cks = [c for c in cks if c.epoch in scored]
         run.checkpoints.append(cks or [])
         run.histories.append(history)
         # Where to read the label evidence and whether it is credible: judged once per part, and charged to
