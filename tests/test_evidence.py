@@ -241,16 +241,29 @@ def test_a_long_recipe_is_judged_on_probes_before_its_first_checkpoint_which_are
     # The probes' passes are in the expected cost of a long recipe (judged on 6 checkpoints, the evidence read
     # in 2 passes of its own, the features in 1), not of a 10-epoch one (5 judged, read in the scoring pass).
     forward = COST["forward"]
+
+    def held_out(plan, epochs, requested):  # the held-out share is not trained on, and not charged
+        return HOLDOUT * plan.trained_epochs(epochs, requested) * (1 + COST["record"]) / epochs
+
     long = (2, 6, 10, 14, 18)
     assert FULL.expected_cost(20, long, evidence=True, records_evidence=True) == pytest.approx(
-        FULL.expected_cost(20, long) + (2 + 2 * HOLDOUT * 6 + 1) * forward / 20)
+        FULL.expected_cost(20, long) + (2 + 2 * HOLDOUT * 6 + 1) * forward / 20 - held_out(FULL, 20, long))
     # Budget plans have no probes (validated on the full plan only): early2-head of a 10-epoch recipe pays no
-    # evidence pass of its own.
+    # evidence pass of its own, and fits --budget 0.25 with its held-out evidence.
     early2 = PLAN_NAMES["early2-head"]
-    assert early2.expected_cost(10, (1, 3, 5, 7, 9), evidence=True, records_evidence=True) == pytest.approx(
-        early2.expected_cost(10, (1, 3, 5, 7, 9)) + 2 * HOLDOUT * 1 * forward / 10)
-    assert FULL.expected_cost(10, (1, 3, 5, 7, 9), evidence=True, records_evidence=True) == pytest.approx(
-        FULL.expected_cost(10, (1, 3, 5, 7, 9)) + (2 * HOLDOUT * 5 + 1) * forward / 10)
+    ck = (1, 3, 5, 7, 9)
+    assert early2.expected_cost(10, ck, evidence=True, records_evidence=True) == pytest.approx(
+        early2.expected_cost(10, ck) + 2 * HOLDOUT * 1 * forward / 10 - held_out(early2, 10, ck))
+    assert early2.expected_cost(10, ck, evidence=True, records_evidence=True) <= 0.25
+    assert FULL.expected_cost(10, ck, evidence=True, records_evidence=True) == pytest.approx(
+        FULL.expected_cost(10, ck) + (2 * HOLDOUT * 5 + 1) * forward / 10 - held_out(FULL, 10, ck))
+    # A plan on a part of the data holds out from the rest: nothing more to discount. Fused plans hold out nothing.
+    quarter = PLAN_NAMES["quarter-data-early2-head"]
+    assert quarter.expected_cost(10, ck, evidence=True, records_evidence=True) == pytest.approx(
+        quarter.expected_cost(10, ck) + 2 * HOLDOUT * 1 * forward / 10)
+    fused = PLAN_NAMES["early2-fused"]
+    assert fused.expected_cost(10, ck, evidence=True) == pytest.approx(
+        fused.expected_cost(10, ck) + 2 * forward / 10)
 
 
 def test_evidence_read_at_a_probe_equals_the_probes_outputs():

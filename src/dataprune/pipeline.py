@@ -121,8 +121,9 @@ class Plan:
         ``evidence`` the eval-mode passes of the label evidence (:mod:`dataprune.evidence`: every
         checkpoint over the held-out share and as many trained-on samples, two checkpoints over the
         data unless the method reads them in its own scoring pass, ``records_evidence``, and on the
-        full plan one over the data for the features; fused plans have no scoring pass). The full run is the recipe the
-        user trains with: ``full_epochs`` epochs (default ``recipe_epochs``)."""
+        full plan one over the data for the features; fused plans have no scoring pass). With the evidence, the
+        surrogate trains on the data less its held-out share (``1 - HOLDOUT``), and is charged so. The full run is
+        the recipe the user trains with: ``full_epochs`` epochs (default ``recipe_epochs``)."""
         from .evidence import EVIDENCE_CHECKPOINTS, HOLDOUT
 
         e = self.trained_epochs(recipe_epochs, requested, history=history)
@@ -139,7 +140,11 @@ class Plan:
             full_pass = min(EVIDENCE_CHECKPOINTS, k + probes) if (self.fused or not records_evidence or probes) else 0
             judged = 0 if self.fused else 2 * HOLDOUT * (k + probes)
             scoring += (full_pass + judged + int(self.features)) * COST["forward"]
-        return (self.data_fraction * e * (1 + COST["record"]) + scoring) / (full_epochs or recipe_epochs)
+        # The share the surrogate trains on: its part of the data, or all of it less the held-out share that
+        # judges the evidence (held out only where every method scores from checkpoints).
+        trained = self.data_fraction if self.data_fraction < 1 else \
+            (1 - HOLDOUT if evidence and not self.fused and not history else 1.0)
+        return (trained * e * (1 + COST["record"]) + scoring) / (full_epochs or recipe_epochs)
 
     def describe(self, recipe_epochs: int, requested=(), *, history: bool = False) -> str:
         e = self.trained_epochs(recipe_epochs, requested, history=history)
