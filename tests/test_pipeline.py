@@ -86,3 +86,29 @@ def test_a_head_plan_scores_the_head_of_an_early_segment(digits):
     head = classwise_score(make(), run.checkpoints[0], ds, params="last_layer")
     assert np.allclose(run.scores["recommended"], head)
     assert not np.allclose(head, classwise_score(make(), run.checkpoints[0], ds))
+
+
+def test_an_annealed_plan_runs_the_whole_schedule_in_its_segment(digits):
+    """early2-head anneals: 2 of 10 epochs trained on a 2-epoch cosine schedule (its checkpoint carries that
+    schedule's last learning rate, not the 10-epoch schedule's second), charged as 2 epochs, and said so."""
+    from dataprune.pipeline import PLAN_NAMES, Plan
+    from dataprune.train import cosine_lr
+
+    split, ds = digits
+    make = lambda: build_model("cnn", 10, split.input_shape)  # noqa: E731
+    cfg = TrainConfig(epochs=10, batch_size=32)
+    plan = PLAN_NAMES["early2-head"]
+    assert plan.anneal and "compressed" in plan.describe(10)
+    run = surrogate_scores(["recommended"], ds, make, config=cfg, checkpoint_epochs=[1, 3], plan=plan, seed=0)
+    (ck,) = run.checkpoints[0]
+    assert ck.epoch == 2 and ck.lr == pytest.approx(cosine_lr(cfg.lr, 1, 2, cfg.min_lr))
+    assert ck.lr != pytest.approx(cosine_lr(cfg.lr, 1, 10, cfg.min_lr))
+    assert len(run.surrogates[0].history) == 2
+    # The same plan without annealing is the 10-epoch trajectory's first two epochs: different weights.
+    plain = surrogate_scores(["recommended"], ds, make, config=cfg, checkpoint_epochs=[1, 3],
+                             plan=Plan("early2-plain", segment=0.2, params="last_layer", checkpoints=1), seed=0)
+    assert plain.checkpoints[0][0].lr == pytest.approx(cosine_lr(cfg.lr, 1, 10, cfg.min_lr))
+    assert not np.allclose(run.scores["recommended"], plain.scores["recommended"])
+    # The full-run estimate is still one run of the user's 10-epoch recipe.
+    assert run.full_seconds_estimate == pytest.approx(
+        run.surrogate_seconds / run.surrogates[0].samples_seen * 10 * len(ds))

@@ -56,7 +56,8 @@ class Plan:
     """How scores are bought.
 
     segment : share of the recipe's epochs the surrogate trains (the first ones, with the full
-        schedule's learning rates: an early segment of the same trajectory); at least ``min_epochs``.
+        schedule's learning rates: an early segment of the same trajectory, unless ``anneal``); at least
+        ``min_epochs``.
     data_fraction : the surrogate trains on this random, class-stratified share of the data and
         scores all of it.
     params : scoring parameters for the methods that take them ("all", "last_layer"); None keeps
@@ -64,6 +65,13 @@ class Plan:
     fused : class-wise terms from the training step itself (classifier head; no scoring pass).
     checkpoints : that many evenly spaced checkpoints in the segment; None keeps the requested
         checkpoint epochs that fall inside it (or the segment's last epoch).
+    anneal : the surrogate runs the recipe's whole learning-rate schedule compressed into its segment (a
+        short run that ends annealed) instead of the segment's first, largest learning rates. Fitted for
+        ``early2-head`` on validation splits of mnist5k (clean, 20% symmetric, 20% pair noise; ratios
+        0.5/0.7/0.9; 3 seeds): validation accuracy +0.26 on average (6 of 9 cells ahead), and under
+        symmetric noise the label evidence was credible on every seed (kept wrong labels 6.9% -> 0.4%;
+        one seed's early, unannealed surrogate was judged not credible). A one-epoch segment is the same
+        either way (the schedule is per epoch).
     """
 
     name: str = "full"
@@ -73,6 +81,7 @@ class Plan:
     params: str | None = None
     fused: bool = False
     checkpoints: int | None = None
+    anneal: bool = False
 
     def __post_init__(self):
         if not 0 < self.segment <= 1:
@@ -148,7 +157,7 @@ class Plan:
 
     def describe(self, recipe_epochs: int, requested=(), *, history: bool = False) -> str:
         e = self.trained_epochs(recipe_epochs, requested, history=history)
-        parts = [f"surrogate {e} of {recipe_epochs} epochs"]
+        parts = [f"surrogate {e} of {recipe_epochs} epochs" + (" (its schedule compressed into them)" if self.anneal else "")]
         if self.data_fraction < 1:
             parts[0] += f" on {self.data_fraction:.0%} of the data"
         parts.append("fused head scoring" if self.fused else
@@ -165,7 +174,7 @@ PLANS = [
     Plan("head", params="last_layer"),
     Plan("half-head", segment=0.5, params="last_layer"),
     Plan("early3-head", segment=0.3, params="last_layer", checkpoints=2),
-    Plan("early2-head", segment=0.2, params="last_layer", checkpoints=1),
+    Plan("early2-head", segment=0.2, params="last_layer", checkpoints=1, anneal=True),
     Plan("early2-fused", segment=0.2, fused=True, checkpoints=2),
     Plan("early1-head", segment=0.1, params="last_layer", checkpoints=1),
     Plan("half-data-early2-head", segment=0.2, data_fraction=0.5, params="last_layer", checkpoints=1),
@@ -416,8 +425,11 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             seed_everything(seed * 1000 + k)
             model = make_model()
             callbacks = ([recorder] if recorder else []) + list(fused.values())
-            result = train(model, fit_view, config=config, seed=seed * 1000 + k, device=device,
-                           checkpoint_epochs=kept_epochs, callbacks=callbacks, stop_after=epochs_trained,
+            # An annealed plan runs the whole schedule over its own epochs; otherwise the recipe's, stopped early.
+            run_config = config.replace(epochs=epochs_trained) if plan.anneal else config
+            result = train(model, fit_view, config=run_config, seed=seed * 1000 + k, device=device,
+                           checkpoint_epochs=kept_epochs, callbacks=callbacks,
+                           stop_after=None if plan.anneal else epochs_trained,
                            loss_fn=loss_fn,
                            num_workers=num_workers, progress=progress,
                            desc=f"surrogate{'' if partitions == 1 else f' {k + 1}/{partitions}'}")
@@ -517,7 +529,9 @@ def _surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan, held=()
     return {"recipe": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
                        for k, v in config.__dict__.items()},
             "checkpoint_epochs": [int(e) for e in checkpoint_epochs],
-            "seed": seed, "part": digest(part), "held_out": digest(held), "plan": asdict(plan),
+            "seed": seed, "part": digest(part), "held_out": digest(held),
+            # (a plan without annealing keys as before the field existed: earlier saved surrogates still match)
+            "plan": {f: v for f, v in asdict(plan).items() if f != "anneal" or v},
             "fingerprint": dataset_fingerprint(dataset)}
 
 
