@@ -157,7 +157,8 @@ class Plan:
 
     def describe(self, recipe_epochs: int, requested=(), *, history: bool = False) -> str:
         e = self.trained_epochs(recipe_epochs, requested, history=history)
-        parts = [f"surrogate {e} of {recipe_epochs} epochs" + (" (its schedule compressed into them)" if self.anneal else "")]
+        first = f"surrogate {e} of {recipe_epochs} epochs"
+        parts = [first + (" (its schedule compressed into them)" if self.anneal else "")]
         if self.data_fraction < 1:
             parts[0] += f" on {self.data_fraction:.0%} of the data"
         parts.append("fused head scoring" if self.fused else
