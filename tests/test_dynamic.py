@@ -299,3 +299,42 @@ def test_end_epoch_folds_the_last_epoch_of_a_users_loop_into_the_scores():
     pruner.end_epoch()                                            # twice: nothing more to fold in
     assert np.array_equal(after, pruner.scores)
     pruner.close()
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.9])
+def test_dynamic_weights_keep_the_recipes_step_size(ratio):
+    """The kept candidates are up-weighted by 1 / keep probability against the other kept samples, and the
+    weights average 1 over the kept set: at ratio 0.9 (every sample a candidate, kept with p = 0.1) the
+    unbiased weights of 10 made every step ten times larger and training diverged."""
+    x, y = _blobs()
+    model = _mlp()
+    epochs = 10
+    pruner = DynamicPruner(ArrayDataset(x, y), model=model, epochs=epochs, ratio=ratio, method="dynamic", seed=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    pruner.optimizer = opt
+    loader = DataLoader(pruner.dataset, batch_size=16, sampler=pruner.sampler)
+    pruned = 0
+    for epoch in range(epochs):
+        pruner.set_epoch(epoch)
+        kept = pruner.order
+        w = pruner._weights[kept].astype(np.float64)
+        assert np.all(pruner._weights[np.setdiff1d(np.arange(240), kept)] == 0)
+        if len(kept) < 240 - pruner.suspect.sum():                        # a pruned epoch
+            pruned += 1
+            assert w.mean() == pytest.approx(1.0, rel=1e-5)
+            levels = np.unique(np.round(w, 5))
+            if ratio >= 0.5:
+                assert len(levels) == 1                                   # all candidates: all weighted alike
+            else:                                                         # 60% candidates kept with p = 0.5
+                assert len(levels) == 2 and levels[1] / levels[0] == pytest.approx(2.0, rel=1e-4)
+        for idx, xb, yb in loader:
+            logits = model(xb)
+            loss = pruner.update(idx, F.cross_entropy(logits, yb, reduction="none"), logits=logits, targets=yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            assert torch.isfinite(loss)
+    pruner.end_epoch()
+    assert pruned >= 5
+    with torch.no_grad():
+        assert (model(x).argmax(1).numpy() == y).mean() > 0.9
