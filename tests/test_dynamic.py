@@ -338,3 +338,25 @@ def test_dynamic_weights_keep_the_recipes_step_size(ratio):
     assert pruned >= 5
     with torch.no_grad():
         assert (model(x).argmax(1).numpy() == y).mean() > 0.9
+
+
+def test_a_diverged_bench_cell_is_named_and_the_finished_cells_stay(tmp_path, monkeypatch):
+    """A cell whose training diverges (InfoBatch's 1 / (1 - r) weights at r = 0.9 did on mnist5k-MLP): the error
+    names the cell, and the cells finished before it are in results.csv."""
+    from dataprune import cli, evaluate
+    from dataprune.results import read_results
+
+    real = evaluate.retrain
+
+    def retrain(*a, dynamic=None, **k):
+        if dynamic is not None:
+            raise FloatingPointError("training diverged at epoch 3 (loss nan); lower the learning rate (now 0.05)")
+        return real(*a, dynamic=dynamic, **k)
+
+    monkeypatch.setattr(evaluate, "retrain", retrain)
+    out = tmp_path / "b"
+    args = ["bench", "--dataset", "digits", "--train-limit", "200", "--model", "mlp", "--epochs", "4",
+            "--methods", "infobatch", "--ratios", "0.9", "--seeds", "1", "--jobs", "1", "--out", str(out), "--quiet"]
+    with pytest.raises(FloatingPointError, match=r"infobatch r=0.9, seed 0: training diverged.*InfoBatch's weights"):
+        cli.main(args)
+    assert [r["method"] for r in read_results(str(out / "results.csv"))] == ["full"]

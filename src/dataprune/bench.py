@@ -239,9 +239,14 @@ def _retrain_unit(keep, seed, retrain_cfg, device, desc, dynamic=None):
     from .evaluate import retrain
 
     split, make_model = _WORKER["split"], _WORKER["make_model"]
-    res = retrain(make_model, split.train, split.test, keep, config=TrainConfig(**retrain_cfg), seed=seed,
-                  device=device, desc=desc, val_set=split.val, dynamic=dynamic)
-    return res
+    try:
+        return retrain(make_model, split.train, split.test, keep, config=TrainConfig(**retrain_cfg), seed=seed,
+                       device=device, desc=desc, val_set=split.val, dynamic=dynamic)
+    except FloatingPointError as e:                          # say which cell; the rows so far are saved
+        hint = ("; InfoBatch's weights 1 / (1 - r) scale its steps with r: its published default is r = 0.5"
+                if dynamic is not None and dynamic[0] == "infobatch" else "")
+        raise FloatingPointError(f"{desc}, seed {seed}: {e}{hint}. The finished cells are saved: run the same "
+                                 "command without this cell (e.g. other --ratios) to resume") from e
 
 
 class _Runner:
