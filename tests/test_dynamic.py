@@ -302,11 +302,17 @@ def test_end_epoch_folds_the_last_epoch_of_a_users_loop_into_the_scores():
 
 
 @pytest.mark.parametrize("ratio", [0.3, 0.9])
-def test_dynamic_weights_keep_the_recipes_step_size(ratio):
-    """The kept candidates are up-weighted by 1 / keep probability against the other kept samples, and the
-    weights average 1 over the kept set: at ratio 0.9 (every sample a candidate, kept with p = 0.1) the
-    unbiased weights of 10 made every step ten times larger and training diverged."""
-    x, y = _blobs()
+def test_dynamic_keeps_class_quotas_at_the_recipes_step_size(ratio):
+    """A long-tailed set (class sizes 160 / 60 / 20): each pruned epoch keeps every class's water-filled share
+    (equal counts where sizes allow, the small classes whole) and skips within a class only among its
+    lowest-scored; every kept sample weighs 1. (Weights of 1 / keep probability, 10 at ratio 0.9, made every
+    step ten times larger and training diverged.)"""
+    from dataprune.quotas import waterfill_quotas
+
+    x, y = _blobs(n=480)
+    keep_rows = np.concatenate([np.flatnonzero(y == 0)[:160], np.flatnonzero(y == 1)[:60], np.flatnonzero(y == 2)[:20]])
+    x, y = x[keep_rows], y[keep_rows]
+    n = len(y)
     model = _mlp()
     epochs = 10
     pruner = DynamicPruner(ArrayDataset(x, y), model=model, epochs=epochs, ratio=ratio, method="dynamic", seed=1)
@@ -317,16 +323,21 @@ def test_dynamic_weights_keep_the_recipes_step_size(ratio):
     for epoch in range(epochs):
         pruner.set_epoch(epoch)
         kept = pruner.order
-        w = pruner._weights[kept].astype(np.float64)
-        assert np.all(pruner._weights[np.setdiff1d(np.arange(240), kept)] == 0)
-        if len(kept) < 240 - pruner.suspect.sum():                        # a pruned epoch
+        assert np.all(pruner._weights[kept] == 1.0)
+        assert np.all(pruner._weights[np.setdiff1d(np.arange(n), kept)] == 0)
+        trusted = np.flatnonzero(~pruner.suspect)
+        if len(kept) < len(trusted):                                      # a pruned epoch
             pruned += 1
-            assert w.mean() == pytest.approx(1.0, rel=1e-5)
-            levels = np.unique(np.round(w, 5))
-            if ratio >= 0.5:
-                assert len(levels) == 1                                   # all candidates: all weighted alike
-            else:                                                         # 60% candidates kept with p = 0.5
-                assert len(levels) == 2 and levels[1] / levels[0] == pytest.approx(2.0, rel=1e-4)
+            sizes = {c: int((y[trusted] == c).sum()) for c in range(3)}
+            quota = waterfill_quotas(sizes, len(trusted) - int(round(ratio * len(trusted))), alpha=0.0)
+            assert {c: int((y[kept] == c).sum()) for c in range(3)} == quota
+            score = pruner._score
+            for c in range(3):                                            # skipped only from the low end
+                members = trusted[y[trusted] == c]
+                skipped = np.setdiff1d(members, kept)
+                if len(skipped):
+                    rank = np.argsort(np.argsort(score[members], kind="stable"), kind="stable")
+                    assert rank[np.isin(members, skipped)].max() < 2 * len(skipped)
         for idx, xb, yb in loader:
             logits = model(xb)
             loss = pruner.update(idx, F.cross_entropy(logits, yb, reduction="none"), logits=logits, targets=yb)
