@@ -451,7 +451,9 @@ def run_grid(spec: GridSpec, split, make_model: Callable, out_dir: str | None = 
         while pending:
             signals.check()
             finished_now, _ = wait(list(pending), timeout=0.2, return_when=FIRST_COMPLETED)
-            for fut in finished_now:
+            # A failed unit is raised after the units that finished with it are saved.
+            failed = [f for f in finished_now if f.cancelled() or f.exception() is not None]
+            for fut in sorted(finished_now, key=lambda f: f in failed):
                 what = pending.pop(fut)
                 res = fut.result()
                 if what[0] == "full":
