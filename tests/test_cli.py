@@ -196,10 +196,12 @@ def test_installed_entry_point_help():
     assert "examples:" in out and "--checkpoints-file" in out and "--budget" in out
     listing = subprocess.run([sys.executable, "-m", "dataprune", "list"], capture_output=True, text=True,
                              check=True).stdout
+    from dataprune.dynamic import METHODS as DYNAMIC
     from dataprune.methods import METHODS
     from dataprune.select import POLICIES
 
     assert all(f"  {m} " in listing for m in METHODS) and all(f"  {p} " in listing for p in POLICIES)
+    assert all(f"  {m} " in listing for m in DYNAMIC)
     assert "robustness" in listing and "early2-head" in listing
 
 

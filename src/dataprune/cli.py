@@ -928,6 +928,11 @@ def cmd_list(args, log):
     print("selection policies:")
     for k, v in POLICIES.items():
         print(f"  {k:16s} {v.summary}")
+    from .dynamic import SUMMARIES
+
+    print("pruning while training (bench methods; dataprune train --dynamic METHOD --ratio R):")
+    for k, v in SUMMARIES.items():
+        print(f"  {k:16s} {v}")
     print("plans a --budget F picks from (expected cost for a 10-epoch recipe, checkpoints 1,3,5,7,9; second "
           "column: with the label evidence of the recommended default):")
     for p in PLANS:

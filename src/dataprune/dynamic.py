@@ -67,6 +67,14 @@ from .data.views import as_pairs
 from .quotas import waterfill_quotas
 
 METHODS = ("infobatch", "dynamic", "random_dynamic")
+# One line each for `dataprune list`.
+SUMMARIES = {
+    "infobatch": "InfoBatch: skip a random share r of the below-mean-loss samples, up-weight the rest of them "
+                 "(Qin et al. 2024)",
+    "dynamic": "ours: running class-wise MoSo head terms from the training step; contradicted labels set aside; "
+               "class quotas",
+    "random_dynamic": "a uniformly random share r skipped each pruned epoch (the floor)",
+}
 # InfoBatch's annealing: the last 1 - DELTA of the epochs read the full data (the paper's value).
 DELTA = 0.875
 # dynamic: the label evidence is the mean of the training pass's probabilities over the epochs from
