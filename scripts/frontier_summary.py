@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
+from dataprune.report import summarize  # noqa: E402
 from dataprune.results import read_results  # noqa: E402
 
 METHODS = ["dynamic", "infobatch", "random_dynamic", "recommended@0.25", "recommended", "random"]
@@ -27,21 +28,15 @@ CAPS = (0.5, 0.7, 1.0)
 
 
 def cells(rows):
-    """method -> ratio -> dict(acc, cost, saved, wall) means over seeds (accuracy in %)."""
-    acc = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        if r.get("test_acc") in (None, ""):
-            continue
-        acc[r["method"]][float(r["ratio"])].append(r)
-    out = {}
-    for m, by in acc.items():
-        out[m] = {}
-        for ratio, rs in by.items():
-            def mean(key, rs=rs):
-                v = [float(x[key]) for x in rs if x.get(key) not in (None, "")]
-                return float(np.mean(v)) if v else float("nan")
-            out[m][ratio] = dict(acc=100 * mean("test_acc"), cost=mean("total_cost"), saved=mean("saved_fraction"),
-                                 wall=mean("wall_saved"), n=len(rs))
+    """method -> ratio -> dict(acc, cost, saved, wall): means over seeds (:func:`dataprune.report.summarize`;
+    accuracy in %, NaN where no seed has the figure)."""
+    means = {key: summarize(rows, key) for key in ("test_acc", "total_cost", "saved_fraction", "wall_saved")}
+    nan = (float("nan"),)
+    out = defaultdict(dict)
+    for (m, ratio) in means["test_acc"]:
+        got = {key: means[key].get((m, ratio), nan)[0] for key in means}
+        out[m][ratio] = dict(acc=100 * got["test_acc"], cost=got["total_cost"], saved=got["saved_fraction"],
+                             wall=got["wall_saved"])
     return out
 
 
