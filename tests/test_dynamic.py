@@ -173,6 +173,40 @@ def test_dynamic_trusts_a_run_through_heavy_noise_but_not_a_collapsed_one():
     assert not bad.evidence_decision["credible"] and not bad.suspect.any()
 
 
+def test_a_rare_class_the_run_has_not_learnt_keeps_its_labels_while_even_noise_is_set_aside(monkeypatch):
+    """Label noise flags every class's labels at about the same rate; a rare class the run has not learnt by the
+    evidence window is flagged far above the overall rate, and is not noise: its labels stay."""
+    import dataprune.dynamic as dyn
+
+    y = np.repeat([0, 1, 2], [150, 120, 30])
+    x = torch.randn(300, 8)
+    rng = np.random.default_rng(1)
+    noisy = y.copy()
+    flipped = (y < 2) & (rng.random(300) < 0.08)
+    noisy[flipped] = 1 - y[flipped]
+    probs = np.full((300, 3), 0.05)
+    probs[np.arange(300), y] = 0.9                          # the first two classes learnt
+    unlearnt = np.flatnonzero(y == 2)[:18]                  # 60% of the rare class predicted as class 0
+    probs[unlearnt] = [0.9, 0.05, 0.05]
+
+    def judged():
+        pruner = DynamicPruner(ArrayDataset(x, noisy), model=_mlp(), epochs=10, ratio=0.3, method="dynamic")
+        pruner._probs_sum = probs.copy()
+        pruner._probs_count[:] = 1
+        pruner._judge_labels()
+        pruner.close()
+        return pruner
+
+    guarded = judged()
+    d = guarded.evidence_decision
+    assert d["classes_kept_whole"] == [2] and d["class_flagged_share"][2] == pytest.approx(0.6)
+    assert not guarded.suspect[y == 2].any()
+    assert (guarded.suspect == flipped).all()               # the noise in the learnt classes: all of it, only it
+    monkeypatch.setattr(dyn, "CLASS_FLAG_FACTOR", None)
+    unguarded = judged()
+    assert unguarded.suspect[unlearnt].all() and unguarded.evidence_decision["classes_kept_whole"] == []
+
+
 def test_dp_train_with_a_pruner_is_reproducible_and_skips_samples():
     """dp.train with a pruner: the same kept sets, scores and weights on a second run, fewer passes."""
     x, y = _blobs()
