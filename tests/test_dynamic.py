@@ -272,6 +272,15 @@ def test_cli_train_with_dynamic_pruning_writes_scores_for_a_static_subset(tmp_pa
     assert len(np.load(tmp_path / "keep.npy")) == 100
     assert cli.main(args) == 2                                           # not overwritten without --force
     assert cli.main([*args[:-2], "--ratio", "1.5", "--out", str(tmp_path / "x.pt")]) == 2
+    ours = ["train", "--dataset", "digits", "--train-limit", "300", "--label-noise", "0.2", "--epochs", "6",
+            "--dynamic", "dynamic", "--ratio", "0.3", "--out", str(tmp_path / "d.pt")]
+    assert cli.main(ours) == 0
+    err = capsys.readouterr().err
+    meta = json.loads((tmp_path / "d.pt.scores.npy.json").read_text())
+    ev = meta["evidence"]
+    assert len(ev["class_flagged_share"]) == 10 and ev["evidence_epochs"] == [2]
+    aside = int(np.isneginf(np.load(tmp_path / "d.pt.scores.npy")).sum())
+    assert f"set aside {aside} samples whose labels" in err
 
 
 def test_bench_rows_carry_saved_fraction_and_total_cost_for_static_and_dynamic_methods(tmp_path):

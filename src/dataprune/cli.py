@@ -649,6 +649,14 @@ def cmd_train(args, log):
                                                    "fingerprint": meta["fingerprint"]}, overwrite=args.force)
             log(f"dynamic pruning ({args.dynamic}, ratio {args.ratio:g}): skipped {100 * pruner.saved_fraction:.1f}% "
                 f"of the per-sample passes; scores for a static subset in {scores_out}")
+            ev = pruner.evidence_decision
+            if ev:
+                whole = ev.get("classes_kept_whole") or []
+                log(f"label evidence (epochs {ev['evidence_epochs']}): set aside {int(pruner.suspect.sum())} samples "
+                    f"whose labels the run's predictions contradict"
+                    + ("" if ev["credible"] else " (none: the run's predictions had collapsed onto few classes)")
+                    + (f"; classes {whole} kept whole (flagged far above the overall {100 * ev['flagged_share']:.1f}%:"
+                       " not yet learnt, not noise)" if whole else ""))
         save_checkpoints(res.checkpoints, args.out, overwrite=args.force, meta=meta)
     log(f"trained {cfg.epochs} epochs in {res.seconds:.1f}s (final train accuracy "
         f"{res.history[-1]['train_acc']:.3f}); saved {len(res.checkpoints)} checkpoints "
