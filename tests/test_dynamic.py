@@ -66,6 +66,46 @@ def test_a_plain_loop_with_workers_reads_each_epochs_kept_set_once(method):
     assert len(keep) == 120
 
 
+def test_batch_sampler_folds_a_tail_too_small_for_batchnorm_and_reads_every_kept_sample_once():
+    from dataprune.train import _batches, tail_folded
+
+    assert [tail_folded(n, 32) for n in (1, 2, 3, 4)] == [True, True, True, False]
+    assert [tail_folded(n, 8) for n in (1, 2)] == [True, False]
+    assert [len(b) for b in _batches(np.arange(98), 32)] == [32, 32, 34]          # 98 = 3 x 32 + 2
+    assert [len(b) for b in _batches(np.arange(100), 32)] == [32, 32, 32, 4]
+    x, y = _blobs(n=326, classes=3)
+    pruner = DynamicPruner(ArrayDataset(x, y), epochs=4, ratio=0.7, method="random_dynamic", seed=3)
+    loader = DataLoader(pruner.dataset, batch_sampler=pruner.batch_sampler(32))
+    for epoch in range(4):
+        pruner.set_epoch(epoch)
+        sizes, seen = [], []
+        for _ in range(2):                                   # the same batches however often it is read
+            got = [idx.tolist() for idx, _, _ in loader]
+            seen.append(got)
+            sizes = [len(b) for b in got]
+        assert seen[0] == seen[1] and len(loader) == len(sizes)
+        assert sorted(sum(seen[0], [])) == sorted(pruner.order.tolist())
+        assert min(sizes) >= 4 or len(sizes) == 1
+    assert pruner.kept_counts[0] == 98                                           # the tail of 2 was folded
+
+
+def test_dp_train_folds_a_pruned_epochs_tail_of_two_samples():
+    from dataprune.train import TrainConfig
+
+    x, y = _blobs(n=326, classes=3)
+    model = _mlp()
+    pruner = DynamicPruner(ArrayDataset(x, y), epochs=2, ratio=0.7, method="random_dynamic", seed=3)
+    sizes = []
+
+    class Sizes:
+        def on_batch_end(self, epoch, step, indices, logits, targets):
+            sizes.append(len(targets))
+
+    dp.train(model, ArrayDataset(x, y), config=TrainConfig(epochs=2, batch_size=32, lr=0.05), pruner=pruner,
+             callbacks=[Sizes()])
+    assert pruner.kept_counts == [98, 98] and sizes == [32, 32, 34] * 2
+
+
 def test_iterating_the_sampler_twice_gives_the_same_epoch():
     """The official InfoBatch re-prunes in __iter__, and BatchSampler's islice re-iterates: epochs never end."""
     x, y = _blobs()

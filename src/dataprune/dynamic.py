@@ -7,7 +7,7 @@ per-sample losses (and, for ``"dynamic"``, the classifier head's MoSo terms) and
 to back-propagate::
 
     pruner = dp.DynamicPruner(train_set, model=model, epochs=E, ratio=0.5, method="dynamic", optimizer=opt)
-    loader = DataLoader(pruner.dataset, batch_size=B, sampler=pruner.sampler, num_workers=4)
+    loader = DataLoader(pruner.dataset, batch_sampler=pruner.batch_sampler(B), num_workers=4)
     for epoch in range(E):
         pruner.set_epoch(epoch)
         for idx, x, y in loader:
@@ -16,8 +16,10 @@ to back-propagate::
             opt.zero_grad(); loss.backward(); opt.step()
     pruner.end_epoch()                               # the last epoch's records into the scores
 
-The kept set of an epoch is drawn once, in :meth:`set_epoch`, from a generator seeded by ``(seed, epoch)``;
-iterating the sampler again gives the same list (the official InfoBatch re-prunes in ``__iter__``, which
+(``sampler=pruner.sampler, batch_size=B`` works too; ``batch_sampler`` folds a final batch too small for
+BatchNorm into the previous one: a pruned epoch's size changes every epoch.) The kept set of an epoch is drawn
+once, in :meth:`set_epoch`, from a generator seeded by ``(seed, epoch)``; iterating the sampler again gives the
+same list (the official InfoBatch re-prunes in ``__iter__``, which
 with current PyTorch's ``BatchSampler`` never ends an epoch). Under ``torch.distributed`` every rank draws
 the same set from the same records (summed over ranks at :meth:`set_epoch`) and reads its own shard.
 
@@ -145,6 +147,26 @@ class IndexedDataset(Dataset):
         else:
             items = [self.base[i] for i in indices]
         return [(int(i), x, y) for i, (x, y) in zip(indices, items, strict=True)]
+
+
+class EpochBatchSampler(Sampler):
+    """:meth:`DynamicPruner.batch_sampler`: the epoch's kept indices (this rank's shard) in batches, the
+    same batches however often it is iterated."""
+
+    def __init__(self, pruner: DynamicPruner, batch_size: int):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.pruner, self.batch_size = pruner, int(batch_size)
+
+    def __iter__(self):
+        from .train import _batches
+
+        return iter([b.tolist() for b in _batches(self.pruner.shard(), self.batch_size)])
+
+    def __len__(self):
+        from .train import _batches
+
+        return len(_batches(self.pruner.shard(), self.batch_size))
 
 
 class EpochSampler(Sampler):
@@ -321,9 +343,17 @@ class DynamicPruner:
         return {"probs": (self._probs_sum / count).astype(np.float32)}
 
     def steps_in_epoch(self, batch_size: int, drop_last: bool = False) -> int:
-        """Optimizer steps this epoch on this rank (for a scheduler stepped per batch)."""
+        """Optimizer steps this epoch on this rank (for a scheduler stepped per batch), reading it with
+        ``sampler`` (``drop_last`` as given to the DataLoader) or with :meth:`batch_sampler`."""
         n = len(self.shard())
         return n // batch_size if drop_last else math.ceil(n / batch_size)
+
+    def batch_sampler(self, batch_size: int) -> EpochBatchSampler:
+        """The epoch's kept samples (this rank's shard) in batches of ``batch_size``, a final batch too small
+        for BatchNorm folded into the previous one (as :func:`dataprune.train` does): a pruned epoch's size
+        changes every epoch, and a tail of 2-3 samples at batch 32 can wreck a trained model. For
+        ``DataLoader(pruner.dataset, batch_sampler=pruner.batch_sampler(32))``."""
+        return EpochBatchSampler(self, batch_size)
 
     def close(self) -> None:
         """Remove the forward hook (``dynamic``)."""
