@@ -252,6 +252,11 @@ def test_bench_extends_splits_by_seed_and_merges(tmp_path, capsys, monkeypatch):
     m = _rows(merged / "results.csv")
     assert sorted({r["seed"] for r in m}) == ["0", "3"] and len(m) == len(_rows(a / "results.csv")) + len(rows_b)
     assert json.loads((merged / "run.json").read_text())["seeds"] == [0, 3]
+    # What ran it is recorded once per distinct environment (a machine with other CPU kernels would add one:
+    # the same seed can then give other floats); extending the folder on the same machine adds none.
+    envs = json.loads((merged / "run.json").read_text())["environments"]
+    assert envs == json.loads((a / "run.json").read_text())["environments"] and len(envs) == 1
+    assert envs[0]["cpu_capability"] and envs[0]["torch"] == torch.__version__
     assert (merged / "accuracy_vs_ratio.png").exists() and (merged / "scores" / "moso-seed3.npy").exists()
 
     # The default beside a method that needs no surrogate: its cost is still estimated (it once came out NaN

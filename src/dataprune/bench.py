@@ -41,7 +41,8 @@ from .utils import DeferredSignals
 
 # Keys of run.json that a run may extend (everything else must match to resume or add to a folder);
 # per-method and per-policy options merge, as long as no option is given two values.
-GRID_KEYS = ("methods", "ratios", "seeds", "full", "options", "policy_options")
+# "environments": what ran each invocation that wrote to the folder (versions, git commit, CPU), appended.
+GRID_KEYS = ("methods", "ratios", "seeds", "full", "options", "policy_options", "environments")
 
 
 @dataclass
@@ -333,6 +334,9 @@ def _open_folder(spec: GridSpec, out_dir: str, force: bool) -> tuple[GridSpec, l
         want["ratios"] = sorted(set(have.get("ratios", [])) | set(spec.ratios))
         want["seeds"] = sorted(set(have.get("seeds", [])) | set(spec.seeds))
         want["full"] = bool(have.get("full", True)) or spec.full
+        want["environments"] = list(have.get("environments", []))
+    env = io.environment()
+    want["environments"] = want.get("environments", []) + ([env] if env not in want.get("environments", []) else [])
     io.write_json(run_path, want, overwrite=True)
     return spec, rows
 
@@ -669,6 +673,9 @@ def merge_runs(folders: list[str], out_dir: str, *, force: bool = False) -> list
     merged["ratios"] = sorted({x for r in runs for x in r["ratios"]})
     merged["seeds"] = sorted({x for r in runs for x in r["seeds"]})
     merged["full"] = any(r.get("full", True) for r in runs)
+    merged["environments"] = []
+    for r in runs:
+        merged["environments"] += [e for e in r.get("environments", []) if e not in merged["environments"]]
     cells: dict[tuple, dict] = {}
     for f in folders:
         for row in read_results(os.path.join(f, "results.csv")):

@@ -177,14 +177,33 @@ def git_commit() -> str | None:
 _ENVIRONMENT: dict | None = None
 
 
+def _cpu() -> dict:
+    """The CPU model and the instruction set torch's CPU kernels use: floating-point results of the same code
+    and seed can differ between machines whose kernels differ (AVX2 / AVX-512), never within one."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        capability = str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        capability = "unknown"
+    return {"cpu": model, "cpu_capability": capability}
+
+
 def environment() -> dict:
-    """Versions that made an artifact: dataprune (and its git commit in a checkout), torch, numpy, Python."""
+    """What made an artifact: dataprune (and its git commit in a checkout), torch, numpy, Python, the CPU."""
     global _ENVIRONMENT
     if _ENVIRONMENT is None:
         from ._version import __version__
 
         _ENVIRONMENT = {"dataprune": __version__, "git_commit": git_commit(), "torch": torch.__version__,
-                        "numpy": np.__version__, "python": platform.python_version()}
+                        "numpy": np.__version__, "python": platform.python_version(), **_cpu()}
     return dict(_ENVIRONMENT)
 
 
