@@ -8,6 +8,13 @@ then the rows of every method the new run did not run, from the first ``--old`` 
 (earlier folders first). Writes each setting's results.csv, results.md and plots, a ``sources.json`` saying which folder
 each method's rows came from, and the suite's summary.md. Nothing is recomputed: a method's rows come
 from one run, whole.
+
+``--cells``: the ``--new`` rows replace only the cells (method, ratio) they hold, in every setting of the first
+``--old`` folder; the other rows (full data included) stay. For a re-run of a few cells, e.g. after a fix that
+changed only them:
+
+    python scripts/combine_suite.py --cells --new runs/tail07 runs/tail09 --old docs/results/robustness-2026-12-01 \
+        --out docs/results/robustness-2026-12-02
 """
 
 from __future__ import annotations
@@ -33,7 +40,10 @@ def main():
     ap.add_argument("--new", nargs="+", required=True)
     ap.add_argument("--old", nargs="+", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--cells", action="store_true", help="replace only the (method, ratio) cells the new rows hold")
     args = ap.parse_args()
+    if args.cells:
+        return replace_cells(args.new, args.old[0], args.out)
     names = []
     for new in args.new:
         for name in settings(new):
@@ -62,6 +72,35 @@ def main():
             write_grid_report(out, read_results(os.path.join(out, "results.csv")), run)
             names.append(name)
     print(write_suite_summary(args.out, names))
+    print(json.dumps({"settings": len(names)}))
+
+
+def replace_cells(new_folders, base, out_dir):
+    names = settings(base)
+    for name in names:
+        run = io.read_json(os.path.join(base, name, "run.json"))
+        rows = read_results(os.path.join(base, name, "results.csv"))
+        sources = io.read_json(os.path.join(base, name, "sources.json")) \
+            if os.path.isfile(os.path.join(base, name, "sources.json")) else {}
+        replaced = {}
+        for new in new_folders:
+            path = os.path.join(new, name, "results.csv")
+            if not os.path.isfile(path):
+                continue
+            fresh = [r for r in read_results(path) if r["method"] != "full"]
+            cells = {(r["method"], float(r["ratio"])) for r in fresh}
+            rows = [r for r in rows if (r["method"], float(r["ratio"])) not in cells] + fresh
+            for m, ratio in sorted(cells):
+                replaced.setdefault(m, []).append(ratio)
+                sources[f"{m} at ratio {ratio:g}"] = new
+        out = os.path.join(out_dir, name)
+        os.makedirs(out, exist_ok=True)
+        io.write_json(os.path.join(out, "run.json"), run, overwrite=True)
+        io.write_json(os.path.join(out, "sources.json"), {**sources, "base": base} if replaced else sources,
+                      overwrite=True)
+        write_results(os.path.join(out, "results.csv"), rows, run["methods"])
+        write_grid_report(out, read_results(os.path.join(out, "results.csv")), run)
+    print(write_suite_summary(out_dir, names))
     print(json.dumps({"settings": len(names)}))
 
 
