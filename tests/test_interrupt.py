@@ -19,6 +19,12 @@ def _group(pid):
     return [int(p) for p in out]
 
 
+def _as_from_a_terminal():
+    """The command as a terminal starts it: SIGINT acts. Run from a background job of a non-interactive shell
+    (``cmd &`` in a script), the tests would inherit SIGINT ignored, which dataprune rightly keeps ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _env():
     env = dict(os.environ)
     env.pop("DATAPRUNE_QUIET", None)          # progress lines on: the test waits for them
@@ -29,7 +35,7 @@ def _interrupt_when(cmd, line_marker, sig, to_group, min_processes):
     """Start ``cmd`` in its own process group, wait for ``line_marker`` in its output and for at least
     ``min_processes`` processes in the group, send ``sig``; return (exit code, seconds to exit, output)."""
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=_env())
+                            text=True, env=_env(), preexec_fn=_as_from_a_terminal)
     seen = []
     t0 = time.time()
     for line in proc.stdout:
@@ -120,7 +126,15 @@ def test_prune_reading_with_loader_workers_ends_at_once(tmp_path, sig, code):
 def test_deferred_signals_raise_only_where_checked_and_restore_the_handlers():
     from dataprune.utils import DeferredSignals, Terminated
 
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)    # acting, even in a background job
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        _deferred_cases(DeferredSignals, Terminated, before)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+
+
+def _deferred_cases(DeferredSignals, Terminated, before):
     for sig, exc in ((signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)):
         with DeferredSignals() as signals:
             os.kill(os.getpid(), sig)
