@@ -120,8 +120,9 @@ RANK_BY = "alignment"
 # lt50 x CNN and MLP, tuning seeds 10-12, ratios 0.3/0.5/0.7, balanced validation accuracy, no test read;
 # docs/results/fit-dynamic-2026-12-02): mean over the 12 settings without the guard 77.84, k = 1.5 78.62,
 # 2 78.44, 3 78.32, 5 78.40 (CNN lt50 73.2 -> 79.8 at k = 2, lt10 93.6 -> 94.7; MLP lt10/lt50 -0.25/-0.49;
-# under noise no k in 1.5-5 fired). 2 rather than 1.5: under noise the largest class share reached 1.3x the
-# overall share in these cells, a margin of 15% at 1.5 against trusting a noisy class, 50% at 2.
+# under noise no k in 1.5-5 fired; the same ranking after the tail-folding fix). 2 rather than 1.5: under
+# noise the largest class share reached 1.3x the overall share in these cells, a margin of 15% at 1.5 against
+# trusting a noisy class, 50% at 2.
 CLASS_FLAG_FACTOR = 2.0
 
 
