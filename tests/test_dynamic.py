@@ -87,6 +87,7 @@ def test_batch_sampler_folds_a_tail_too_small_for_batchnorm_and_reads_every_kept
         assert sorted(sum(seen[0], [])) == sorted(pruner.order.tolist())
         assert min(sizes) >= 4 or len(sizes) == 1
     assert pruner.kept_counts[0] == 98                                           # the tail of 2 was folded
+    assert pruner.steps_in_epoch(32) == 4 and len(pruner.batch_sampler(32)) == 3
 
 
 def test_dp_train_folds_a_pruned_epochs_tail_of_two_samples():

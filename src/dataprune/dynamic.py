@@ -345,7 +345,8 @@ class DynamicPruner:
 
     def steps_in_epoch(self, batch_size: int, drop_last: bool = False) -> int:
         """Optimizer steps this epoch on this rank (for a scheduler stepped per batch), reading it with
-        ``sampler`` (``drop_last`` as given to the DataLoader) or with :meth:`batch_sampler`."""
+        ``sampler`` and ``drop_last`` as given to the DataLoader; with :meth:`batch_sampler` it is
+        ``len(pruner.batch_sampler(batch_size))`` (one fewer where a small tail is folded)."""
         n = len(self.shard())
         return n // batch_size if drop_last else math.ceil(n / batch_size)
 
