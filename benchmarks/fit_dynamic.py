@@ -25,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))      # benchmarks/dynamic.py's clean_val
 
 SETTINGS = {  # name -> load_dataset keywords (on top of mnist5k, val_split 0.2)
     "clean": {},
@@ -47,17 +48,6 @@ def _split(setting):
     return load_dataset("mnist5k", val_split=0.2, noise_seed=0, **SETTINGS[setting])
 
 
-def _clean_val(split):
-    from torch.utils.data import Subset
-
-    flipped = getattr(split, "val_flipped", None)
-    if flipped is None:
-        return None
-    clean = Subset(split.val, np.flatnonzero(~flipped).tolist())
-    clean.targets = np.asarray(split.val.targets)[~flipped]
-    return clean
-
-
 def run_cell(setting, arch, seed, ratio, factor):
     import torch
 
@@ -66,6 +56,7 @@ def run_cell(setting, arch, seed, ratio, factor):
     from dataprune.models import build_model
     from dataprune.train import TrainConfig, train
     from dataprune.utils import seed_everything
+    from dynamic import clean_val  # benchmarks/dynamic.py
 
     torch.set_num_threads(1)
     dyn.CLASS_FLAG_FACTOR = factor
@@ -80,9 +71,8 @@ def run_cell(setting, arch, seed, ratio, factor):
     out = {"setting": setting, "arch": arch, "seed": seed, "ratio": ratio, "factor": factor, "val_acc": acc,
            "val_bacc": bacc, "saved_fraction": pruner.saved_fraction, "set_aside": int(pruner.suspect.sum()),
            "evidence": pruner.evidence_decision}
-    clean = _clean_val(split)
-    if clean is not None:
-        out["val_acc_clean_labels"] = accuracies(model, clean)[0]
+    if split.val_flipped is not None:
+        out["val_acc_clean_labels"] = accuracies(model, clean_val(split))[0]
     if split.flipped is not None:
         out["set_aside_wrong"] = int((pruner.suspect & split.flipped).sum())
     return out

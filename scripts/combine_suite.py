@@ -82,7 +82,7 @@ def replace_cells(new_folders, base, out_dir):
         rows = read_results(os.path.join(base, name, "results.csv"))
         sources = io.read_json(os.path.join(base, name, "sources.json")) \
             if os.path.isfile(os.path.join(base, name, "sources.json")) else {}
-        replaced = {}
+        replaced = False
         for new in new_folders:
             path = os.path.join(new, name, "results.csv")
             if not os.path.isfile(path):
@@ -90,8 +90,8 @@ def replace_cells(new_folders, base, out_dir):
             fresh = [r for r in read_results(path) if r["method"] != "full"]
             cells = {(r["method"], float(r["ratio"])) for r in fresh}
             rows = [r for r in rows if (r["method"], float(r["ratio"])) not in cells] + fresh
+            replaced = replaced or bool(cells)
             for m, ratio in sorted(cells):
-                replaced.setdefault(m, []).append(ratio)
                 sources[f"{m} at ratio {ratio:g}"] = new
         out = os.path.join(out_dir, name)
         os.makedirs(out, exist_ok=True)

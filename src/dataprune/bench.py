@@ -318,6 +318,7 @@ def _open_folder(spec: GridSpec, out_dir: str, force: bool) -> tuple[GridSpec, l
     run_path = os.path.join(out_dir, "run.json")
     want = json.loads(json.dumps(asdict(spec)))
     rows: list[dict] = []
+    environments: list[dict] = []
     if os.path.isfile(run_path) and not force:
         have = io.read_json(run_path)
         have_settings = {k: v for k, v in have.items() if k not in GRID_KEYS}
@@ -334,11 +335,20 @@ def _open_folder(spec: GridSpec, out_dir: str, force: bool) -> tuple[GridSpec, l
         want["ratios"] = sorted(set(have.get("ratios", [])) | set(spec.ratios))
         want["seeds"] = sorted(set(have.get("seeds", [])) | set(spec.seeds))
         want["full"] = bool(have.get("full", True)) or spec.full
-        want["environments"] = list(have.get("environments", []))
-    env = io.environment()
-    want["environments"] = want.get("environments", []) + ([env] if env not in want.get("environments", []) else [])
+        environments = have.get("environments", [])
+    want["environments"] = _union(environments, [io.environment()])
     io.write_json(run_path, want, overwrite=True)
     return spec, rows
+
+
+def _union(*lists: list) -> list:
+    """The items of ``lists`` in order, each once (for unhashable items: run.json's environments)."""
+    out: list = []
+    for items in lists:
+        for x in items:
+            if x not in out:
+                out.append(x)
+    return out
 
 
 def _merge_options(have: dict, new: dict, what: str, where: str) -> dict:
@@ -673,9 +683,7 @@ def merge_runs(folders: list[str], out_dir: str, *, force: bool = False) -> list
     merged["ratios"] = sorted({x for r in runs for x in r["ratios"]})
     merged["seeds"] = sorted({x for r in runs for x in r["seeds"]})
     merged["full"] = any(r.get("full", True) for r in runs)
-    merged["environments"] = []
-    for r in runs:
-        merged["environments"] += [e for e in r.get("environments", []) if e not in merged["environments"]]
+    merged["environments"] = _union(*(r.get("environments", []) for r in runs))
     cells: dict[tuple, dict] = {}
     for f in folders:
         for row in read_results(os.path.join(f, "results.csv")):

@@ -67,6 +67,7 @@ from . import distributed as dist
 from .data import get_targets
 from .data.views import as_pairs
 from .quotas import waterfill_quotas
+from .train import _batches
 
 METHODS = ("infobatch", "dynamic", "random_dynamic")
 # One line each for `dataprune list`.
@@ -160,13 +161,9 @@ class EpochBatchSampler(Sampler):
         self.pruner, self.batch_size = pruner, int(batch_size)
 
     def __iter__(self):
-        from .train import _batches
-
         return iter([b.tolist() for b in _batches(self.pruner.shard(), self.batch_size)])
 
     def __len__(self):
-        from .train import _batches
-
         return len(_batches(self.pruner.shard(), self.batch_size))
 
 
@@ -479,12 +476,12 @@ class DynamicPruner:
         probs = self.evidence["probs"]
         labels = self.labels[seen]
         info = confident_noise(probs[seen], labels, EVIDENCE_RULE)
-        suspect = info["suspect"].copy()
+        suspect = info["suspect"]
         share = float(suspect.mean())
         rates = {int(c): float(suspect[labels == c].mean()) for c in np.unique(labels)}
         trusted = [c for c, r in rates.items() if CLASS_FLAG_FACTOR is not None and r > CLASS_FLAG_FACTOR * share]
         suspect[np.isin(labels, trusted)] = False
-        spread_ = spread(probs[seen].argmax(1), self.labels[seen])
+        spread_ = spread(probs[seen].argmax(1), labels)
         credible = spread_ >= COLLAPSED_SPREAD
         start, stop = self.evidence_epochs()
         self.evidence_decision = {"flagged_share": share, "spread": round(spread_, 4), "credible": credible,
