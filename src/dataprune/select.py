@@ -167,7 +167,7 @@ def noise_cutoff_indices(scores: np.ndarray, labels: np.ndarray, k: int, evidenc
     return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
 
 
-NOISE_RULES = ("adaptive", "confident", "argmax", "calibrated", "none")
+NOISE_RULES = ("adaptive", "confident", "argmax", "calibrated", "rate", "adaptive_rate", "none")
 # "adaptive": where confident learning finds at least this share of the whole set suspect, the
 # calibrated rule judges (it finds nearly every wrong label but also a few per cent of hard clean
 # ones); below it, confident learning does (it leaves hard clean samples alone). A weak surrogate
@@ -216,20 +216,23 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
     masked = np.where(above, probs, -np.inf)
     confident = np.where(above.any(1), masked.argmax(1), -1)
     by_confident = (confident >= 0) & (confident != labels)
-    by_calibrated = (probs / np.where(np.isfinite(thresholds), thresholds, 1.0)[None, :]).argmax(1) != labels
+    scaled = probs / np.where(np.isfinite(thresholds), thresholds, 1.0)[None, :]
+    by_calibrated = scaled.argmax(1) != labels
     if rule == "confident":
         suspect = by_confident
     elif rule == "argmax":
         suspect = probs.argmax(1) != labels
     elif rule == "calibrated":
         suspect = by_calibrated
-    elif rule == "adaptive":
+    elif rule == "rate":
+        suspect = _by_rate(scaled, labels, confident, by_calibrated)
+    elif rule in ("adaptive", "adaptive_rate"):
         if by_calibrated.mean() >= UNCREDIBLE_FROM:
             # A surrogate that contradicts most labels has not learnt the task (too short a run, too
             # little data): its opinion is no evidence. Only the confident flags remain, if credible.
             suspect = by_confident if by_confident.mean() < UNCREDIBLE_FROM else np.zeros(n, bool)
         elif max(by_confident.mean(), held_out_flagged or 0.0) >= ADAPTIVE_FROM:
-            suspect = by_calibrated
+            suspect = by_calibrated if rule == "adaptive" else _by_rate(scaled, labels, confident, by_calibrated)
         else:
             suspect = by_confident
     else:
@@ -240,6 +243,31 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
     margin = own - others.max(1)
     rate = {int(j): float(suspect[labels == j].mean()) for j in np.unique(labels)}
     return {"suspect": suspect, "margin": margin, "rate": rate, "confident_share": float(by_confident.mean())}
+
+
+def _by_rate(scaled, labels, confident, by_calibrated):
+    """The ``"rate"`` rule: per labelled class i, confident learning's estimate of how many of its labels are
+    wrong -- its size times the share of its *confidently counted* samples that are confidently another class
+    (the calibrated confident joint of Northcutt et al.) -- and that many of the calibrated rule's flags, the
+    most suspicious first (lowest calibrated margin: the label's probability over its threshold minus the
+    largest other class's). A short surrogate's calibrated rule also flags hard clean samples it has not learnt
+    yet; the estimated count keeps the least suspicious of them."""
+    n = len(labels)
+    own = scaled[np.arange(n), labels]
+    others = scaled.copy()
+    others[np.arange(n), labels] = -np.inf
+    cmargin = own - others.max(1)
+    suspect = np.zeros(n, bool)
+    for j in np.unique(labels):
+        members = np.flatnonzero(labels == j)
+        counted = confident[members] >= 0
+        if not counted.any():
+            continue
+        wrong = int(round(len(members) * float((confident[members][counted] != j).mean())))
+        flagged = members[by_calibrated[members]]
+        take = flagged[np.argsort(cmargin[flagged], kind="stable")[:wrong]]
+        suspect[take] = True
+    return suspect
 
 
 def off_centre(features, labels, trusted, *, chunk: int = 65536) -> np.ndarray:
