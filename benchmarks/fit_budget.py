@@ -66,7 +66,7 @@ def evidence(setting, arch, seed, out, budget):
         popts = {"held_out_flagged": float(report["held_out_flagged"])}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, scores=res.scores, probs=res.aux["probs"], labels=res.labels, flipped=flipped,
+    np.savez_compressed(tmp, scores=res.scores, probs=res.evidence["probs"], labels=res.labels, flipped=flipped,
                         popts=json.dumps(popts), plan=res.provenance["plan"],
                         cost=float(res.cost.get("cost_fraction") or np.nan))
     os.replace(tmp, path)
