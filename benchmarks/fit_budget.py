@@ -74,12 +74,12 @@ def evidence(setting, arch, seed, out, budget):
 
 
 def candidate(name, e, ratio, seed):
-    import dataprune as dp
+    from dataprune.select import selection
 
     popts = json.loads(str(e["popts"]))
     if name != "auto" and "noise" not in popts:      # a surrogate judged not credible: nothing is acted on
         popts["noise"] = name
-    sel = dp.select(e["scores"], ratio, labels=e["labels"], policy="auto", seed=seed, probs=e["probs"], **popts)
+    sel = selection(e["scores"], ratio, labels=e["labels"], policy="auto", seed=seed, probs=e["probs"], **popts)
     return sel.keep, sel.decisions
 
 
