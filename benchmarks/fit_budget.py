@@ -105,18 +105,37 @@ def evaluate(setting, arch, seed, names, out, ratios=RATIOS):
 
 
 def table(path):
-    import pandas as pd
+    import collections
 
-    df = pd.read_csv(path)
-    df["setting"] = df["setting"] + "-" + df["arch"]
-    acc = df.pivot_table(index=["setting", "ratio"], columns="candidate", values="val_bacc", aggfunc="mean") * 100
-    wrong = df.pivot_table(index="setting", columns="candidate", values="kept_flipped", aggfunc="mean") * 100
-    aside = df.pivot_table(index="setting", columns="candidate", values="set_aside", aggfunc="mean")
-    lines = ["Balanced validation accuracy (%), mean over tuning seeds:", "", acc.round(2).to_markdown(), "",
-             "Mean over all cells:", "", acc.mean().round(3).to_frame("mean").T.to_markdown(), "",
-             "Kept wrong labels (%), mean over ratios and seeds:", "", wrong.round(2).to_markdown(), "",
-             "Set aside (samples), mean:", "", aside.round(0).to_markdown()]
-    return "\n".join(lines)
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    acc, wrong, aside = (collections.defaultdict(list) for _ in range(3))
+    for r in rows:
+        key = (r["setting"] + "-" + r["arch"], r["candidate"])
+        acc[key + (float(r["ratio"]),)].append(100 * float(r["val_bacc"]))
+        wrong[key].append(100 * float(r["kept_flipped"]))
+        aside[key].append(float(r["set_aside"]))
+    settings = list(dict.fromkeys(r["setting"] + "-" + r["arch"] for r in rows))
+    cands = list(dict.fromkeys(r["candidate"] for r in rows))
+    ratios = sorted({float(r["ratio"]) for r in rows})
+    out = ["Balanced accuracy (%) on the validation samples with clean labels, mean of the tuning seeds, at ratios "
+           + " / ".join(map(str, ratios)) + "; kept wrong labels (%) and samples set aside, mean over ratios and "
+           "seeds.",
+           "", "| setting | " + " | ".join(cands) + " |", "|---" * (len(cands) + 1) + "|"]
+    for s in settings:
+        cells = []
+        for c in cands:
+            accs = " / ".join(f"{np.mean(acc[(s, c, r)]):.1f}" if acc.get((s, c, r)) else "-" for r in ratios)
+            cells.append(f"{accs} (wrong {np.mean(wrong[(s, c)]):.1f}%, aside {np.mean(aside[(s, c)]):.0f})")
+        out.append(f"| {s} | " + " | ".join(cells) + " |")
+    out += ["", "Mean over all cells, difference to the first candidate, cells ahead / behind by more than 0.5:", ""]
+    base = cands[0]
+    for c in cands:
+        d = [np.mean(v) - np.mean(acc[k[:1] + (base,) + k[2:]]) for k, v in acc.items() if k[1] == c]
+        mean = np.mean([np.mean(v) for k, v in acc.items() if k[1] == c])
+        out.append(f"- {c}: mean {mean:.2f}, {np.mean(d):+.2f} vs {base}, ahead {sum(x > 0.5 for x in d)}, "
+                   f"behind {sum(x < -0.5 for x in d)} of {len(d)}; worst {min(d):+.2f}")
+    return "\n".join(out)
 
 
 def main():
