@@ -36,8 +36,9 @@ GRID = [(s, "cnn") for s in ("clean", "sym20", "pair20", "sym40", "pair40", "lt1
        [(s, "mlp") for s in ("clean", "sym20", "pair40")]
 SEEDS = (10, 11)
 RATIOS = (0.5, 0.7, 0.9)
-# Noise rules compared (dataprune.select.NOISE_RULES); "auto" = the policy's own choice for this plan.
-CANDIDATES = ("auto", "adaptive", "confident", "adaptive_rate")
+# Noise rules compared (dataprune.select.NOISE_RULES); "auto" = the policy's own choice for this plan; "centre":
+# auto with the penultimate features (the off-centre rule of the full plan, where noise is evident).
+CANDIDATES = ("auto", "confident", "adaptive_rate", "centre")
 
 
 def _recipe():
@@ -55,6 +56,11 @@ def evidence(setting, arch, seed, out, budget):
     path = os.path.join(out, "evidence", f"{setting}-{arch}-seed{seed}.npz")
     if os.path.exists(path):
         return path
+    import dataprune.pipeline as pipeline
+
+    # The penultimate features too (a budgeted plan does not read them: one more pass), for the off-centre
+    # candidate; the scores and probabilities do not change.
+    pipeline.Plan.features = property(lambda self: True)
     split = _split(setting)
     res = dp.prune(_make(arch, split), split.train, ratio=0.5, budget=budget, config=_recipe(), seed=seed)
     flipped = split.flipped if split.flipped is not None else np.zeros(len(split.train), bool)
@@ -67,7 +73,7 @@ def evidence(setting, arch, seed, out, budget):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp.npz"
     np.savez_compressed(tmp, scores=res.scores, probs=res.evidence["probs"], labels=res.labels, flipped=flipped,
-                        popts=json.dumps(popts), plan=res.provenance["plan"],
+                        features=res.evidence["features"], popts=json.dumps(popts), plan=res.provenance["plan"],
                         cost=float(res.cost.get("cost_fraction") or np.nan))
     os.replace(tmp, path)
     return path
@@ -77,7 +83,9 @@ def candidate(name, e, ratio, seed):
     from dataprune.select import selection
 
     popts = json.loads(str(e["popts"]))
-    if name != "auto" and "noise" not in popts:      # a surrogate judged not credible: nothing is acted on
+    if name == "centre":
+        popts["features"] = e["features"]
+    elif name != "auto" and "noise" not in popts:      # a surrogate judged not credible: nothing is acted on
         popts["noise"] = name
     sel = selection(e["scores"], ratio, labels=e["labels"], policy="auto", seed=seed, probs=e["probs"], **popts)
     return sel.keep, sel.decisions

@@ -290,6 +290,28 @@ def test_adaptive_noise_rule():
     assert confident_noise(guess, labels, "adaptive")["suspect"].mean() < 0.5
 
 
+def test_rate_rule_takes_confident_learnings_count_of_the_calibrated_flags():
+    from dataprune.select import confident_noise
+
+    # class 0: 80 easy samples, 10 hard clean ones the surrogate leans the other way on, 10 wrong labels it
+    # confidently puts in class 1; class 1: 100 easy samples.
+    labels = np.repeat([0, 1], 100)
+    probs = np.tile([0.1, 0.9], (200, 1))
+    probs[:80], probs[80:90], probs[90:100] = [0.9, 0.1], [0.45, 0.55], [0.05, 0.95]
+    calibrated = np.flatnonzero(confident_noise(probs, labels, "calibrated")["suspect"])
+    assert calibrated.tolist() == list(range(80, 100))                 # the hard clean ones too
+    # confidently counted in class 0: the 80 easy and the 10 wrong (threshold 0.77 for class 0, 0.9 for class
+    # 1); 10 of 90 are another class, so round(100 x 10 / 90) = 11 of class 0 are judged wrong: the 10 wrong
+    # labels (lowest calibrated margin) and the most suspicious hard one -- the first, on a stable tie.
+    rate = np.flatnonzero(confident_noise(probs, labels, "rate")["suspect"])
+    assert rate.tolist() == [80] + list(range(90, 100))
+    # adaptive_rate: "rate" where noise is evident (here on the held-out samples: confident learning flags 5%
+    # of these, below ADAPTIVE_FROM), confident learning's own flags where it is not
+    assert np.array_equal(confident_noise(probs, labels, "adaptive_rate", held_out_flagged=0.2)["suspect"],
+                          confident_noise(probs, labels, "rate")["suspect"])
+    assert np.flatnonzero(confident_noise(probs, labels, "adaptive_rate")["suspect"]).tolist() == list(range(90, 100))
+
+
 def _policy_kwargs(policy, n, rng):
     """Evidence and required options for any registered policy, random but valid."""
     from dataprune.select import POLICIES
