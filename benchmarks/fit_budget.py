@@ -59,8 +59,9 @@ def evidence(setting, arch, seed, out, budget):
     import dataprune.pipeline as pipeline
 
     # The penultimate features too (a budgeted plan does not read them: one more pass), for the off-centre
-    # candidate; the scores and probabilities do not change.
-    pipeline.Plan.features = property(lambda self: True)
+    # candidate; the plan, its scores and probabilities do not change.
+    scoring = pipeline.scores_with_evidence
+    pipeline.scores_with_evidence = lambda *a, **k: scoring(*a, **{**k, "with_features": True})
     split = _split(setting)
     res = dp.prune(_make(arch, split), split.train, ratio=0.5, budget=budget, config=_recipe(), seed=seed)
     flipped = split.flipped if split.flipped is not None else np.zeros(len(split.train), bool)
