@@ -10,7 +10,7 @@ equal ratios, the accuracy and the share of passes skipped of schedule candidate
 - ``win20``: the evidence window 10-20% (pruning from 20%).
 
 Settings: mnist5k variants (clean, 20% symmetric, long tail 10:1 and 50:1) x CNN / MLP, 10 epochs at batch 32,
-lr 0.05, tuning seeds 10 and 11, ratios 0.5 and 0.7; score: balanced accuracy on the stratified 20% validation
+lr 0.05, tuning seeds 10, 11 and 12, ratios 0.5 and 0.7; score: balanced accuracy on the stratified 20% validation
 part (and accuracy on its samples with clean labels under noise).
 
     python benchmarks/fit_dynamic_schedule.py --out runs/fit-dynamic-schedule --jobs 2
@@ -33,7 +33,7 @@ from fit_dynamic import BATCH, EPOCHS, LR, _split  # noqa: E402
 
 SETTINGS = ("clean", "sym20", "lt10", "lt50")
 ARCHS = ("cnn", "mlp")
-SEEDS = (10, 11)
+SEEDS = (10, 11, 12)
 RATIOS = (0.5, 0.7)
 CANDIDATES = {"base": {}, "delta1": {"delta": 1.0}, "win20": {"window": (0.1, 0.2)}}
 
