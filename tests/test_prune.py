@@ -12,7 +12,9 @@ import torch.nn as nn
 import dataprune as dp
 from dataprune.data import ArrayDataset, SubsetView, load_dataset
 from dataprune.models import build_model
+from dataprune.pipeline import PLAN_NAMES
 from dataprune.select import num_kept
+from dataprune.trajectory import default_checkpoint_epochs
 
 
 @pytest.fixture(scope="module")
@@ -166,10 +168,13 @@ def test_budget_and_given_checkpoints(digits):
     cheap = dp.prune(make, ds, ratio=0.5, budget=0.25, epochs=10, batch_size=32)
     assert cheap.cost["expected_cost_fraction"] <= 0.25 and cheap.cost["budget"] == 0.25
     assert cheap.provenance["plan"] != "full" and max(c["epoch"] for c in cheap.provenance["checkpoints"]) <= 3
-    # the features' pass (the off-centre rule) is the full plan's only: a budget keeps its plans and its cost
-    assert "features" not in cheap.evidence
+    # a budgeted head plan's features (the off-centre rule) come from its head-scoring pass: no pass of their
+    # own, so the plan and its expected cost stay those without them
+    assert cheap.provenance["plan"] == "early2-head" and cheap.evidence["features"].shape == (len(ds), 128)
+    assert cheap.cost["expected_cost_fraction"] == PLAN_NAMES["early2-head"].expected_cost(
+        10, default_checkpoint_epochs(10), evidence=True, records_evidence=True)
     tight = dp.prune(make, ds, ratio=0.5, budget=0.1, epochs=10, batch_size=32)
-    assert tight.cost["expected_cost_fraction"] <= 0.1 and "features" not in tight.evidence
+    assert tight.cost["expected_cost_fraction"] <= 0.1 and tight.evidence["features"].shape[0] == len(ds)
     # batch_size= is the surrogate's recipe (it once went to the scoring passes instead)
     assert cheap.provenance["recipe"]["batch_size"] == 32 and cheap.provenance["recipe"]["epochs"] == 10
     run = dp.train(make(), ds, epochs=2, batch_size=32, checkpoint_epochs=[1, 2])

@@ -250,9 +250,14 @@ def features(model, checkpoints, dataset, *, batch_size: int = 512, device=None,
     cks = as_checkpoints(checkpoints)
     if not cks:
         raise ValueError("features need the surrogate's checkpoints")
-    f = embeddings(model, cks[-1:], dataset, batch_size=max(batch_size, 256), device=device,
-                   num_workers=num_workers, dims=FEATURE_DIMS, dtype=torch.float32).numpy()
-    # float16 keeps ~3 significant digits; features are rescaled first so that none overflows (|x| > 65504).
+    return as_evidence_features(embeddings(model, cks[-1:], dataset, batch_size=max(batch_size, 256), device=device,
+                                           num_workers=num_workers, dims=FEATURE_DIMS, dtype=torch.float32).numpy())
+
+
+def as_evidence_features(f: np.ndarray) -> np.ndarray:
+    """Features as the evidence keeps them: float16, which holds ~3 significant digits, rescaled first where any
+    would overflow it (|x| > 65504)."""
+    f = np.asarray(f)
     scale = float(np.abs(f).max()) if f.size else 0.0
     return (f / scale if scale > 1e4 else f).astype(np.float16)
 

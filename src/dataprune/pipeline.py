@@ -91,10 +91,20 @@ class Plan:
 
     @property
     def features(self) -> bool:
-        """Whether the label evidence includes the penultimate features (one more forward pass): on the
-        full plan only, where the off-centre rule was validated (features at the end of the recipe); a
-        budgeted plan's surrogate stops early and its budget is tight."""
+        """Whether the label evidence includes the penultimate features in a forward pass of their own: on the
+        full plan only, where the off-centre rule was first validated (features at the end of the recipe); a
+        budgeted plan's budget is tight. See :meth:`reads_features` for the plans that get them free."""
         return self.name == "full"
+
+    def reads_features(self, records_evidence: bool) -> bool:
+        """Whether the label evidence includes the penultimate features: the full plan, and every plan whose
+        method scores the classifier head in a pass of its own and reads its evidence there
+        (``records_evidence``: the class-wise methods, e.g. ``recommended``, with ``params="last_layer"``, not
+        fused), which computes them anyway. On ``early2-head``'s evidence (``--budget 0.25``) the off-centre
+        rule was validated too (benchmarks/fit_budget.py: validation splits of mnist5k, 9 settings x 2 seeds x
+        ratios 0.5/0.7/0.9, +1.5 points of balanced accuracy on the mean, behind by more than 0.5 in 3 of 27
+        cells)."""
+        return self.features or (records_evidence and self.params == "last_layer" and not self.fused)
 
     @property
     def probes(self) -> bool:
@@ -477,7 +487,8 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                     common["work_dir"] = os.path.join(work_dir, f"{s.name}-part{k}")
                 part_scores, part_aux = scores_with_evidence(s, template, cks or [], sview, report=ev_report,
                                                              options=options.get(s.name),
-                                                             with_features=plan.features,
+                                                             with_features=plan.reads_features(
+                                                                 "evidence_epochs" in s.options),
                                                              evidence_checkpoints=judged_cks, **common)
             for key, arr in part_aux.items():
                 arr = np.asarray(arr)
@@ -511,12 +522,15 @@ def scores_with_evidence(spec, model, checkpoints, dataset, *, report=None, opti
         (report is None or set(report["evidence_epochs"]) <= scored_epochs)
     if report is not None and reads_itself:
         options["evidence_epochs"] = report["evidence_epochs"]
+    # The features come from the scoring pass where it computes them anyway (the closed-form head pass).
+    if report is not None and with_features and "evidence_features" in spec.options:
+        options["evidence_features"] = True
     scores, aux = call_method(spec, model, checkpoints, dataset, options=options, return_aux=True, **common)
     passes = dict(batch_size=common.get("batch_size", 512), device=common.get("device"),
                   num_workers=common.get("num_workers", 0))
     if report is not None and not reads_itself:
         aux = {**aux, **label_evidence(model, evidence_checkpoints, dataset, report=report, **passes)[0]}
-    if report is not None and with_features:
+    if report is not None and with_features and "features" not in aux:
         aux = {**aux, "features": evidence_features(model, checkpoints, dataset, **passes)}
     return scores, aux
 

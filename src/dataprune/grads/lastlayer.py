@@ -35,8 +35,9 @@ class LastLayerTerms:
     ``sums`` maps "weight" to (G, C, D) and "bias" to (G, C) (only the selected ones);
     ``counts`` (G,) samples with a finite loss per group; ``sq``/``dot`` (n,) float64 aligned
     with ``indices`` (``dot`` against the group *mean* gradient; NaN where the loss is not
-    finite); ``loss`` (n,); ``probs`` (n, C) float32 softmax outputs when asked for; ``bad``
-    the dataset positions whose loss was not finite.
+    finite); ``loss`` (n,); ``probs`` (n, C) float32 softmax outputs when asked for; ``features`` (n, D')
+    float32 head inputs (projected to at most ``feature_dims`` columns) when asked for; ``bad`` the dataset
+    positions whose loss was not finite.
     """
 
     sums: dict
@@ -46,6 +47,21 @@ class LastLayerTerms:
     loss: np.ndarray
     probs: np.ndarray | None = None
     bad: list = field(default_factory=list)
+    features: np.ndarray | None = None
+
+
+def project(a: torch.Tensor, dims: int | None, cache: list) -> torch.Tensor:
+    """``a`` (B, D), or with ``dims`` and D > dims its projection onto ``dims`` columns by a fixed Gaussian
+    random matrix (seed 0, scaled by 1/sqrt(dims)); ``cache``, a list, keeps the matrix between batches. The one
+    projection of penultimate features, wherever they are read (:func:`dataprune.methods.geometry.embeddings`,
+    the head-scoring pass)."""
+    if dims is None or a.shape[1] <= dims:
+        return a
+    if not cache:
+        g = torch.Generator().manual_seed(0)
+        cache.append((torch.randn(a.shape[1], dims, generator=g, dtype=torch.float64) / dims ** 0.5)
+                     .to(device=a.device, dtype=a.dtype))
+    return a @ cache[0]
 
 
 def _head_pass(model, head: nn.Linear, dataset, indices, loss_fn, batch_size, device, num_workers,
@@ -86,12 +102,14 @@ def last_layer_terms(model: nn.Module, head: nn.Linear, dataset, indices, *, nam
                      need_sq: bool = True, need_dot: bool = True, need_probs: bool = False,
                      batch_size: int = 256, device=None, dtype=torch.float64, cache_mb: float = CACHE_MB,
                      num_workers: int = 0, progress: bool = False, reduce_fn=None,
-                     desc: str = "last layer") -> LastLayerTerms:
+                     desc: str = "last layer", feature_dims: int | None = None) -> LastLayerTerms:
     """Gradient sums and per-sample terms of the head ``head`` over ``dataset[indices]``.
 
     The per-sample gradient over the selected head parameters is ``delta_i f_i^T`` with the
     feature row ``f_i = [a_i, 1]`` (weight and bias), ``a_i`` (weight only) or ``[1]`` (bias
     only). ``reduce_fn(list_of_tensors)`` sums tensors across processes (distributed scoring).
+    ``feature_dims``: also keep each sample's head input ``a_i`` (its penultimate features, projected to at
+    most this many columns by :func:`project`), which the pass computes anyway.
     Returns a :class:`LastLayerTerms`.
     """
     use_bias = "bias" in names and head.bias is not None
@@ -106,6 +124,7 @@ def last_layer_terms(model: nn.Module, head: nn.Linear, dataset, indices, *, nam
     sq_out = np.full(n, np.nan) if need_sq else None
     probs_out = np.full((n, c), np.nan, dtype=np.float32) if need_probs else None
     loss_out = np.full(n, np.nan)
+    feats_out, proj = None, []
     bad = []
     itemsize = torch.finfo(head.weight.dtype).bits // 8
     fits = n * (width + c) * itemsize <= cache_mb * 2**20
@@ -125,6 +144,11 @@ def last_layer_terms(model: nn.Module, head: nn.Linear, dataset, indices, *, nam
         b = len(idx)
         rows = np.arange(pos, pos + b)
         pos += b
+        if feature_dims is not None:
+            f = project(a, feature_dims, proj).float().cpu().numpy()
+            if feats_out is None:
+                feats_out = np.zeros((n, f.shape[1]), dtype=np.float32)
+            feats_out[rows] = f
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad += idx[~finite.cpu().numpy()].tolist()
@@ -177,7 +201,7 @@ def last_layer_terms(model: nn.Module, head: nn.Linear, dataset, indices, *, nam
     if use_bias:
         sums["bias"] = g_all[:, :, width - 1]
     return LastLayerTerms(sums, counts.cpu().numpy().round().astype(np.int64), sq_out, dot_out, loss_out,
-                          probs_out, sorted(bad))
+                          probs_out, sorted(bad), feats_out)
 
 
 def _from_cache(cache, batch_size):

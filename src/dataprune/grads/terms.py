@@ -105,7 +105,9 @@ class CheckpointTerms:
     ``dot`` (N,) ``g_i . gbar_{group(i)}``; ``sq`` (N,) ``||g_i||^2`` or None; ``gbar_sq`` (G,)
     squared norms of the group mean gradients; ``counts`` (G,) samples with a finite loss per
     group; ``bad`` dataset positions whose loss was not finite (NaN in ``dot``/``sq``); ``probs``
-    (N, C) float32 softmax outputs at these weights when asked for.
+    (N, C) float32 softmax outputs at these weights when asked for; ``features`` (N, D') float32 penultimate
+    features (projected to at most ``need_features`` columns) where the pass computes them anyway (the
+    closed-form head pass) and they were asked for, else None.
     """
 
     dot: np.ndarray
@@ -114,6 +116,7 @@ class CheckpointTerms:
     counts: np.ndarray
     bad: list = field(default_factory=list)
     probs: np.ndarray | None = None
+    features: np.ndarray | None = None
 
     def to_arrays(self) -> dict:
         """Plain arrays (for a resumable partial-results file)."""
@@ -121,6 +124,8 @@ class CheckpointTerms:
                "gbar_sq": self.gbar_sq, "counts": self.counts, "bad": np.asarray(self.bad, dtype=np.int64)}
         if self.probs is not None:
             out["probs"] = self.probs
+        if self.features is not None:
+            out["features"] = self.features
         return out
 
     @classmethod
@@ -129,7 +134,8 @@ class CheckpointTerms:
         return cls(np.asarray(arrays["dot"]), sq if sq.size or not len(arrays["dot"]) else None,
                    np.asarray(arrays["gbar_sq"]), np.asarray(arrays["counts"]),
                    np.asarray(arrays["bad"]).astype(np.int64).tolist(),
-                   np.asarray(arrays["probs"]) if "probs" in arrays else None)
+                   np.asarray(arrays["probs"]) if "probs" in arrays else None,
+                   np.asarray(arrays["features"]) if "features" in arrays else None)
 
 
 def example_batch(dataset, device, dtype) -> torch.Tensor:
@@ -141,7 +147,8 @@ def example_batch(dataset, device, dtype) -> torch.Tensor:
 
 def checkpoint_terms(work: torch.nn.Module, dataset, options: TermOptions, *, need_sq: bool = True,
                      need_probs: bool = False, groups: np.ndarray | None = None, num_groups: int = 1,
-                     order: np.ndarray | None = None, desc: str = "") -> CheckpointTerms:
+                     order: np.ndarray | None = None, desc: str = "",
+                     need_features: int | None = None) -> CheckpointTerms:
     """Mean gradient(s) and per-sample ``g_i . gbar`` and ``||g_i||^2`` at the model's current weights.
 
     ``work`` must be in eval mode. With ``groups`` (one group id per dataset position) the mean
@@ -158,7 +165,7 @@ def checkpoint_terms(work: torch.nn.Module, dataset, options: TermOptions, *, ne
         (head, names), = sel.modules.items()
         if isinstance(head, torch.nn.Linear):
             return _last_layer(work, head, names, dataset, local, options, need_sq, need_probs, groups,
-                               num_groups, n, desc)
+                               num_groups, n, desc, need_features)
     sel = options.params if isinstance(options.params, ParamSelection) else \
         select_params(work, options.params, example=example_batch(dataset, device, dtype))
     common = dict(loss_fn=options.loss, batch_size=options.batch_size, device=device,
@@ -181,22 +188,24 @@ def checkpoint_terms(work: torch.nn.Module, dataset, options: TermOptions, *, ne
     return _assemble(terms.dot, terms.sq, terms.probs, local, n, gbar_sq, counts, bad + terms.bad)
 
 
-def _assemble(dot, sq, probs, local, n, gbar_sq, counts, bad) -> CheckpointTerms:
+def _assemble(dot, sq, probs, local, n, gbar_sq, counts, bad, features=None) -> CheckpointTerms:
     # Reorder the local block to dataset order, then gather all blocks.
     pos = np.argsort(local, kind="stable")
     dot = dist.gather_blocks(dot[pos], n)
     sq = dist.gather_blocks(sq[pos], n) if sq is not None else None
     probs = dist.gather_blocks(probs[pos], n) if probs is not None else None
+    features = dist.gather_blocks(features[pos], n) if features is not None else None
     bad = sorted(set().union(*dist.gather_objects({int(b) for b in bad})))
-    return CheckpointTerms(dot, sq, np.asarray(gbar_sq, dtype=np.float64), np.asarray(counts), bad, probs)
+    return CheckpointTerms(dot, sq, np.asarray(gbar_sq, dtype=np.float64), np.asarray(counts), bad, probs, features)
 
 
-def _last_layer(work, head, names, dataset, local, options, need_sq, need_probs, groups, num_groups, n, desc):
+def _last_layer(work, head, names, dataset, local, options, need_sq, need_probs, groups, num_groups, n, desc,
+                need_features=None):
     res = last_layer_terms(work, head, dataset, local, names=names, loss_fn=options.loss, groups=groups,
                            num_groups=num_groups, need_sq=need_sq, need_dot=True, need_probs=need_probs,
                            batch_size=options.batch_size, device=options.torch_device, dtype=options.acc_dtype,
                            cache_mb=options.cache_mb, num_workers=options.num_workers, progress=options.progress,
-                           reduce_fn=dist.all_reduce_sum_, desc=f"{desc} last layer")
+                           reduce_fn=dist.all_reduce_sum_, desc=f"{desc} last layer", feature_dims=need_features)
     gbar_sq = np.zeros(num_groups)
     for total in res.sums.values():
         m = total.double().cpu().numpy() / np.maximum(res.counts, 1).reshape((-1,) + (1,) * (total.dim() - 1))
@@ -205,7 +214,7 @@ def _last_layer(work, head, names, dataset, local, options, need_sq, need_probs,
         warnings.warn(f"{len(res.bad)} sample(s) have a non-finite loss (dataset positions "
                       f"{res.bad[:20]}); they are left out of the sums", NonFiniteLossWarning, stacklevel=3)
     # The last-layer pass reads the samples in ``local`` order; undo it like the general path.
-    return _assemble(res.dot, res.sq, res.probs, local, n, gbar_sq, res.counts, res.bad)
+    return _assemble(res.dot, res.sq, res.probs, local, n, gbar_sq, res.counts, res.bad, res.features)
 
 
 def _check_additivity(sel, means, counts_t, layer_sums, dtype):

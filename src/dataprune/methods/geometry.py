@@ -14,6 +14,7 @@ import torch
 
 from ..data import get_targets, iter_batches
 from ..grads import find_classifier
+from ..grads.lastlayer import project
 from ..trajectory import as_checkpoints, load_state
 from ..utils import model_dtype, resolve_device
 from .common import example_batch, orient, prepare_model
@@ -35,14 +36,7 @@ def embeddings(model, checkpoints, dataset, *, batch_size: int = 512, device=Non
     proj = []
 
     def keep(m, inp, out):
-        a = inp[0].reshape(inp[0].shape[0], -1)
-        if dims is not None and a.shape[1] > dims:
-            if not proj:
-                g = torch.Generator().manual_seed(0)
-                proj.append((torch.randn(a.shape[1], dims, generator=g, dtype=torch.float64) / dims ** 0.5)
-                            .to(device=a.device, dtype=a.dtype))
-            a = a @ proj[0]
-        feats.append(a.to(dtype).cpu())
+        feats.append(project(inp[0].reshape(inp[0].shape[0], -1), dims, proj).to(dtype).cpu())
 
     handle = head.register_forward_hook(keep)
     try:

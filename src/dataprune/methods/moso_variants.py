@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import get_targets
+from ..evidence import FEATURE_DIMS, as_evidence_features
 from ..grads.terms import TermOptions, checkpoint_terms
 from .common import finalize, load_checkpoint, resumable_terms, setup_run
 
@@ -54,10 +55,14 @@ def early_checkpoints(epochs) -> list[int]:
 
 
 def classwise_terms(model, checkpoints, dataset, *, kind: str = "class", work_dir: str | None = None,
-                    evidence_epochs=None, **options) -> tuple[np.ndarray, dict]:
+                    evidence_epochs=None, evidence_features: bool = False, **options) -> tuple[np.ndarray, dict]:
     """Scores of ``kind`` and the evidence dict (:data:`AUX`), one pass over the checkpoints.
     ``evidence_epochs``: the checkpoints whose probabilities are the ``probs`` evidence (chosen by
-    :func:`dataprune.evidence.judge`); default the early segment (:func:`early_checkpoints`)."""
+    :func:`dataprune.evidence.judge`); default the early segment (:func:`early_checkpoints`).
+    ``evidence_features``: the evidence ``features`` too (:func:`dataprune.evidence.features`: penultimate
+    features at the last checkpoint), where the scoring pass computes them anyway -- the closed-form head pass
+    (``params="last_layer"``); elsewhere they are left out and :func:`dataprune.pipeline.scores_with_evidence`
+    reads them in a pass of their own."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     opts = TermOptions.from_kwargs(options, what=f"moso_{'class' if kind == 'class' else 'norm'}")
@@ -77,13 +82,19 @@ def classwise_terms(model, checkpoints, dataset, *, kind: str = "class", work_di
             raise ValueError(f"evidence_epochs {list(evidence_epochs)} name none of the checkpoints' epochs "
                              f"{[ck.epoch for ck in cks]}")
     bad: set[int] = set()
+    features = None
     for k, ck in enumerate(cks):
-        def compute(ck=ck, k=k):
+        last = k == len(cks) - 1
+
+        def compute(ck=ck, k=k, last=last):
             load_checkpoint(work, ck, k)
             return checkpoint_terms(work, dataset, opts, need_sq=True, need_probs=True, groups=groups,
-                                    num_groups=len(classes), order=order, desc=f"ckpt {k + 1}/{len(cks)}")
+                                    num_groups=len(classes), order=order, desc=f"ckpt {k + 1}/{len(cks)}",
+                                    need_features=FEATURE_DIMS if evidence_features and last else None)
 
         terms = resumable_terms(store, k, ck, compute)
+        if evidence_features and last and terms.features is not None:
+            features = as_evidence_features(terms.features)
         bad |= set(terms.bad)
         ok = np.ones(n, bool)
         ok[list(terms.bad)] = False
@@ -104,11 +115,13 @@ def classwise_terms(model, checkpoints, dataset, *, kind: str = "class", work_di
     if bad:
         gradnorm[sorted(bad)] = np.inf
     aux = {"probs": (probs / len(early)).astype(np.float32), "gradnorm": gradnorm, "disagreement": wrong / len(cks)}
+    if features is not None:
+        aux["features"] = features
     return score, aux
 
 
 def classwise_score(model, checkpoints, dataset, *, return_aux: bool = False, work_dir: str | None = None,
-                    evidence_epochs=None, **options):
+                    evidence_epochs=None, evidence_features: bool = False, **options):
     """Class-wise MoSo, higher = keep: ``sum_t eta_t g_i . (n_c gbar_c - g_i) / (n_c - 1)``.
 
     Each sample is compared with the mean gradient of the *other* samples of its class at
@@ -117,14 +130,14 @@ def classwise_score(model, checkpoints, dataset, *, return_aux: bool = False, wo
     (``probs``, ``gradnorm``, ``disagreement``) for ``policy="auto"`` / ``"noise_cutoff"``.
     """
     score, aux = classwise_terms(model, checkpoints, dataset, kind="class", work_dir=work_dir,
-                                 evidence_epochs=evidence_epochs, **options)
+                                 evidence_epochs=evidence_epochs, evidence_features=evidence_features, **options)
     return (score, aux) if return_aux else score
 
 
 def normalized_score(model, checkpoints, dataset, *, return_aux: bool = False, work_dir: str | None = None,
-                     evidence_epochs=None, **options):
+                     evidence_epochs=None, evidence_features: bool = False, **options):
     """Normalised class-wise MoSo, higher = keep: the class-wise alignment divided by ``||g_i||``,
     so that a sample is rewarded for the direction of its gradient, not its size."""
     score, aux = classwise_terms(model, checkpoints, dataset, kind="normalized", work_dir=work_dir,
-                                 evidence_epochs=evidence_epochs, **options)
+                                 evidence_epochs=evidence_epochs, evidence_features=evidence_features, **options)
     return (score, aux) if return_aux else score
