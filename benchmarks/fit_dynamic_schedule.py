@@ -5,7 +5,7 @@ again over the last ``1 - delta`` of them (``DELTA`` 0.875, InfoBatch's annealin
 fitted here), so at ratio r it skips about ``r x (delta - 0.3)`` of the passes: 0.29 at r 0.5. This compares, at
 equal ratios, the accuracy and the share of passes skipped of schedule candidates:
 
-- ``base``: the shipped schedule (window to 30%, delta 0.875);
+- ``base``: the schedule shipped before 2026-12-02 (window to 30%, InfoBatch's delta 0.875);
 - ``delta1``: no full-data tail (delta 1.0).
 
 (An evidence window to 20% was tried too; its first run leaked its window into later cells of the same worker

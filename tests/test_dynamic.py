@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import dataprune as dp
 from dataprune.data import ArrayDataset
-from dataprune.dynamic import DELTA, DynamicPruner
+from dataprune.dynamic import DELTA, DYNAMIC_DELTA, DynamicPruner
 
 
 def _blobs(n=240, d=8, classes=3, seed=0):
@@ -53,13 +53,17 @@ def test_a_plain_loop_with_workers_reads_each_epochs_kept_set_once(method):
     x, y = _blobs()
     model = _mlp()
     pruner = DynamicPruner(ArrayDataset(x, y), model=model, epochs=8, ratio=0.5, method=method, seed=3)
-    seen = _loop(pruner, model, 8, num_workers=2)          # epoch 7 >= 0.875 x 8: the full data
+    seen = _loop(pruner, model, 8, num_workers=2)
     for epoch, s in enumerate(seen):
         assert len(s) == len(set(s)) == pruner.kept_counts[epoch]     # the epoch ends; no sample twice
     assert pruner.passes == sum(len(s) for s in seen)
     assert pruner.saved_fraction == pytest.approx(1 - pruner.passes / (240 * 8))
     assert 0.0 < pruner.saved_fraction < 0.6
-    assert len(seen[-1]) == 240 - int(pruner.suspect.sum())             # annealed: the last epoch reads all
+    trusted = 240 - int(pruner.suspect.sum())
+    if method == "dynamic":                                  # prunes to the end (DYNAMIC_DELTA = 1)
+        assert pruner.delta == DYNAMIC_DELTA == 1.0 and len(seen[-1]) < trusted
+    else:                                                    # annealed: epoch 7 >= 0.875 x 8 reads all
+        assert pruner.delta == DELTA and len(seen[-1]) == trusted
     scores = pruner.scores
     assert scores.shape == (240,) and scores.dtype == np.float64 and not np.isnan(scores).any()
     keep = dp.select(scores, 0.5, labels=y)                                # a static subset for the next run
@@ -182,7 +186,9 @@ def test_dynamic_sets_aside_the_labels_its_own_predictions_contradict():
     caught = pruner.suspect & flipped
     assert caught.sum() >= 0.6 * flipped.sum() and (pruner.suspect & ~flipped).sum() <= 3    # "confident": recall ~0.7
     assert np.isneginf(pruner.scores[pruner.suspect]).all()
-    assert pruner.kept_counts[-1] == 300 - pruner.suspect.sum()             # never read again
+    # the last epoch prunes too (DYNAMIC_DELTA = 1): about 0.7 of the trusted samples, never a set-aside one
+    assert abs(pruner.kept_counts[-1] - 0.7 * (300 - pruner.suspect.sum())) <= 3
+    assert not pruner.suspect[pruner.shard()].any()
     assert 0.2 < pruner.saved_fraction < 0.45
     pruner.close()
 
