@@ -237,12 +237,17 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
             suspect = by_confident
     else:
         suspect = np.zeros(n, bool)
-    own = probs[np.arange(n), labels]
-    others = probs.copy()
-    others[np.arange(n), labels] = -np.inf
-    margin = own - others.max(1)
+    margin = _label_margin(probs, labels)
     rate = {int(j): float(suspect[labels == j].mean()) for j in np.unique(labels)}
     return {"suspect": suspect, "margin": margin, "rate": rate, "confident_share": float(by_confident.mean())}
+
+
+def _label_margin(p, labels):
+    """(N,) each row's value at its label minus its largest value elsewhere (low = suspicious)."""
+    rows = np.arange(len(labels))
+    others = p.copy()
+    others[rows, labels] = -np.inf
+    return p[rows, labels] - others.max(1)
 
 
 def _by_rate(scaled, labels, confident, by_calibrated):
@@ -253,10 +258,7 @@ def _by_rate(scaled, labels, confident, by_calibrated):
     largest other class's). A short surrogate's calibrated rule also flags hard clean samples it has not learnt
     yet; the estimated count keeps the least suspicious of them."""
     n = len(labels)
-    own = scaled[np.arange(n), labels]
-    others = scaled.copy()
-    others[np.arange(n), labels] = -np.inf
-    cmargin = own - others.max(1)
+    cmargin = _label_margin(scaled, labels)
     suspect = np.zeros(n, bool)
     for j in np.unique(labels):
         members = np.flatnonzero(labels == j)
