@@ -96,15 +96,15 @@ class Plan:
         budgeted plan's budget is tight. See :meth:`reads_features` for the plans that get them free."""
         return self.name == "full"
 
-    def reads_features(self, records_evidence: bool) -> bool:
-        """Whether the label evidence includes the penultimate features: the full plan, and every plan whose
-        method scores the classifier head in a pass of its own and reads its evidence there
-        (``records_evidence``: the class-wise methods, e.g. ``recommended``, with ``params="last_layer"``, not
-        fused), which computes them anyway. On ``early2-head``'s evidence (``--budget 0.25``) the off-centre
-        rule was validated too (benchmarks/fit_budget.py: validation splits of mnist5k, 9 settings x 2 seeds x
-        ratios 0.5/0.7/0.9, +1.5 points of balanced accuracy on the mean, behind by more than 0.5 in 3 of 27
-        cells)."""
-        return self.features or (records_evidence and self.params == "last_layer" and not self.fused)
+    def reads_features(self, method_keeps_features: bool) -> bool:
+        """Whether the label evidence includes the penultimate features: the full plan, and every plan that
+        scores the classifier head in a pass of its own (``params="last_layer"``, not fused) with a method that
+        keeps the features of that pass (``method_keeps_features``: it takes ``evidence_features``, the
+        class-wise methods, e.g. ``recommended``), which computes them anyway. On ``early2-head``'s evidence
+        (``--budget 0.25``) the off-centre rule was validated too (benchmarks/fit_budget.py: validation splits of
+        mnist5k, 9 settings x 2 seeds x ratios 0.5/0.7/0.9, +1.5 points of balanced accuracy on the mean, behind
+        by more than 0.5 in 3 of 27 cells)."""
+        return self.features or (method_keeps_features and self.params == "last_layer" and not self.fused)
 
     @property
     def probes(self) -> bool:
@@ -488,7 +488,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                 part_scores, part_aux = scores_with_evidence(s, template, cks or [], sview, report=ev_report,
                                                              options=options.get(s.name),
                                                              with_features=plan.reads_features(
-                                                                 "evidence_epochs" in s.options),
+                                                                 "evidence_features" in s.options),
                                                              evidence_checkpoints=judged_cks, **common)
             for key, arr in part_aux.items():
                 arr = np.asarray(arr)
