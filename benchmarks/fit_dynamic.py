@@ -78,6 +78,18 @@ def run_cell(setting, arch, seed, ratio, factor):
     return out
 
 
+def run_cells(fn, todo, path, jobs):
+    """Run ``fn(*cell)`` for every cell of ``todo`` on ``jobs`` processes, appending each result to the JSON lines
+    file ``path`` as it comes (an interrupted fit resumes from it); yields ``(cell, result)`` in order."""
+    if not todo:
+        return
+    with ProcessPoolExecutor(jobs) as pool, open(path, "a") as f:
+        for key, res in zip(todo, pool.map(fn, *zip(*todo, strict=True)), strict=True):
+            f.write(json.dumps(res) + "\n")
+            f.flush()
+            yield key, res
+
+
 def trusted(evidence, factor):
     if factor is None or not evidence:
         return ()
@@ -100,13 +112,10 @@ def main(argv=None) -> int:
     cells = [(s, a, seed, r) for a in ARCHS for s in SETTINGS for seed in SEEDS for r in RATIOS]
 
     def run_all(todo):
-        with ProcessPoolExecutor(args.jobs) as pool, open(path, "a") as f:
-            for key, res in zip(todo, pool.map(run_cell, *zip(*todo, strict=True)), strict=True):
-                done[key] = res
-                f.write(json.dumps(res) + "\n")
-                f.flush()
-                print(f"{key}: val bacc {100 * res['val_bacc']:.1f}  set aside {res['set_aside']}  "
-                      f"kept whole {res['evidence'].get('classes_kept_whole')}", flush=True)
+        for key, res in run_cells(run_cell, todo, path, args.jobs):
+            done[key] = res
+            print(f"{key}: val bacc {100 * res['val_bacc']:.1f}  set aside {res['set_aside']}  "
+                  f"kept whole {res['evidence'].get('classes_kept_whole')}", flush=True)
 
     run_all([(*c, None) for c in cells if (*c, None) not in done])
     # Each candidate: the guard-off run where it trusts no class, else a run of its own (one per trusted set).

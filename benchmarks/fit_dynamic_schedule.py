@@ -24,14 +24,13 @@ import argparse
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from fit_dynamic import BATCH, EPOCHS, LR, _split  # noqa: E402
+from fit_dynamic import BATCH, EPOCHS, LR, _split, run_cells  # noqa: E402
 
 SETTINGS = ("clean", "sym20", "lt10", "lt50")
 ARCHS = ("cnn", "mlp")
@@ -108,13 +107,9 @@ def main(argv=None) -> int:
     done = {(r["setting"], r["arch"], r["seed"], r["ratio"], r["candidate"]) for r in rows}
     todo = [(s, a, seed, r, c) for a in ARCHS for s in SETTINGS for seed in SEEDS for r in RATIOS
             for c in CANDIDATES if (s, a, seed, r, c) not in done]
-    if todo and not args.table:
-        with ProcessPoolExecutor(args.jobs) as pool, open(path, "a") as f:
-            for key, res in zip(todo, pool.map(run_cell, *zip(*todo, strict=True)), strict=True):
-                rows.append(res)
-                f.write(json.dumps(res) + "\n")
-                f.flush()
-                print(f"{key}: val bacc {100 * res['val_bacc']:.1f}  saved {res['saved_fraction']:.3f}", flush=True)
+    for key, res in run_cells(run_cell, [] if args.table else todo, path, args.jobs):
+        rows.append(res)
+        print(f"{key}: val bacc {100 * res['val_bacc']:.1f}  saved {res['saved_fraction']:.3f}", flush=True)
     text = table(rows)
     if not args.table:
         with open(os.path.join(args.out, "table.md"), "w") as f:
