@@ -60,8 +60,15 @@ def evidence(setting, arch, seed, out, budget):
 
     # The penultimate features too (a budgeted plan does not read them: one more pass), for the off-centre
     # candidate; the plan, its scores and probabilities do not change.
-    scoring = pipeline.scores_with_evidence
-    pipeline.scores_with_evidence = lambda *a, **k: scoring(*a, **{**k, "with_features": True})
+    # (once per worker process: it runs many settings)
+    if not getattr(pipeline.scores_with_evidence, "forces_features", False):
+        scoring = pipeline.scores_with_evidence
+
+        def with_features(*a, **k):
+            return scoring(*a, **{**k, "with_features": True})
+
+        with_features.forces_features = True
+        pipeline.scores_with_evidence = with_features
     split = _split(setting)
     res = dp.prune(_make(arch, split), split.train, ratio=0.5, budget=budget, config=_recipe(), seed=seed)
     flipped = split.flipped if split.flipped is not None else np.zeros(len(split.train), bool)

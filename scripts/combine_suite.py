@@ -62,17 +62,21 @@ def main():
                     sources[m] = old
                 rows += extra
                 have |= {r["method"] for r in extra}
-            out = os.path.join(args.out, name)
-            os.makedirs(out, exist_ok=True)
             order = list(dict.fromkeys(run["methods"] + [r["method"] for r in rows]))
-            run = {**run, "methods": [m for m in order if m != "full"]}
-            io.write_json(os.path.join(out, "run.json"), run, overwrite=True)
-            io.write_json(os.path.join(out, "sources.json"), sources, overwrite=True)
-            write_results(os.path.join(out, "results.csv"), rows, order)
-            write_grid_report(out, read_results(os.path.join(out, "results.csv")), run)
+            write_setting(os.path.join(args.out, name), {**run, "methods": [m for m in order if m != "full"]},
+                          sources, rows, order)
             names.append(name)
     print(write_suite_summary(args.out, names))
     print(json.dumps({"settings": len(names)}))
+
+
+def write_setting(out, run, sources, rows, methods):
+    """One setting's folder: run.json, sources.json, results.csv (``methods`` in this order) and its report."""
+    os.makedirs(out, exist_ok=True)
+    io.write_json(os.path.join(out, "run.json"), run, overwrite=True)
+    io.write_json(os.path.join(out, "sources.json"), sources, overwrite=True)
+    write_results(os.path.join(out, "results.csv"), rows, methods)
+    write_grid_report(out, read_results(os.path.join(out, "results.csv")), run)
 
 
 def replace_cells(new_folders, base, out_dir):
@@ -93,13 +97,8 @@ def replace_cells(new_folders, base, out_dir):
             replaced = replaced or bool(cells)
             for m, ratio in sorted(cells):
                 sources[f"{m} at ratio {ratio:g}"] = new
-        out = os.path.join(out_dir, name)
-        os.makedirs(out, exist_ok=True)
-        io.write_json(os.path.join(out, "run.json"), run, overwrite=True)
-        io.write_json(os.path.join(out, "sources.json"), {**sources, "base": base} if replaced else sources,
-                      overwrite=True)
-        write_results(os.path.join(out, "results.csv"), rows, run["methods"])
-        write_grid_report(out, read_results(os.path.join(out, "results.csv")), run)
+        write_setting(os.path.join(out_dir, name), run, {**sources, "base": base} if replaced else sources, rows,
+                      run["methods"])
     print(write_suite_summary(out_dir, names))
     print(json.dumps({"settings": len(names)}))
 
