@@ -19,7 +19,7 @@ also the per-sample evidence those policies use, recorded along the trajectory a
 forward pass:
 
 * ``probs`` (N, C): the surrogate's class probabilities (eval mode, from the scoring pass itself)
-  averaged over the checkpoints of the early trajectory: epochs up to :data:`EVIDENCE_SEGMENT` of
+  averaged over the checkpoints of the early trajectory: epochs up to :data:`dataprune.evidence.EVIDENCE_SEGMENT` of
   the last checkpoint's, and at least the first two checkpoints. Later, a network memorises wrong
   labels and its outputs stop contradicting them (measured: benchmarks/fit_default.py). The
   training pass's own outputs over the same epochs were measured too and found worse evidence
@@ -34,26 +34,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import get_targets
-from ..evidence import FEATURE_DIMS, as_evidence_features
+from ..evidence import FEATURE_DIMS, as_evidence_features, early_checkpoints
 from ..grads.terms import TermOptions, checkpoint_terms
 from .common import finalize, load_checkpoint, resumable_terms, setup_run
 
 AUX = ("probs", "gradnorm", "disagreement")
 KINDS = ("class", "normalized")
-# The share of the trajectory whose outputs are the label evidence (fitted on validation splits of mnist5k:
-# the first 3 of 10 epochs found 63-69% of 40% flipped labels with an MLP, all checkpoints 15-32%).
-EVIDENCE_SEGMENT = 0.3
-
-
-def early_checkpoints(epochs) -> list[int]:
-    """Positions of the checkpoints whose outputs are the label evidence (see :data:`EVIDENCE_SEGMENT`):
-    those up to that share of the last checkpoint's epoch, and at least the first two."""
-    epochs = list(epochs)
-    order = sorted(range(len(epochs)), key=lambda k: epochs[k])
-    limit = max(epochs[order[min(1, len(order) - 1)]], EVIDENCE_SEGMENT * max(epochs))
-    return [k for k, e in enumerate(epochs) if e <= limit + 1e-9]
-
-
 def classwise_terms(model, checkpoints, dataset, *, kind: str = "class", work_dir: str | None = None,
                     evidence_epochs=None, evidence_features: bool = False, **options) -> tuple[np.ndarray, dict]:
     """Scores of ``kind`` and the evidence dict (:data:`AUX`), one pass over the checkpoints.
