@@ -96,6 +96,11 @@ def test_dict_items_and_hugging_face_datasets():
     assert res.n_kept == num_kept(len(odd), 0.5)
     with pytest.raises(KeyError, match="input_key='nope' is not a field"):
         as_pairs(odd, input_key="nope", label_key="cls")
+    # dp.train reads (input, label) pairs: a dict dataset is refused with the wrap to use, and that name imports
+    with pytest.raises(TypeError, match=r"dataprune\.data\.as_pairs\(dataset, input_key="):
+        dp.train(_mlp(), hf, epochs=1, batch_size=32)
+    from dataprune.data import as_pairs as public
+    assert public is as_pairs and dp.train(_mlp(), public(hf), epochs=1, batch_size=32).steps > 0
 
 
 def test_a_model_with_parameters_no_reset_reaches_is_refused():

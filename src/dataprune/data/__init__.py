@@ -21,11 +21,12 @@ from .cifar import load_cifar
 from .core import ArrayDataset, NpyDataset, SubsetView, get_targets, iter_batches
 from .imagefolder import ImageFolderDataset, load_imagefolder
 from .noise import NOISE_KINDS, add_label_noise, long_tail_indices, pair_noise, symmetric_noise
+from .views import as_pairs
 
 __all__ = ["DataSplit", "DATASETS", "load_dataset", "ArrayDataset", "NpyDataset", "SubsetView", "ImageFolderDataset",
            "get_targets",
            "iter_batches", "symmetric_noise", "pair_noise", "add_label_noise", "long_tail_indices", "NOISE_KINDS",
-           "stratified_split", "flip_crop", "get_augmentation"]
+           "stratified_split", "flip_crop", "get_augmentation", "as_pairs"]
 
 
 @dataclass
