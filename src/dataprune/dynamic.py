@@ -232,8 +232,7 @@ class DynamicPruner:
         n = len(self.labels)
         self.classes, self.groups = np.unique(self.labels, return_inverse=True)
         # Records of the epoch in progress (summed over ranks at set_epoch).
-        self._loss = np.zeros(n)
-        self._seen = np.zeros(n, bool)
+        self._batches: list = []                            # (indices, detached losses) of each step
         # What the scores are made of.
         self.latest_loss = np.full(n, np.nan)
         self._score = np.zeros(n)
@@ -247,6 +246,7 @@ class DynamicPruner:
         self.passes = 0
         self._order = np.arange(n)
         self._weights = np.ones(n, dtype=np.float32)
+        self._unit_weights = True
         self._epoch_lr = 1.0
         self._open = False                                  # records of a drawn epoch not yet folded in
         self.records = None
@@ -272,6 +272,7 @@ class DynamicPruner:
         keep, weights = self._draw(rng)
         self._weights = np.zeros(len(self.labels), dtype=np.float32)
         self._weights[keep] = weights
+        self._unit_weights = bool((weights == 1).all())
         self._order = keep[rng.permutation(len(keep))]
         if len(self.kept_counts) <= self.epoch:
             self.kept_counts.extend([0] * (self.epoch + 1 - len(self.kept_counts)))
@@ -302,14 +303,14 @@ class DynamicPruner:
         """Record the batch and return the loss to back-propagate: the mean of ``losses`` (B,), each
         weighted by its sample's weight this epoch."""
         idx_np = idx.detach().cpu().numpy() if isinstance(idx, torch.Tensor) else np.asarray(idx)
-        idx_np = idx_np.astype(np.int64)
+        idx_np = idx_np.astype(np.int64, copy=False)
         if losses.dim() != 1 or len(losses) != len(idx_np):
             raise ValueError(f"losses must be one per sample, shape ({len(idx_np)},); got {tuple(losses.shape)} "
                              "(use reduction='none')")
-        if not self._seen.any():
+        if not self._batches:
             self._epoch_lr = self._lr()                     # the learning rate this epoch's steps use
-        self._loss[idx_np] = losses.detach().float().cpu().numpy()
-        self._seen[idx_np] = True
+        # Kept as tensors and written to the arrays when the epoch closes: no copy to the host per step.
+        self._batches.append((idx_np, losses.detach()))
         self.passes += len(idx_np)
         if self.method == "dynamic":
             if logits is None or targets is None:
@@ -317,6 +318,8 @@ class DynamicPruner:
             if not self.records.record(idx_np, logits, targets):
                 raise ValueError("method 'dynamic' reads the classifier head's (B, D) input from the forward pass "
                                  "of the logits passed to update(); call update() right after model(x)")
+        if self._unit_weights:                              # (losses * 1).mean(), one autograd node fewer
+            return losses.mean()
         w = torch.as_tensor(self._weights[idx_np], device=losses.device, dtype=losses.dtype)
         return (losses * w).mean()
 
@@ -434,9 +437,15 @@ class DynamicPruner:
     def _close_epoch(self):
         """Fold the finished epoch's records into the scores (summed over ranks first)."""
         shared = dist.is_distributed() and self.num_replicas > 1
-        if not self._seen.any() and not shared:
+        if not self._batches and not shared:
             return
-        local, loss = self._seen, self._loss
+        n = len(self.labels)
+        local, loss = np.zeros(n, bool), np.zeros(n)
+        if self._batches:
+            rows = np.concatenate([b[0] for b in self._batches])
+            loss[rows] = torch.cat([b[1].reshape(-1) for b in self._batches]).float().cpu().numpy()
+            local[rows] = True
+        self._batches = []
         if shared:
             total, count = dist.sum_arrays([np.where(local, loss, 0.0), local.astype(np.float64)])
             seen, loss = count > 0, total / np.maximum(count, 1)
@@ -444,6 +453,8 @@ class DynamicPruner:
             seen = local
         self.latest_loss[seen] = loss[seen]
         rec = self.records
+        if rec is not None:
+            rec.flush()
         if rec is not None and (rec.a is not None or shared):
             from .methods.fused import classwise_head_terms
 
@@ -468,8 +479,6 @@ class DynamicPruner:
                 self._probs_count[seen] += 1
                 if self.epoch == stop - 1:
                     self._judge_labels()
-        self._loss = np.zeros(len(self.labels))
-        self._seen = np.zeros(len(self.labels), bool)
 
     def evidence_epochs(self) -> tuple[int, int]:
         """``dynamic``: the 0-based epochs ``[start, stop)`` whose probabilities are the label evidence."""

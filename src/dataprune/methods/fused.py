@@ -24,6 +24,9 @@ from ..grads.terms import example_batch
 from ..utils import model_dtype
 from .common import finalize
 
+# HeadRecords: MiB of a run's batches (head inputs and logits) held before they are written to the arrays.
+FLUSH_MB = 64
+
 
 def classwise_head_terms(a, delta, groups, n_groups, seen, *, bias: bool, reduce=None):
     """Class-wise MoSo terms of the classifier head from the training pass: ``(contrib, sq)``, each (N,).
@@ -69,13 +72,19 @@ def classwise_head_terms(a, delta, groups, n_groups, seen, *, bias: bool, reduce
 class HeadRecords:
     """Per-sample records of the classifier head from the training pass, shared by the fused scorer and
     dynamic pruning: the head's input ``a`` (N, D), ``delta`` = softmax - onehot (N, C) and the
-    probabilities ``p`` (N, C), float32, written straight into (N, .) arrays (no per-epoch copy of the
-    batches); above ``cache_mb`` MiB they live in temporary files, freed with this object."""
+    probabilities ``p`` (N, C), float32, in (N, .) arrays; above ``cache_mb`` MiB they live in temporary
+    files, freed with this object.
+
+    :meth:`record` only keeps references to the batch's tensors (no softmax, no copy to the host, no
+    device synchronisation per step); they are written into the arrays in bulk, every :data:`FLUSH_MB`
+    MiB of batches and at :meth:`flush`, which readers of the arrays call first."""
 
     def __init__(self, n: int, *, cache_mb: float | None, what: str):
         self.n, self.cache_mb, self.what = n, cache_mb, what
         self.head = self.a = self.delta = self.p = None
         self._captured = self._handle = self._spill = None
+        self._pending: list = []
+        self._pending_bytes = 0
 
     def attach(self, model, dataset):
         """Find ``model``'s classifier (one eval-mode batch of ``dataset``) and hook its input."""
@@ -95,23 +104,36 @@ class HeadRecords:
         return getattr(self.head, "bias", None) is not None
 
     def record(self, idx, logits, targets) -> bool:
-        """Record the batch's rows from the last forward pass; False when the head saw no input."""
+        """Keep the batch's rows from the last forward pass; False when the head saw no input."""
         a = self._captured
         if a is None:
             return False
         if a.dim() != 2 or len(a) != len(idx):
             raise ValueError(f"the classifier's input has shape {tuple(a.shape)} for a batch of {len(idx)}; "
                              f"{self.what} needs (B, D) from the forward pass of the logits it is given")
-        p = torch.softmax(logits.detach().float(), 1).cpu()
+        self._captured = None
+        self._pending.append((np.asarray(idx, dtype=np.int64), a.detach(), logits.detach(), targets.detach()))
+        self._pending_bytes += len(idx) * (a.shape[1] + logits.shape[1]) * 4
+        if self._pending_bytes >= FLUSH_MB * 2 ** 20:
+            self.flush()
+        return True
+
+    def flush(self):
+        """Write the batches kept since the last flush into the arrays."""
+        if not self._pending:
+            return
+        idx = np.concatenate([b[0] for b in self._pending])
+        a = torch.cat([b[1] for b in self._pending]).float()
+        p = torch.softmax(torch.cat([b[2] for b in self._pending]).float(), 1)
+        targets = torch.cat([b[3] for b in self._pending]).to(p.device)
+        self._pending, self._pending_bytes = [], 0
         delta = p.clone()
-        delta[torch.arange(len(targets)), targets.detach().cpu()] -= 1
+        delta[torch.arange(len(targets), device=p.device), targets] -= 1
         if self.a is None:
             self.allocate(a.shape[1], p.shape[1])
-        self.a[idx] = a.detach().float().cpu().numpy()
-        self.delta[idx] = delta.numpy()
-        self.p[idx] = p.numpy()
-        self._captured = None
-        return True
+        self.a[idx] = a.cpu().numpy()
+        self.delta[idx] = delta.cpu().numpy()
+        self.p[idx] = p.cpu().numpy()
 
     def allocate(self, width: int, classes: int):
         n = self.n
@@ -179,6 +201,7 @@ class FusedClasswise:
         self._any = False
         seen = self._seen
         rec = self.records
+        rec.flush()
         contrib, sq = classwise_head_terms(rec.a, rec.delta, self.groups, len(self.classes), seen, bias=rec.bias)
         self.score += lr * contrib
         self.gradnorm += lr * np.sqrt(sq)
