@@ -457,3 +457,24 @@ def test_a_diverged_bench_cell_is_named_and_the_finished_cells_stay(tmp_path, mo
     with pytest.raises(FloatingPointError, match=r"infobatch r=0.9, seed 0: training diverged.*InfoBatch's weights"):
         cli.main(args)
     assert [r["method"] for r in read_results(str(out / "results.csv"))] == ["full"]
+
+
+def test_head_records_written_in_bulk_equal_records_written_every_step(monkeypatch):
+    """update() defers the host copies to the epoch's end (HeadRecords flushes every FLUSH_MB): flushing after
+    every step instead gives the same scores, evidence and kept sets, bit for bit."""
+    from dataprune.methods import fused
+
+    x, y = _blobs()
+    runs = []
+    for flush_mb in (fused.FLUSH_MB, 1e-9):
+        monkeypatch.setattr(fused, "FLUSH_MB", flush_mb)
+        model = _mlp()
+        pruner = DynamicPruner(ArrayDataset(x, y), model=model, epochs=8, ratio=0.5, method="dynamic", seed=1)
+        seen = _loop(pruner, model, 8)
+        pruner.end_epoch()
+        runs.append((seen, pruner.scores, pruner.evidence["probs"], pruner.latest_loss))
+    (seen_a, scores_a, probs_a, loss_a), (seen_b, scores_b, probs_b, loss_b) = runs
+    assert seen_a == seen_b
+    assert np.array_equal(scores_a, scores_b) and np.array_equal(probs_a, probs_b)
+    assert np.array_equal(loss_a, loss_b, equal_nan=True)
+    assert np.isfinite(scores_a).sum() > 0 and len(set(seen_a[-1])) < 240      # it scored and pruned

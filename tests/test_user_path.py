@@ -96,11 +96,19 @@ def test_dict_items_and_hugging_face_datasets():
     assert res.n_kept == num_kept(len(odd), 0.5)
     with pytest.raises(KeyError, match="input_key='nope' is not a field"):
         as_pairs(odd, input_key="nope", label_key="cls")
-    # dp.train reads (input, label) pairs: a dict dataset is refused with the wrap to use, and that name imports
-    with pytest.raises(TypeError, match=r"dataprune\.data\.as_pairs\(dataset, input_key="):
-        dp.train(_mlp(), hf, epochs=1, batch_size=32)
+    # dp.train / dp.accuracy read dict items as dp.prune does: fields detected (or given), the same run as on
+    # the wrapped dataset (and the wrap's name imports from dataprune.data)
     from dataprune.data import as_pairs as public
-    assert public is as_pairs and dp.train(_mlp(), public(hf), epochs=1, batch_size=32).steps > 0
+    torch.manual_seed(0)
+    direct = dp.train(_mlp(), hf, epochs=2, batch_size=32, seed=3).model
+    torch.manual_seed(0)
+    wrapped = dp.train(_mlp(), public(hf), epochs=2, batch_size=32, seed=3).model
+    for a, b in zip(direct.parameters(), wrapped.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert dp.accuracy(direct, hf) == dp.accuracy(wrapped, ArrayDataset(x, y))
+    assert dp.train(_mlp(), odd, epochs=1, batch_size=32, input_key="pixels", label_key="cls").steps > 0
+    with pytest.raises(KeyError, match=r"pass input_key=\.\.\. and label_key"):
+        dp.train(_mlp(), odd, epochs=1, batch_size=32)
 
 
 def test_a_model_with_parameters_no_reset_reaches_is_refused():

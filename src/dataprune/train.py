@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import distributed as dist_utils
-from .data import get_augmentation, get_targets, iter_batches
+from .data import as_pairs, get_augmentation, get_targets, iter_batches
 from .data.core import BatchReader
 from .trajectory import Checkpoint, snapshot
 from .utils import model_dtype, progress_bar, resolve_device
@@ -166,7 +166,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
           reference_size: int | None = None, seed: int = 0, device=None,
           checkpoint_epochs=(), callbacks=(), num_workers: int = 0, progress: bool = False,
           desc: str = "train", stop_after: int | None = None, loss_fn=None, pruner=None,
-          **overrides) -> TrainResult:
+          input_key=None, label_key=None, **overrides) -> TrainResult:
     """Train ``model`` on ``dataset`` (or on ``dataset[indices]``) with the recipe ``config``.
 
     Parameters
@@ -194,8 +194,13 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         Train only the first ``stop_after`` epochs of the schedule (the learning rates are those
         of the full ``epochs``-long schedule): an early segment of the same trajectory, as a cheap
         surrogate. Its checkpoints equal the full run's at the same epochs.
+    input_key, label_key : str or int, optional
+        For a dataset of dict items (Hugging Face): the input and label fields; detected when not given
+        (``image``, ``pixel_values``, ``input_ids``...; ``label``, ``labels``, ``y``...), as in
+        :func:`dataprune.prune`.
     """
     cfg = (config or TrainConfig()).replace(**overrides)
+    dataset = _pairs(dataset, input_key, label_key)
     device = resolve_device(device)
     indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
     if len(indices) == 0:
@@ -330,10 +335,18 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
                        time.process_time() - c0, cb_time[1])
 
 
+def _pairs(dataset, input_key, label_key):
+    """``dataset`` read as (input, label) pairs: dict items through :func:`dataprune.data.as_pairs`."""
+    if len(dataset) == 0 and input_key is None and label_key is None:
+        return dataset                               # the callers' own checks name the empty set
+    return as_pairs(dataset, input_key=input_key, label_key=label_key)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, dataset, *, indices=None, batch_size: int = 512, device=None,
-            num_workers: int = 0) -> torch.Tensor:
-    """Logits ``(N, C)`` (float32, CPU) of ``model`` in eval mode."""
+            num_workers: int = 0, input_key=None, label_key=None) -> torch.Tensor:
+    """Logits ``(N, C)`` (float32, CPU) of ``model`` in eval mode (dict items: fields as in :func:`train`)."""
+    dataset = _pairs(dataset, input_key, label_key)
     device = resolve_device(device)
     model = model.to(device)
     was_training = model.training
@@ -345,8 +358,10 @@ def predict(model: nn.Module, dataset, *, indices=None, batch_size: int = 512, d
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
-def accuracy(model: nn.Module, dataset, *, batch_size: int = 512, device=None, num_workers: int = 0) -> float:
-    """Top-1 accuracy in [0, 1] of ``model`` on ``dataset``."""
+def accuracy(model: nn.Module, dataset, *, batch_size: int = 512, device=None, num_workers: int = 0,
+             input_key=None, label_key=None) -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` on ``dataset`` (dict items: fields as in :func:`train`)."""
+    dataset = _pairs(dataset, input_key, label_key)
     logits = predict(model, dataset, batch_size=batch_size, device=device, num_workers=num_workers)
     targets = torch.from_numpy(get_targets(dataset))
     return float((logits.argmax(1) == targets).float().mean()) if len(targets) else float("nan")
