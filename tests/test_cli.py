@@ -251,6 +251,12 @@ def test_bench_extends_splits_by_seed_and_merges(tmp_path, capsys, monkeypatch):
     assert cli.main(["bench", "--merge", str(a), str(b), "--out", str(merged), "--quiet"]) == 0
     m = _rows(merged / "results.csv")
     assert sorted({r["seed"] for r in m}) == ["0", "3"] and len(m) == len(_rows(a / "results.csv")) + len(rows_b)
+    # b had no full-data run to divide by: its rows get their total cost from the full-data row merged in
+    assert all(r["total_cost"] in ("", "nan") for r in rows_b)
+    full_cpu = float(next(r["train_cpu_seconds"] for r in m if r["method"] == "full"))
+    for r in (r for r in m if r["seed"] == "3"):
+        expect = (float(r["prune_seconds"]) + float(r["train_cpu_seconds"])) / full_cpu
+        assert float(r["total_cost"]) == pytest.approx(expect, rel=1e-3)
     assert json.loads((merged / "run.json").read_text())["seeds"] == [0, 3]
     # What ran it is recorded once per distinct environment (a machine with other CPU kernels would add one:
     # the same seed can then give other floats); extending the folder on the same machine adds none.

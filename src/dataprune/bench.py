@@ -656,8 +656,9 @@ def _load_scores(out_dir, plan, seed, methods, evidence_for, fingerprint, clock=
 def merge_runs(folders: list[str], out_dir: str, *, force: bool = False) -> list[dict]:
     """One folder from several runs of the same settings (e.g. seeds run on different machines).
 
-    Settings must match; rows are united (a cell present in two folders must agree); scores,
-    indices and surrogates are copied. Writes run.json, results.csv, results.md and the plots.
+    Settings must match; rows are united (a cell present in two folders must agree); rows without a total
+    cost (a ``--no-full`` folder) get it from the full-data rows merged in; scores, indices and surrogates
+    are copied. Writes run.json, results.csv, results.md and the plots.
     """
     import shutil
 
@@ -699,6 +700,13 @@ def merge_runs(folders: list[str], out_dir: str, *, force: bool = False) -> list
     os.makedirs(out_dir, exist_ok=True)
     io.write_json(os.path.join(out_dir, "run.json"), merged, overwrite=True)
     rows = list(cells.values())
+    # Rows of a folder run without the full data (--no-full) get their total cost and wall time saved from the
+    # full-data rows of another (rows that have them keep them).
+    clock = next((r.get("cost_clock") for r in rows if r.get("cost_clock") in ("cpu", "wall")), "cpu")
+    timing = "train_cpu_seconds" if clock == "cpu" else "train_seconds"
+    full_seconds = {int(r["seed"]): r[timing] for r in rows
+                    if r["method"] == "full" and isinstance(r.get(timing), float) and r[timing] > 0}
+    _fix_costs(rows, full_seconds, timing)
     write_results(os.path.join(out_dir, "results.csv"), rows, merged["methods"])
     from .report import write_grid_report
 
