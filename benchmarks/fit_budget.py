@@ -88,9 +88,14 @@ def evidence(setting, arch, seed, out, budget):
 
 
 def candidate(name, e, ratio, seed):
+    """``NAME[:WITHIN]``: a noise rule (or ``auto`` / ``centre``), optionally with how the trusted samples of a class
+    are kept (``within``: ``top``, ``random``, ``stratified``; default the policy's own by ratio)."""
     from dataprune.select import selection
 
     popts = json.loads(str(e["popts"]))
+    name, _, within = name.partition(":")
+    if within and popts.get("within") is None:          # (a surrogate judged not credible keeps its random draw)
+        popts["within"] = within
     if name == "centre":
         popts["features"] = e["features"]
     elif name != "auto" and "noise" not in popts:      # a surrogate judged not credible: nothing is acted on
