@@ -232,7 +232,7 @@ class DynamicPruner:
         n = len(self.labels)
         self.classes, self.groups = np.unique(self.labels, return_inverse=True)
         # Records of the epoch in progress (summed over ranks at set_epoch).
-        self._batches: list = []                            # (indices, detached losses) of each step
+        self._step_losses: list = []                        # (indices, detached losses) of each step
         # What the scores are made of.
         self.latest_loss = np.full(n, np.nan)
         self._score = np.zeros(n)
@@ -307,10 +307,10 @@ class DynamicPruner:
         if losses.dim() != 1 or len(losses) != len(idx_np):
             raise ValueError(f"losses must be one per sample, shape ({len(idx_np)},); got {tuple(losses.shape)} "
                              "(use reduction='none')")
-        if not self._batches:
+        if not self._step_losses:
             self._epoch_lr = self._lr()                     # the learning rate this epoch's steps use
         # Kept as tensors and written to the arrays when the epoch closes: no copy to the host per step.
-        self._batches.append((idx_np, losses.detach()))
+        self._step_losses.append((idx_np, losses.detach()))
         self.passes += len(idx_np)
         if self.method == "dynamic":
             if logits is None or targets is None:
@@ -437,15 +437,15 @@ class DynamicPruner:
     def _close_epoch(self):
         """Fold the finished epoch's records into the scores (summed over ranks first)."""
         shared = dist.is_distributed() and self.num_replicas > 1
-        if not self._batches and not shared:
+        if not self._step_losses and not shared:
             return
         n = len(self.labels)
         local, loss = np.zeros(n, bool), np.zeros(n)
-        if self._batches:
-            rows = np.concatenate([b[0] for b in self._batches])
-            loss[rows] = torch.cat([b[1].reshape(-1) for b in self._batches]).float().cpu().numpy()
+        if self._step_losses:
+            rows = np.concatenate([b[0] for b in self._step_losses])
+            loss[rows] = torch.cat([b[1].reshape(-1) for b in self._step_losses]).float().cpu().numpy()
             local[rows] = True
-        self._batches = []
+        self._step_losses = []
         if shared:
             total, count = dist.sum_arrays([np.where(local, loss, 0.0), local.astype(np.float64)])
             seen, loss = count > 0, total / np.maximum(count, 1)

@@ -136,8 +136,8 @@ def as_pairs(dataset, *, input_key=None, label_key=None):
     """``dataset`` as dataprune reads it: unchanged when its items are already ``(input, label)`` pairs
     (or it has ``get_batch``), else a :class:`PairView` (dict items: keys detected or given)."""
     if input_key is None and label_key is None:
-        if hasattr(dataset, "get_batch"):
-            return dataset
+        if hasattr(dataset, "get_batch") or isinstance(dataset, PairView):
+            return dataset                           # (a view already: no item read to find out)
         item = _first_item(dataset)
         if isinstance(item, (list, tuple)) and len(item) == 2:
             return dataset
