@@ -29,7 +29,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 
-def write_pngs(root: str) -> None:
+def write_pngs(root: str, weak: bool = False) -> None:
+    """``weak``: the brightest pixels (16 x 16 = 256) wrap to 0 in uint8, as a writer without ``clip`` does: the
+    strokes get holes and the same recipe learns a much weaker model (a user's data bug, reproduced)."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -37,8 +39,9 @@ def write_pngs(root: str) -> None:
     for i, (img, y) in enumerate(zip(d.images, d.target, strict=True)):
         split = "val" if i % 5 == 0 else "train"
         os.makedirs(os.path.join(root, split, f"class_{y}"), exist_ok=True)
-        Image.fromarray((img * 16).clip(0, 255).astype(np.uint8)).save(
-            os.path.join(root, split, f"class_{y}", f"{i:04d}.png"))
+        pixels = (img * 16).astype(np.int64)
+        pixels = pixels % 256 if weak else pixels.clip(0, 255)
+        Image.fromarray(pixels.astype(np.uint8)).save(os.path.join(root, split, f"class_{y}", f"{i:04d}.png"))
 
 
 def one_run(root, method, seed, args):
@@ -106,6 +109,9 @@ def one_run(root, method, seed, args):
         row["set_aside"] = round(float(aside.mean()), 4)
         row["set_aside_wrong"] = round(float(wrong[aside].mean()), 4) if aside.any() else None
         row["wrong_set_aside"] = round(float(aside[wrong].mean()), 4) if wrong.any() else None
+        if method == "dynamic":
+            ev = pruner.evidence_decision
+            row["evidence"] = {k: ev.get(k) for k in ("credible", "explained", "spread", "flagged_share")}
         pruner.close()
     return row
 
@@ -118,9 +124,11 @@ def main():
     ap.add_argument("--ratio", type=float, default=0.5)
     ap.add_argument("--noise", type=float, default=0.2)
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--weak", action="store_true",
+                    help="write the PNGs with the brightest pixels wrapped to 0 (a data bug: a much weaker model)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="dataprune-pngs-") as root:
-        write_pngs(root)
+        write_pngs(root, weak=args.weak)
         cells = [(m, s) for s in args.seeds for m in args.methods]
         with ProcessPoolExecutor(args.jobs) as pool:
             futures = [pool.submit(one_run, root, m, s, args) for m, s in cells]

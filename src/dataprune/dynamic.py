@@ -496,15 +496,18 @@ class DynamicPruner:
         probs = self.evidence["probs"]
         labels = self.labels[seen]
         info = confident_noise(probs[seen], labels, EVIDENCE_RULE)
-        suspect = info["suspect"]
+        suspect = info["suspect"].copy()
         share = float(suspect.mean())
         rates = {int(c): float(suspect[labels == c].mean()) for c in np.unique(labels)}
         trusted = [c for c, r in rates.items() if CLASS_FLAG_FACTOR is not None and r > CLASS_FLAG_FACTOR * share]
         suspect[np.isin(labels, trusted)] = False
-        spread_ = spread(probs[seen].argmax(1), labels)
+        predicted = probs[seen].argmax(1)
+        spread_ = spread(predicted, labels)
+        explained = float(((predicted == labels) | info["suspect"]).mean())
         credible = spread_ >= COLLAPSED_SPREAD
         start, stop = self.evidence_epochs()
         self.evidence_decision = {"flagged_share": share, "spread": round(spread_, 4), "credible": credible,
+                                  "explained": round(explained, 4),
                                   "rule": EVIDENCE_RULE, "class_flagged_share": rates,
                                   "classes_kept_whole": trusted, "set_aside_share": float(suspect.mean()),
                                   "evidence_epochs": list(range(start + 1, stop + 1))}
