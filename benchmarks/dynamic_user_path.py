@@ -112,6 +112,10 @@ def one_run(root, method, seed, args):
         if method == "dynamic":
             ev = pruner.evidence_decision
             row["evidence"] = {k: ev.get(k) for k in ("credible", "explained", "spread", "flagged_share")}
+            probs = pruner.evidence["probs"]
+            agree = probs.argmax(1) == train.targets
+            row["evidence"].update({"agree": round(float(agree.mean()), 4),
+                                    "mean_maxprob": round(float(probs.max(1).mean()), 4)})
         pruner.close()
     return row
 

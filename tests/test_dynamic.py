@@ -218,6 +218,39 @@ def test_dynamic_trusts_a_run_through_heavy_noise_but_not_a_collapsed_one():
     one = np.tile([0.9, 0.05, 0.05], (300, 1))             # everything in class 0
     bad = judged(one)
     assert not bad.evidence_decision["credible"] and not bad.suspect.any()
+    assert "collapsed" in bad.evidence_decision["why"]
+
+
+def test_dynamic_keeps_every_label_when_the_run_is_unsure_of_its_predictions():
+    """The same pattern of contradicted labels is believed from a run sure of its predictions and not from one
+    that has learnt the task only partly (its own low per-class confidences make every doubt "confident")."""
+    from dataprune.dynamic import CREDIBLE_CONFIDENCE
+
+    rng = np.random.default_rng(3)
+    y = np.arange(400) % 10
+    noisy = y.copy()
+    flipped = rng.random(400) < 0.2
+    noisy[flipped] = (y[flipped] + rng.integers(1, 10, flipped.sum())) % 10
+
+    def judged(top):
+        probs = np.full((400, 10), (1 - top) / 9)
+        probs[np.arange(400), y] = top                      # predicts every true class, with this probability
+        pruner = DynamicPruner(ArrayDataset(torch.zeros(400, 2), noisy), model=_mlp(d=2, classes=10), epochs=10,
+                               ratio=0.3, method="dynamic")
+        pruner._probs_sum = probs
+        pruner._probs_count[:] = 1
+        pruner._judge_labels()
+        pruner.close()
+        return pruner
+
+    sure = judged(0.8)
+    assert sure.evidence_decision["credible"] and (sure.suspect == flipped).all()
+    unsure = judged(CREDIBLE_CONFIDENCE - 0.06)
+    d = unsure.evidence_decision
+    assert d["flagged_share"] == pytest.approx(flipped.mean())         # it contradicts the same labels ...
+    assert not d["credible"] and not unsure.suspect.any() and d["set_aside_share"] == 0.0   # ... and keeps them
+    assert d["confidence"] == pytest.approx(CREDIBLE_CONFIDENCE - 0.06) and "not sure" in d["why"]
+    assert "why" not in sure.evidence_decision
 
 
 def test_a_rare_class_the_run_has_not_learnt_keeps_its_labels_while_even_noise_is_set_aside(monkeypatch):

@@ -654,7 +654,7 @@ def cmd_train(args, log):
                 whole = ev.get("classes_kept_whole") or []
                 log(f"label evidence (epochs {ev['evidence_epochs']}): set aside {int(pruner.suspect.sum())} samples "
                     f"whose labels the run's predictions contradict"
-                    + ("" if ev["credible"] else " (none: the run's predictions had collapsed onto few classes)")
+                    + ("" if ev["credible"] else f" (none: {ev.get('why', 'not credible')})")
                     + (f"; classes {whole} kept whole (flagged far above the overall {100 * ev['flagged_share']:.1f}%:"
                        " not yet learnt, not noise)" if whole else ""))
         save_checkpoints(res.checkpoints, args.out, overwrite=args.force, meta=meta)
