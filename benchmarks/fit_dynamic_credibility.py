@@ -48,6 +48,7 @@ class _Judged(Exception):
 
 
 DATASET = "mnist5k"          # --dataset digits: only to see which of the suite's cells a rule would change
+RULE = None                  # --rule: dynamic.EVIDENCE_RULE for every run (default: the shipped one)
 
 
 def run_cell(setting, arch, seed, lr):
@@ -60,6 +61,8 @@ def run_cell(setting, arch, seed, lr):
     from dataprune.utils import seed_everything
 
     torch.set_num_threads(1)
+    if RULE:
+        dyn.EVIDENCE_RULE = RULE
     split = load_dataset(DATASET, val_split=0.2, noise_seed=0, **SETTINGS[setting])
     seed_everything(seed)
     model = build_model(arch, split.num_classes, split.input_shape)
@@ -115,6 +118,8 @@ def run_full(setting, arch, seed, lr, aside):
     from dynamic import clean_val  # benchmarks/dynamic.py
 
     torch.set_num_threads(1)
+    if RULE:
+        dyn.EVIDENCE_RULE = RULE
     split = load_dataset("mnist5k", val_split=0.2, noise_seed=0, **SETTINGS[setting])
     seed_everything(seed)
     model = build_model(arch, split.num_classes, split.input_shape)
@@ -169,11 +174,13 @@ def main(argv=None) -> int:
                     help="also train every cell to the end with and without the set-aside (the fit itself)")
     ap.add_argument("--full-seeds", type=int, nargs="+", default=[10, 11])
     ap.add_argument("--dataset", default="mnist5k")
+    ap.add_argument("--rule", default=None, help="dynamic.EVIDENCE_RULE for every run (default: the shipped one)")
+    ap.add_argument("--aside-only", action="store_true", help="phase 2: only the runs with the set-aside")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--lrs", type=float, nargs="+", default=list(LRS))
     args = ap.parse_args(argv)
-    global DATASET
-    DATASET = args.dataset
+    global DATASET, RULE
+    DATASET, RULE = args.dataset, args.rule
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "cells.jsonl")
     done = {}
@@ -198,8 +205,8 @@ def main(argv=None) -> int:
             for line in open(fpath):
                 r = json.loads(line)
                 full[(r["setting"], r["arch"], r["seed"], r["lr"], r["aside"])] = r
-        cells = [(s, a, seed, lr, aside) for lr in LRS for a in ARCHS for s in SETTINGS for seed in args.full_seeds
-                 for aside in (True, False) if (s, a, seed, lr, aside) not in full]
+        cells = [(s, a, seed, lr, aside) for lr in args.lrs for a in ARCHS for s in SETTINGS for seed in args.full_seeds
+                 for aside in ((True,) if args.aside_only else (True, False)) if (s, a, seed, lr, aside) not in full]
         if cells:
             with ProcessPoolExecutor(args.jobs) as pool, open(fpath, "a") as f:
                 for key, res in zip(cells, pool.map(run_full, *zip(*cells, strict=True)), strict=True):
@@ -207,6 +214,8 @@ def main(argv=None) -> int:
                     f.flush()
                     full[key] = res
                     print(json.dumps(res), flush=True)
+        if args.aside_only:
+            return 0
         lines, best, gain = fit_table(done, full)
         print("\n".join(lines))
         print(f"best: {best[0]} < {best[1]:.3f}: mean gain {best[2][0]:+.2f}, lowest cell {best[2][1]:+.2f}, "

@@ -44,9 +44,10 @@ Methods
     evidence window on. Noise-aware: after the evidence window (:data:`EVIDENCE_WINDOW` of the
     schedule, read on the full data), samples whose label the run's own
     predictions contradict (:func:`dataprune.select.confident_noise` on the window's mean probabilities)
-    are set aside for the rest of the run, unless the run has collapsed onto a few classes (then nothing is
-    set aside; :func:`dataprune.evidence.spread`). How many labels it contradicts is no test: under 40%
-    symmetric noise a good run contradicts nearly half. It prunes to the last epoch (``delta``
+    are set aside for the rest of the run, unless the run has collapsed onto a few classes
+    (:func:`dataprune.evidence.spread`) or is unsure of its predictions (:data:`CREDIBLE_CONFIDENCE`): then
+    nothing is set aside and ``evidence_decision["why"]`` says so. How many labels it contradicts is no test:
+    under 40% symmetric noise a good run contradicts nearly half. It prunes to the last epoch (``delta``
     :data:`DYNAMIC_DELTA` = 1, fitted on validation splits; InfoBatch's annealing, 0.875, gave no better
     accuracy for 5-7 points less of the passes skipped).
 ``random_dynamic``

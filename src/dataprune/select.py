@@ -167,7 +167,7 @@ def noise_cutoff_indices(scores: np.ndarray, labels: np.ndarray, k: int, evidenc
     return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
 
 
-NOISE_RULES = ("adaptive", "confident", "argmax", "calibrated", "rate", "adaptive_rate", "none")
+NOISE_RULES = ("adaptive", "confident", "confident_argmax", "argmax", "calibrated", "rate", "adaptive_rate", "none")
 # "adaptive": where confident learning finds at least this share of the whole set suspect, the
 # calibrated rule judges (it finds nearly every wrong label but also a few per cent of hard clean
 # ones); below it, confident learning does (it leaves hard clean samples alone). A weak surrogate
@@ -188,7 +188,10 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
     *suspect* when that class is not its label. Thresholds per class make the estimate hold under
     class-dependent noise and imbalance: a rare class the model underfits gets a low threshold, so
     its hard samples are not taken for mislabelled ones. ``"argmax"``: suspect when the most
-    probable class is not the label; ``"calibrated"``: the same after dividing each class's
+    probable class is not the label; ``"confident_argmax"``: both (confidently of another class *and* most
+    probably another class: a rare class whose labels are mostly wrong gets a threshold so low that any small
+    probability of it reaches it, and the confident rule alone then flags clean samples of other classes);
+    ``"calibrated"``: the same after dividing each class's
     probability by its threshold; ``"adaptive"``: ``"calibrated"`` when confident learning finds at
     least :data:`ADAPTIVE_FROM` of the set suspect (noise is evident), else ``"confident"``;
     ``"none"``: nothing is suspect. ``held_out_flagged``: the share confident learning flags among samples
@@ -220,6 +223,8 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
     by_calibrated = scaled.argmax(1) != labels
     if rule == "confident":
         suspect = by_confident
+    elif rule == "confident_argmax":
+        suspect = by_confident & (probs.argmax(1) != labels)
     elif rule == "argmax":
         suspect = probs.argmax(1) != labels
     elif rule == "calibrated":
