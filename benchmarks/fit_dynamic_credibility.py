@@ -49,6 +49,7 @@ class _Judged(Exception):
 
 DATASET = "mnist5k"          # --dataset digits: only to see which of the suite's cells a rule would change
 RULE = None                  # --rule: dynamic.EVIDENCE_RULE for every run (default: the shipped one)
+UNLEARNT = None              # --unlearnt: dynamic.CLASS_UNLEARNT_FACTOR for every run (default: the shipped one)
 
 
 def run_cell(setting, arch, seed, lr):
@@ -63,6 +64,8 @@ def run_cell(setting, arch, seed, lr):
     torch.set_num_threads(1)
     if RULE:
         dyn.EVIDENCE_RULE = RULE
+    if UNLEARNT is not None:
+        dyn.CLASS_UNLEARNT_FACTOR = UNLEARNT
     split = load_dataset(DATASET, val_split=0.2, noise_seed=0, **SETTINGS[setting])
     seed_everything(seed)
     model = build_model(arch, split.num_classes, split.input_shape)
@@ -120,6 +123,8 @@ def run_full(setting, arch, seed, lr, aside):
     torch.set_num_threads(1)
     if RULE:
         dyn.EVIDENCE_RULE = RULE
+    if UNLEARNT is not None:
+        dyn.CLASS_UNLEARNT_FACTOR = UNLEARNT
     split = load_dataset("mnist5k", val_split=0.2, noise_seed=0, **SETTINGS[setting])
     seed_everything(seed)
     model = build_model(arch, split.num_classes, split.input_shape)
@@ -175,12 +180,13 @@ def main(argv=None) -> int:
     ap.add_argument("--full-seeds", type=int, nargs="+", default=[10, 11])
     ap.add_argument("--dataset", default="mnist5k")
     ap.add_argument("--rule", default=None, help="dynamic.EVIDENCE_RULE for every run (default: the shipped one)")
+    ap.add_argument("--unlearnt", type=float, default=None, help="dynamic.CLASS_UNLEARNT_FACTOR for every run")
     ap.add_argument("--aside-only", action="store_true", help="phase 2: only the runs with the set-aside")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--lrs", type=float, nargs="+", default=list(LRS))
     args = ap.parse_args(argv)
-    global DATASET, RULE
-    DATASET, RULE = args.dataset, args.rule
+    global DATASET, RULE, UNLEARNT
+    DATASET, RULE, UNLEARNT = args.dataset, args.rule, args.unlearnt
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "cells.jsonl")
     done = {}

@@ -150,6 +150,10 @@ RANK_BY = "alignment"
 # noise the largest class share reached 1.3x the overall share in these cells, a margin of 15% at 1.5 against
 # trusting a noisy class, 50% at 2.
 CLASS_FLAG_FACTOR = 2.0
+# dynamic: a class whose mean probability over the samples labelled with it (confident learning's threshold for
+# it) is below CLASS_UNLEARNT_FACTOR x the largest class's keeps its labels too (None: no such guard): the run
+# has not learnt to recognise it, so its clean and wrong labels look alike (candidate, under test).
+CLASS_UNLEARNT_FACTOR = None
 
 
 class IndexedDataset(Dataset):
@@ -517,6 +521,10 @@ class DynamicPruner:
         share = float(suspect.mean())
         rates = {int(c): float(suspect[labels == c].mean()) for c in np.unique(labels)}
         trusted = [c for c, r in rates.items() if CLASS_FLAG_FACTOR is not None and r > CLASS_FLAG_FACTOR * share]
+        if CLASS_UNLEARNT_FACTOR is not None:
+            own = {int(c): float(probs[seen][labels == c, c].mean()) for c in np.unique(labels)}
+            top = max(own.values())
+            trusted = sorted(set(trusted) | {c for c, t in own.items() if t < CLASS_UNLEARNT_FACTOR * top})
         suspect[np.isin(labels, trusted)] = False
         predicted = probs[seen].argmax(1)
         spread_ = spread(predicted, labels)
