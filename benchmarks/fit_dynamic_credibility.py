@@ -36,6 +36,8 @@ SETTINGS = {
     "pair20": {"label_noise": 0.2, "noise_kind": "pair"},
     "lt10": {"imbalance": 10},
     "lt10-sym20": {"imbalance": 10, "label_noise": 0.2},
+    "lt50": {"imbalance": 50},
+    "pair40": {"label_noise": 0.4, "noise_kind": "pair"},
 }
 ARCHS = ("cnn", "mlp")
 SEEDS = (10, 11, 12)          # tuning seeds: the suite's are 0, 1, 2
@@ -179,6 +181,7 @@ def main(argv=None) -> int:
                     help="also train every cell to the end with and without the set-aside (the fit itself)")
     ap.add_argument("--full-seeds", type=int, nargs="+", default=[10, 11])
     ap.add_argument("--dataset", default="mnist5k")
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--rule", default=None, help="dynamic.EVIDENCE_RULE for every run (default: the shipped one)")
     ap.add_argument("--unlearnt", type=float, default=None, help="dynamic.CLASS_UNLEARNT_FACTOR for every run")
     ap.add_argument("--aside-only", action="store_true", help="phase 2: only the runs with the set-aside")
@@ -194,7 +197,7 @@ def main(argv=None) -> int:
         for line in open(path):
             r = json.loads(line)
             done[(r["setting"], r["arch"], r["seed"], r["lr"])] = r
-    todo = [(s, a, seed, lr) for lr in args.lrs for a in ARCHS for s in SETTINGS for seed in args.seeds
+    todo = [(s, a, seed, lr) for lr in args.lrs for a in ARCHS for s in args.settings for seed in args.seeds
             if (s, a, seed, lr) not in done]
     if todo:
         with ProcessPoolExecutor(args.jobs) as pool, open(path, "a") as f:
@@ -211,7 +214,8 @@ def main(argv=None) -> int:
             for line in open(fpath):
                 r = json.loads(line)
                 full[(r["setting"], r["arch"], r["seed"], r["lr"], r["aside"])] = r
-        cells = [(s, a, seed, lr, aside) for lr in args.lrs for a in ARCHS for s in SETTINGS for seed in args.full_seeds
+        cells = [(s, a, seed, lr, aside) for lr in args.lrs for a in ARCHS for s in args.settings
+                 for seed in args.full_seeds
                  for aside in ((True,) if args.aside_only else (True, False)) if (s, a, seed, lr, aside) not in full]
         if cells:
             with ProcessPoolExecutor(args.jobs) as pool, open(fpath, "a") as f:

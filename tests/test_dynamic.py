@@ -287,6 +287,45 @@ def test_a_rare_class_the_run_has_not_learnt_keeps_its_labels_while_even_noise_i
     assert unguarded.suspect[unlearnt].all() and unguarded.evidence_decision["classes_kept_whole"] == []
 
 
+def test_a_class_the_run_cannot_recognise_keeps_its_labels_under_noise(monkeypatch):
+    """Imbalance plus noise: a rare class whose labels are half wrong is flagged at less than twice the overall
+    rate (the per-class rate guard does not fire), but the run gives it a tiny probability even on the samples
+    labelled with it: it cannot tell its clean samples from its wrong ones, so all of them stay."""
+    import dataprune.dynamic as dyn
+
+    rng = np.random.default_rng(2)
+    y = np.repeat([0, 1, 2, 0], [200, 200, 10, 10])       # the last 10: class 0 samples labelled 2
+    noisy = np.where(np.arange(420) >= 410, 2, y)
+    big = np.flatnonzero(np.arange(420) < 400)
+    swap = rng.choice(big, size=160, replace=False)         # 40% of the big classes' labels swapped 0 <-> 1
+    noisy[swap] = 1 - y[swap]
+    probs = np.full((420, 3), 0.05)
+    probs[np.arange(420), y] = 0.9                          # classes 0 and 1 recognised
+    probs[400:406] = [0.05, 0.9, 0.05]                      # class 2 not: 6 of its clean samples taken for 1s,
+    probs[406:410] = [0.3, 0.4, 0.3]                        # 4 unsure
+    clean_rare = np.arange(400, 410)
+
+    def judged():
+        pruner = DynamicPruner(ArrayDataset(torch.zeros(420, 2), noisy), model=_mlp(d=2), epochs=10, ratio=0.3,
+                               method="dynamic")
+        pruner._probs_sum = probs.copy()
+        pruner._probs_count[:] = 1
+        pruner._judge_labels()
+        pruner.close()
+        return pruner
+
+    monkeypatch.setattr(dyn, "CLASS_UNLEARNT_FACTOR", None)
+    unguarded = judged()
+    d = unguarded.evidence_decision
+    assert d["classes_kept_whole"] == [] and d["class_flagged_share"][2] < 2 * d["flagged_share"]
+    assert unguarded.suspect[clean_rare].sum() == 6                   # clean rare samples set aside
+    monkeypatch.setattr(dyn, "CLASS_UNLEARNT_FACTOR", 0.2)
+    guarded = judged()
+    assert guarded.evidence_decision["classes_kept_whole"] == [2]
+    assert not guarded.suspect[noisy == 2].any()
+    assert (guarded.suspect == (unguarded.suspect & (noisy != 2))).all()   # the other classes as before
+
+
 def test_dp_train_with_a_pruner_is_reproducible_and_skips_samples():
     """dp.train with a pruner: the same kept sets, scores and weights on a second run, fewer passes."""
     x, y = _blobs()

@@ -312,6 +312,26 @@ def test_rate_rule_takes_confident_learnings_count_of_the_calibrated_flags():
     assert np.flatnonzero(confident_noise(probs, labels, "adaptive_rate")["suspect"]).tolist() == list(range(90, 100))
 
 
+def test_confident_argmax_leaves_alone_what_only_a_rare_class_s_low_threshold_flags():
+    from dataprune.select import confident_noise
+
+    # class 0: 90 samples, 80 easy, 10 hard clean ones (most probably class 0, but below its threshold 0.856, and
+    # 0.25 on class 2); class 1: 90 easy; class 2, rare and mostly mislabelled: 20 samples, 15 of them wrong labels
+    # of class 0, so its threshold is low (0.2375) and the hard class-0 samples reach it.
+    labels = np.repeat([0, 1, 2], [90, 90, 20])
+    probs = np.zeros((200, 3))
+    probs[:80] = [0.9, 0.05, 0.05]
+    probs[80:90] = [0.5, 0.25, 0.25]
+    probs[90:180] = [0.05, 0.9, 0.05]
+    probs[180:195] = [0.9, 0.05, 0.05]      # the wrong labels
+    probs[195:] = [0.1, 0.1, 0.8]           # the 5 clean ones of class 2
+    confident = confident_noise(probs, labels, "confident")["suspect"]
+    both = confident_noise(probs, labels, "confident_argmax")["suspect"]
+    assert confident[80:90].all()                                      # taken for class 2's by its low threshold
+    assert np.flatnonzero(both).tolist() == list(range(180, 195))      # only the wrong labels
+    assert (both <= confident).all() and (both <= (probs.argmax(1) != labels)).all()
+
+
 def _policy_kwargs(policy, n, rng):
     """Evidence and required options for any registered policy, random but valid."""
     from dataprune.select import POLICIES
