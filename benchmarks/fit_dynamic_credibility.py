@@ -22,12 +22,12 @@ import argparse
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))      # benchmarks/dynamic.py's clean_val
+from fit_dynamic import run_cells  # noqa: E402  (benchmarks/fit_dynamic.py: resumable cells on a process pool)
 
 SETTINGS = {
     "clean": {},
@@ -173,6 +173,19 @@ def fit_table(stats, full):
     return lines, best, gain
 
 
+CELL_KEY = ("setting", "arch", "seed", "lr")
+
+
+def _read(path, key):
+    """The rows of a JSON lines file written by an earlier (perhaps interrupted) run, by ``key``."""
+    rows = {}
+    if os.path.exists(path):
+        for line in open(path):
+            r = json.loads(line)
+            rows[tuple(r[k] for k in key)] = r
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/fit-dynamic-credibility")
@@ -192,38 +205,22 @@ def main(argv=None) -> int:
     DATASET, RULE, UNLEARNT = args.dataset, args.rule, args.unlearnt
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "cells.jsonl")
-    done = {}
-    if os.path.exists(path):
-        for line in open(path):
-            r = json.loads(line)
-            done[(r["setting"], r["arch"], r["seed"], r["lr"])] = r
+    done = _read(path, CELL_KEY)
     todo = [(s, a, seed, lr) for lr in args.lrs for a in ARCHS for s in args.settings for seed in args.seeds
             if (s, a, seed, lr) not in done]
-    if todo:
-        with ProcessPoolExecutor(args.jobs) as pool, open(path, "a") as f:
-            for key, res in zip(todo, pool.map(run_cell, *zip(*todo, strict=True)), strict=True):
-                f.write(json.dumps(res) + "\n")
-                f.flush()
-                done[key] = res
-                print(json.dumps(res), flush=True)
+    for key, res in run_cells(run_cell, todo, path, args.jobs):
+        done[key] = res
+        print(json.dumps(res), flush=True)
     rows = list(done.values())
     if args.full:
         fpath = os.path.join(args.out, "full.jsonl")
-        full = {}
-        if os.path.exists(fpath):
-            for line in open(fpath):
-                r = json.loads(line)
-                full[(r["setting"], r["arch"], r["seed"], r["lr"], r["aside"])] = r
+        full = _read(fpath, CELL_KEY + ("aside",))
         cells = [(s, a, seed, lr, aside) for lr in args.lrs for a in ARCHS for s in args.settings
                  for seed in args.full_seeds
                  for aside in ((True,) if args.aside_only else (True, False)) if (s, a, seed, lr, aside) not in full]
-        if cells:
-            with ProcessPoolExecutor(args.jobs) as pool, open(fpath, "a") as f:
-                for key, res in zip(cells, pool.map(run_full, *zip(*cells, strict=True)), strict=True):
-                    f.write(json.dumps(res) + "\n")
-                    f.flush()
-                    full[key] = res
-                    print(json.dumps(res), flush=True)
+        for key, res in run_cells(run_full, cells, fpath, args.jobs):
+            full[key] = res
+            print(json.dumps(res), flush=True)
         if args.aside_only:
             return 0
         lines, best, gain = fit_table(done, full)
