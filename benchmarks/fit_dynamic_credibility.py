@@ -94,7 +94,9 @@ def run_cell(setting, arch, seed, lr):
     flags = confident_noise(probs, labels, dyn.EVIDENCE_RULE)["suspect"]
     clean = ~flipped
     top = np.sort(probs, axis=1)[:, -2:]
-    return {"setting": setting, "arch": arch, "seed": seed, "lr": lr, "explained": ev["explained"],
+    return {"setting": setting, "arch": arch, "seed": seed, "lr": lr, "epochs": EPOCHS,
+            "credible": ev["credible"], "set_aside": int(pruner.suspect.sum()),
+            "kept_whole": ev["classes_kept_whole"], "explained": ev["explained"],
             "spread": ev["spread"], "flagged": float(flags.mean()),
             "precision": float(flipped[flags].mean()) if flags.any() else None,
             "recall": float(flags[flipped].mean()) if flipped.any() else None,
@@ -187,6 +189,7 @@ def _read(path, key):
 
 
 def main(argv=None) -> int:
+    global DATASET, RULE, UNLEARNT, EPOCHS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/fit-dynamic-credibility")
     ap.add_argument("--jobs", type=int, default=2)
@@ -200,9 +203,9 @@ def main(argv=None) -> int:
     ap.add_argument("--aside-only", action="store_true", help="phase 2: only the runs with the set-aside")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--lrs", type=float, nargs="+", default=list(LRS))
+    ap.add_argument("--epochs", type=int, default=EPOCHS, help="the recipe's length (the window is 10-30%% of it)")
     args = ap.parse_args(argv)
-    global DATASET, RULE, UNLEARNT
-    DATASET, RULE, UNLEARNT = args.dataset, args.rule, args.unlearnt
+    DATASET, RULE, UNLEARNT, EPOCHS = args.dataset, args.rule, args.unlearnt, args.epochs
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "cells.jsonl")
     done = _read(path, CELL_KEY)
