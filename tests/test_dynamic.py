@@ -400,6 +400,13 @@ def test_cli_train_with_dynamic_pruning_writes_scores_for_a_static_subset(tmp_pa
     assert len(ev["class_flagged_share"]) == 10 and ev["evidence_epochs"] == [2]
     aside = int(np.isneginf(np.load(tmp_path / "d.pt.scores.npy")).sum())
     assert f"set aside {aside} samples whose labels" in err
+    # a run that has hardly learnt by the evidence window: its doubts are no evidence, and the user is told so
+    assert cli.main([*ours[:-2], "--lr", "0.004", "--out", str(tmp_path / "slow.pt")]) == 0
+    err = capsys.readouterr().err
+    ev = json.loads((tmp_path / "slow.pt.scores.npy.json").read_text())["evidence"]
+    assert not ev["credible"] and ev["confidence"] < 0.36 and ev["flagged_share"] > 0
+    assert "nothing set aside: the run was not sure of its predictions" in err
+    assert not np.isneginf(np.load(tmp_path / "slow.pt.scores.npy")).any()
 
 
 def test_bench_rows_carry_saved_fraction_and_total_cost_for_static_and_dynamic_methods(tmp_path):

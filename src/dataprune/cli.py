@@ -652,11 +652,15 @@ def cmd_train(args, log):
             ev = pruner.evidence_decision
             if ev:
                 whole = ev.get("classes_kept_whole") or []
-                log(f"label evidence (epochs {ev['evidence_epochs']}): set aside {int(pruner.suspect.sum())} samples "
-                    f"whose labels the run's predictions contradict"
-                    + ("" if ev["credible"] else f" (none: {ev.get('why', 'not credible')})")
-                    + (f"; classes {whole} kept whole (flagged far above the overall {100 * ev['flagged_share']:.1f}%:"
-                       " not yet learnt, not noise)" if whole else ""))
+                if not ev["credible"]:
+                    log(f"label evidence (epochs {ev['evidence_epochs']}): nothing set aside: "
+                        f"{ev.get('why', 'not credible')}")
+                else:
+                    log(f"label evidence (epochs {ev['evidence_epochs']}): set aside {int(pruner.suspect.sum())} "
+                        "samples whose labels the run's predictions contradict"
+                        + (f"; classes {whole} kept whole (flagged far above the overall "
+                           f"{100 * ev['flagged_share']:.1f}%, or hardly recognised: not yet learnt, not noise)"
+                           if whole else ""))
         save_checkpoints(res.checkpoints, args.out, overwrite=args.force, meta=meta)
     log(f"trained {cfg.epochs} epochs in {res.seconds:.1f}s (final train accuracy "
         f"{res.history[-1]['train_acc']:.3f}); saved {len(res.checkpoints)} checkpoints "

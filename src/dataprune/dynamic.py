@@ -552,14 +552,14 @@ class DynamicPruner:
                                   "evidence_epochs": epochs}
         if spread_ < COLLAPSED_SPREAD:
             self.evidence_decision["why"] = (
-                f"the run's predictions over epochs {epochs} had collapsed onto few classes (they spread over "
-                f"{spread_:.0%} of the classes the labels spread over, needs {COLLAPSED_SPREAD:.0%}); no label was "
+                f"the run's predictions over epochs {epochs} had collapsed onto few classes: they spread over "
+                f"{spread_:.0%} of the classes the labels spread over, needs {COLLAPSED_SPREAD:.0%}; no label was "
                 "set aside")
         elif not credible:
             self.evidence_decision["why"] = (
-                f"the run was not sure of its predictions over epochs {epochs} (mean top class probability "
-                f"{confidence:.2f}, needs {CREDIBLE_CONFIDENCE:.2f}): it had not learnt the task well enough to tell "
-                f"wrong labels from hard samples; the {share:.1%} it contradicted were kept (a model or recipe "
-                "that learns faster, or a longer schedule, would judge them)")
+                f"the run was not sure of its predictions over epochs {epochs}: mean top class probability "
+                f"{confidence:.2f}, needs {CREDIBLE_CONFIDENCE:.2f}. It had not learnt the task well enough to tell "
+                f"wrong labels from hard samples, so the {share:.1%} of labels it contradicted were kept; a model "
+                "or recipe that learns faster (more steps per epoch), or a longer schedule, would judge them")
         if credible:
             self.suspect[np.flatnonzero(seen)[suspect]] = True
