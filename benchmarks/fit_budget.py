@@ -13,6 +13,10 @@ the subset is retrained with the recipe and scored on the validation samples who
 alone (the validation labels carry the training set's noise). Phase ``table``: means per setting and rule.
 
 ``python benchmarks/fit_budget.py evidence|eval|table --out runs/fit-budget [--jobs 2] [--budget 0.25]``
+
+Whether a budget plan's gap is its scores or its label evidence: the full plan's evidence in a folder of its own
+(``evidence --budget full --out runs/fit-full``), then ``eval --reference runs/fit-full --candidates
+centre,ref,ref-evidence,ref-scores`` swaps one for the other (see :func:`candidate`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ RATIOS = (0.5, 0.7, 0.9)
 # Noise rules compared (dataprune.select.NOISE_RULES); "auto" = the policy's own choice for this plan; "centre":
 # auto with the penultimate features (the off-centre rule of the full plan, where noise is evident).
 CANDIDATES = ("auto", "confident", "adaptive_rate", "centre")
+
+
+def _budget(text):
+    return None if text == "full" else float(text)
 
 
 def _recipe():
@@ -87,11 +95,23 @@ def evidence(setting, arch, seed, out, budget):
     return path
 
 
-def candidate(name, e, ratio, seed):
+def candidate(name, e, ratio, seed, ref=None):
     """``NAME[:WITHIN]``: a noise rule (or ``auto`` / ``centre``), optionally with how the trusted samples of a class
-    are kept (``within``: ``top``, ``random``, ``stratified``; default the policy's own by ratio)."""
+    are kept (``within``: ``top``, ``random``, ``stratified``; default the policy's own by ratio). Where the evidence
+    itself is in question, with ``ref`` (the same setting's evidence from another plan, ``--reference``):
+    ``ref`` = that plan as it is, ``ref-evidence`` = these scores with its label evidence (class probabilities,
+    held-out report, features), ``ref-scores`` = its scores with this evidence; ``nocentre`` = ``auto`` without the
+    off-centre rule."""
     from dataprune.select import selection
 
+    if name in ("ref", "ref-evidence", "ref-scores"):
+        if ref is None:
+            raise SystemExit(f"candidate {name!r} needs --reference (a folder of another plan's evidence)")
+        e = {"ref": ref, "ref-evidence": {**ref, "scores": e["scores"]},
+             "ref-scores": {**e, "scores": ref["scores"]}}[name]
+        name = "centre"
+    elif name == "nocentre":
+        name = "auto"
     popts = json.loads(str(e["popts"]))
     name, _, within = name.partition(":")
     if within and popts.get("within") is None:          # (a surrogate judged not credible keeps its random draw)
@@ -104,7 +124,7 @@ def candidate(name, e, ratio, seed):
     return sel.keep, sel.decisions
 
 
-def evaluate(setting, arch, seed, names, out, ratios=RATIOS):
+def evaluate(setting, arch, seed, names, out, ratios=RATIOS, reference=None):
     import torch
 
     torch.set_num_threads(1)
@@ -113,10 +133,11 @@ def evaluate(setting, arch, seed, names, out, ratios=RATIOS):
     split = _split(setting)
     val = clean_val(split)
     e = dict(np.load(os.path.join(out, "evidence", f"{setting}-{arch}-seed{seed}.npz")))
+    ref = dict(np.load(os.path.join(reference, "evidence", f"{setting}-{arch}-seed{seed}.npz"))) if reference else None
     rows = []
     for name in names:
         for ratio in ratios:
-            keep, dec = candidate(name, e, ratio, seed)
+            keep, dec = candidate(name, e, ratio, seed, ref)
             res = retrain(_make(arch, split), split.train, val, keep, config=_recipe(), seed=seed)
             rows.append({"setting": setting, "arch": arch, "seed": seed, "candidate": name, "ratio": ratio,
                          "val_acc": res["test_acc"], "val_bacc": res["test_bacc"], "n_kept": len(keep),
@@ -164,9 +185,12 @@ def main():
     ap.add_argument("phase", choices=["evidence", "eval", "table"])
     ap.add_argument("--out", default="runs/fit-budget")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--budget", type=float, default=0.25)
+    ap.add_argument("--budget", type=_budget, default=0.25, help="a cost budget, or 'full' (no budget: the full plan, "
+                    "the reference the budget plans are compared with)")
     ap.add_argument("--candidates", default=",".join(CANDIDATES))
     ap.add_argument("--grid", help="comma-separated setting-arch pairs, e.g. sym20-cnn,clean-mlp")
+    ap.add_argument("--reference", help="another plan's --out folder (e.g. --budget full) for the candidates ref, "
+                    "ref-evidence, ref-scores")
     args = ap.parse_args()
     grid = GRID if not args.grid else [tuple(g.rsplit("-", 1)) for g in args.grid.split(",")]
     for s, _ in grid:
@@ -184,7 +208,7 @@ def main():
                 print(f.result(), flush=True)
             return
         names = args.candidates.split(",")
-        futs = [ex.submit(evaluate, s, a, seed, names, args.out) for s, a, seed in jobs]
+        futs = [ex.submit(evaluate, s, a, seed, names, args.out, RATIOS, args.reference) for s, a, seed in jobs]
         write_header = not os.path.exists(csv_path)
         with open(csv_path, "a", newline="") as f:
             w = None

@@ -185,3 +185,32 @@ def test_budget_and_given_checkpoints(digits):
         dp.prune(make(), ds, ratio=0.5, checkpoints=run.checkpoints, budget=0.5)
     other = dp.prune(make(), ds, ratio=0.5, method="el2n", checkpoints=run.checkpoints)
     assert other.policy == "class_balanced" and other.evidence == {}
+
+
+def test_a_budget_too_short_to_judge_labels_says_which_budget_trains_more():
+    from dataprune.pipeline import FULL, PLANS, choose_plan, more_training
+
+    split = load_dataset("digits", label_noise=0.2)
+    make = lambda: build_model("cnn", 10, split.input_shape)  # noqa: E731
+    res = dp.prune(make, split.train, ratio=0.5, budget=0.1, epochs=10, batch_size=32)
+    assert res.decisions["evidence"]["credible"] is False         # about a dozen steps: nothing learnt
+    adv = res.decisions["evidence_advice"]
+    ck = default_checkpoint_epochs(10)
+
+    def trains(name):
+        return PLAN_NAMES[name].presentations(10, ck, evidence=True)
+
+    assert adv["plan"] == res.provenance["plan"] and adv["steps"] == PLAN_NAMES[adv["plan"]].steps(
+        10, len(split.train), 32, ck, evidence=True)
+    # the advised budget buys the advised plan, which trains at least twice as much ...
+    assert choose_plan(adv["next_budget"], 10, ck, evidence=True, records_evidence=True).name == adv["next_plan"]
+    assert trains(adv["next_plan"]) >= 2 * trains(adv["plan"]) and adv["next_steps"] >= 2 * adv["steps"] - 1
+    # ... and no plan that trains that much is cheaper
+    cost = {p.name: p.expected_cost(10, ck, evidence=True, records_evidence=True) for p in PLANS}
+    assert all(cost[p.name] >= cost[adv["next_plan"]] - 1e-9 for p in PLANS
+               if trains(p.name) >= 2 * trains(adv["plan"]))
+    assert f"a budget of {adv['next_budget']:g} buys {adv['next_plan']}" in res.summary()
+    assert more_training(FULL, 10, ck, evidence=True) is None
+    # a credible run gives no advice; nor does one without a budget
+    full = dp.prune(make, split.train, ratio=0.5, epochs=3, batch_size=32)
+    assert "evidence_advice" not in full.decisions

@@ -129,6 +129,13 @@ class PruneResult:
                 if d.get("sampling") == "random":
                     lines.append("so each class's share is a random sample (the scores come from the same "
                                  "surrogate)")
+                advice = d.get("evidence_advice")
+                if advice:
+                    lines.append(f"the budget bought plan {advice['plan']}, a surrogate of about {advice['steps']} "
+                                 "optimizer steps" + (
+                                     f"; a budget of {advice['next_budget']:g} buys {advice['next_plan']} (about "
+                                     f"{advice['next_steps']} steps), which may learn enough to judge the labels"
+                                     if advice.get("next_plan") else ""))
             elif report.get("credible") is None and "estimated_noise" in d:
                 lines.append("warning: " + report.get("why", "the evidence could not be judged"))
             if report.get("caution"):
@@ -413,6 +420,8 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
     if missing:
         raise ValueError(f"policy {policy!r} needs the evidence {missing}, which method {method!r} does not record")
     popts, extra = apply_credibility(policy, popts, reports)
+    if budget is not None and plan is not None and any(r.get("credible") is False for r in reports):
+        extra["evidence_advice"] = _more_training_advice(plan, spec, cfg, checkpoint_epochs, len(labels), options)
     stage(f"selecting: pruning ratio {ratio:g} of {len(labels)} samples, policy {policy}", progress)
     sel = selection(scores, ratio, labels=labels, policy=policy, seed=seed, **popts, **aux)
     decisions = {**sel.decisions, **extra, "view": view_kind}
@@ -424,6 +433,22 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
                   "fingerprint": io.dataset_fingerprint(view, labels), "environment": io.environment()}
     return PruneResult(sel.keep, scores, labels, float(ratio), method, policy, dict(aux), decisions, cost,
                        provenance, _class_names(train_set), train_set)
+
+
+def _more_training_advice(plan, spec, cfg, checkpoint_epochs, n, options) -> dict:
+    """What a budgeted run whose label evidence was not credible can do: the cheapest plan that trains more
+    (:func:`dataprune.pipeline.more_training`), with both surrogates' optimizer steps."""
+    from .pipeline import more_training
+
+    kw = dict(evidence=True, history=spec.history is not None)
+    advice = {"plan": plan.name, "steps": plan.steps(cfg.epochs, n, cfg.batch_size, checkpoint_epochs, **kw)}
+    up = more_training(plan, cfg.epochs, checkpoint_epochs, fused_ok=spec.fused is not None and not options,
+                       records_evidence="evidence_epochs" in spec.options, **kw)
+    if up is not None:
+        better, budget = up
+        advice.update(next_plan=better.name, next_budget=budget,
+                      next_steps=better.steps(cfg.epochs, n, cfg.batch_size, checkpoint_epochs, **kw))
+    return advice
 
 
 def _fresh(model):
