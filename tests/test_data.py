@@ -124,6 +124,26 @@ def test_image_folder_errors(tmp_path):
         load_dataset("imagefolder", root=str(tmp_path))
 
 
+def test_image_folder_without_val_loads_for_pruning_only(tmp_path, capsys):
+    import shutil
+
+    from dataprune import cli
+
+    _write_image_folder(str(tmp_path), per_class=6)
+    shutil.rmtree(tmp_path / "val")
+    with pytest.raises(FileNotFoundError, match=r"val is missing \(this command reports accuracy on it\)"):
+        load_dataset("imagefolder", root=str(tmp_path))
+    split = load_dataset("imagefolder", root=str(tmp_path), image_size=8, need_test=False)
+    assert split.test is None and len(split.train) == 12 and split.num_classes == 2
+    # the commands that read the training set only take such a folder; those that report accuracy name val/
+    args = ["--dataset", "imagefolder", "--data-root", str(tmp_path), "--image-size", "8", "--model", "mlp",
+            "--epochs", "2", "--batch-size", "4", "--quiet"]
+    assert cli.main(["prune", *args, "--ratio", "0.5", "--no-report", "--out", str(tmp_path / "p")]) == 0
+    assert len(np.load(tmp_path / "p" / "keep.npy")) == 6
+    assert cli.main(["evaluate", *args, "--indices", str(tmp_path / "p" / "keep.npy")]) == 2
+    assert "val is missing (this command reports accuracy on it)" in capsys.readouterr().err
+
+
 def test_image_that_vanishes_mid_run(tmp_path):
     _write_image_folder(str(tmp_path))
     split = load_dataset("imagefolder", root=str(tmp_path), image_size=8)

@@ -409,13 +409,15 @@ class _Log:
             print(msg, file=sys.stderr, flush=True)
 
 
-def _load_split(args):
+def _load_split(args, *, need_test: bool = True):
+    """The data set the command line names; ``need_test=False`` for the commands that read its training set only
+    (train, score, select, prune): an image folder may then lack ``val/``."""
     from .data import load_dataset
 
     return load_dataset(args.dataset, root=os.path.expanduser(args.data_root) if args.data_root else None,
                         label_noise=args.label_noise, noise_kind=args.label_noise_kind, noise_seed=args.noise_seed,
                         imbalance=args.imbalance, train_limit=args.train_limit, val_split=args.val_split,
-                        image_size=args.image_size, normalize=args.normalize)
+                        image_size=args.image_size, normalize=args.normalize, need_test=need_test)
 
 
 def _recipe(args, split, epochs=None, length="epochs"):
@@ -614,7 +616,7 @@ def cmd_train(args, log):
 
     check_writable(args.out, overwrite=args.force)
     _check_device(args)
-    split = _load_split(args)
+    split = _load_split(args, need_test=False)
     make = _model_factory(args, split)
     cfg = _recipe(args, split)
     epochs = parse_checkpoints(args.checkpoints, cfg.epochs)
@@ -681,7 +683,7 @@ def cmd_score(args, log):
     _check_device(args)
     spec = get_method(args.method)
     options = _method_options(args, args.method)
-    split = _load_split(args)
+    split = _load_split(args, need_test=False)
     make = _model_factory(args, split)
     cfg = _recipe(args, split)
     fingerprint = io.dataset_fingerprint(split.train)
@@ -755,7 +757,7 @@ def cmd_select(args, log):
     scores, meta = io.load_array(args.scores)
     if meta.get("kind") not in (None, "scores"):
         raise CLIError(f"{args.scores} holds {meta.get('kind')}, not scores")
-    split = _load_split(args)
+    split = _load_split(args, need_test=False)
     io.check_fingerprint(meta.get("fingerprint"), io.dataset_fingerprint(split.train), args.scores,
                          expected_data=meta, actual_data=_dataset_meta(args, split))
     labels = get_targets(split.train)
@@ -807,7 +809,7 @@ def cmd_prune(args, log):
     _check_device(args)
     options = _method_options(args, args.method)
     get_method(args.method)
-    split = _load_split(args)
+    split = _load_split(args, need_test=False)
     make = _model_factory(args, split)
     cfg = _recipe(args, split)
     checkpoints = None
@@ -861,7 +863,7 @@ def cmd_report(args, log):
     if prov.get("dataset"):
         try:
             settings = {k: prov[k] for k in io.DATA_KEYS if k in prov and k not in ("dataset", "data_root")}
-            split = load_dataset(prov["dataset"], root=prov.get("data_root"), **settings)
+            split = load_dataset(prov["dataset"], root=prov.get("data_root"), need_test=False, **settings)
             io.check_fingerprint(prov.get("fingerprint"), io.dataset_fingerprint(split.train),
                                  os.path.join(args.folder, "keep.npy"))
             dataset = split.train

@@ -130,7 +130,8 @@ DATASETS: dict[str, _Entry] = {
                       "CIFAR-10 python batches under --data-root", {"batch_size": 128, "lr": 0.1}),
     "cifar100": _Entry(lambda root, o: load_cifar("cifar100", root), 100, (3, 32, 32), "flip_crop", True,
                        "CIFAR-100 python batches under --data-root", {"batch_size": 128, "lr": 0.1}),
-    "imagefolder": _Entry(lambda root, o: load_imagefolder(root, _image_size(o)), -1, None, "flip_crop",
+    "imagefolder": _Entry(lambda root, o: load_imagefolder(root, _image_size(o), need_val=o.get("need_test", True)),
+                          -1, None, "flip_crop",
                           True, "train/ and val/ class folders under --data-root", {"batch_size": 128, "lr": 0.1}),
     "npy": _Entry(lambda root, o: load_npy(root, o.get("normalize")), -1, None, None, True,
                   "memory-mapped train_x/train_y/test_x/test_y .npy files under --data-root"),
@@ -139,7 +140,8 @@ DATASETS: dict[str, _Entry] = {
 
 def load_dataset(name: str, *, root: str | None = None, label_noise: float = 0.0, noise_kind: str = "symmetric",
                  noise_seed: int = 0, imbalance: float = 1.0, train_limit: int | None = None,
-                 val_split: float = 0.0, image_size: int | None = None, normalize: str | None = None) -> DataSplit:
+                 val_split: float = 0.0, image_size: int | None = None, normalize: str | None = None,
+                 need_test: bool = True) -> DataSplit:
     """Load a dataset by name, optionally as a generated variant of its training set.
 
     Parameters
@@ -166,6 +168,9 @@ def load_dataset(name: str, *, root: str | None = None, label_noise: float = 0.0
         Side length images are resized to (``imagefolder`` only; default 64).
     normalize : "train" | "none", optional
         ``npy`` only: per-channel mean/std from the training set (the default) or none.
+    need_test : bool
+        False where only the training set is read (scoring, pruning): an image folder may then lack ``val/``,
+        and ``split.test`` is None.
 
     Variants are applied in this order: long tail, training limit, label noise, validation split.
     """
@@ -180,7 +185,7 @@ def load_dataset(name: str, *, root: str | None = None, label_noise: float = 0.0
         readers = ", ".join(k for k, e in DATASETS.items() if e.needs_root)
         raise ValueError(f"dataset {name!r} ships with its dependency and reads no data root, but one was given "
                          f"({root!r}); a data root (--data-root) is for {readers}")
-    train, test = entry.loader(root, {"image_size": image_size, "normalize": normalize})
+    train, test = entry.loader(root, {"image_size": image_size, "normalize": normalize, "need_test": need_test})
     num_classes = entry.num_classes
     input_shape = entry.input_shape
     if num_classes < 0 and isinstance(train, NpyDataset):

@@ -17,7 +17,8 @@ LAYOUT = """expected an image folder laid out as:
   <data-root>/train/<class_b>/yyy.jpg
   <data-root>/val/<class_a>/zzz.png
   <data-root>/val/<class_b>/www.jpg
-(one sub-folder per class, the same class names under train/ and val/)"""
+(one sub-folder per class, the same class names under train/ and val/; val/ is read only by the commands that
+report accuracy: bench, demo, evaluate)"""
 
 
 def _scan(split_dir: str, classes: list[str] | None):
@@ -81,16 +82,21 @@ class ImageFolderDataset(Dataset):
         return x, torch.from_numpy(self.targets[idx])
 
 
-def load_imagefolder(root: str, image_size: int = 64):
-    """Train and val datasets from ``root/train`` and ``root/val``."""
+def load_imagefolder(root: str, image_size: int = 64, *, need_val: bool = True):
+    """Train and val datasets from ``root/train`` and ``root/val``. With ``need_val=False`` (scoring and pruning
+    read the training set only) a folder without ``val/`` gives ``(train, None)``."""
     if root is None:
         raise ValueError("dataset 'imagefolder' is read from disk: pass --data-root; " + LAYOUT)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"--data-root {root!r} does not exist; " + LAYOUT)
-    for split in ("train", "val"):
-        if not os.path.isdir(os.path.join(root, split)):
-            raise FileNotFoundError(f"{os.path.join(root, split)} is missing; " + LAYOUT)
-    classes, files, labels = _scan(os.path.join(root, "train"), None)
-    _, vfiles, vlabels = _scan(os.path.join(root, "val"), classes)
-    return (ImageFolderDataset(files, labels, classes, image_size=image_size, name="imagefolder-train"),
-            ImageFolderDataset(vfiles, vlabels, classes, image_size=image_size, name="imagefolder-val"))
+    train_dir, val_dir = os.path.join(root, "train"), os.path.join(root, "val")
+    if not os.path.isdir(train_dir):
+        raise FileNotFoundError(f"{train_dir} is missing; " + LAYOUT)
+    if need_val and not os.path.isdir(val_dir):
+        raise FileNotFoundError(f"{val_dir} is missing (this command reports accuracy on it); " + LAYOUT)
+    classes, files, labels = _scan(train_dir, None)
+    train = ImageFolderDataset(files, labels, classes, image_size=image_size, name="imagefolder-train")
+    if not os.path.isdir(val_dir):
+        return train, None
+    _, vfiles, vlabels = _scan(val_dir, classes)
+    return train, ImageFolderDataset(vfiles, vlabels, classes, image_size=image_size, name="imagefolder-val")
