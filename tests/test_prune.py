@@ -210,6 +210,11 @@ def test_a_budget_too_short_to_judge_labels_says_which_budget_trains_more():
     assert all(cost[p.name] >= cost[adv["next_plan"]] - 1e-9 for p in PLANS
                if trains(p.name) >= 2 * trains(adv["plan"]))
     assert f"a budget of {adv['next_budget']:g} buys {adv['next_plan']}" in res.summary()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:                  # and the HTML report says it too
+        res.report(folder)
+        assert f"buys {adv['next_plan']}" in open(os.path.join(folder, "report.html")).read()
     assert more_training(FULL, 10, ck, evidence=True) is None
     # a credible run gives no advice; nor does one without a budget
     full = dp.prune(make, split.train, ratio=0.5, epochs=3, batch_size=32)

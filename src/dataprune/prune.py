@@ -129,13 +129,8 @@ class PruneResult:
                 if d.get("sampling") == "random":
                     lines.append("so each class's share is a random sample (the scores come from the same "
                                  "surrogate)")
-                advice = d.get("evidence_advice")
-                if advice:
-                    lines.append(f"the budget bought plan {advice['plan']}, a surrogate of about {advice['steps']} "
-                                 "optimizer steps" + (
-                                     f"; a budget of {advice['next_budget']:g} buys {advice['next_plan']} (about "
-                                     f"{advice['next_steps']} steps), which may learn enough to judge the labels"
-                                     if advice.get("next_plan") else ""))
+                if d.get("evidence_advice"):
+                    lines.append(advice_text(d["evidence_advice"]))
             elif report.get("credible") is None and "estimated_noise" in d:
                 lines.append("warning: " + report.get("why", "the evidence could not be judged"))
             if report.get("caution"):
@@ -433,6 +428,13 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
                   "fingerprint": io.dataset_fingerprint(view, labels), "environment": io.environment()}
     return PruneResult(sel.keep, scores, labels, float(ratio), method, policy, dict(aux), decisions, cost,
                        provenance, _class_names(train_set), train_set)
+
+
+def advice_text(advice: dict) -> str:
+    """``decisions["evidence_advice"]`` in one sentence (the summary and the HTML report)."""
+    return (f"the budget bought plan {advice['plan']}, a surrogate of about {advice['steps']} optimizer steps"
+            + (f"; a budget of {advice['next_budget']:g} buys {advice['next_plan']} (about {advice['next_steps']} "
+               "steps), which may learn enough to judge the labels" if advice.get("next_plan") else ""))
 
 
 def _more_training_advice(plan, spec, cfg, checkpoint_epochs, n, options) -> dict:

@@ -462,6 +462,11 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
         for key in ("why", "caution"):
             if report.get(key):
                 facts.append(f"<span class=\"warn\">{_html(report[key])}</span>")
+    if d.get("evidence_advice"):
+        from .prune import advice_text
+
+        text = advice_text(d["evidence_advice"])
+        facts.append(f"<span class=\"warn\" id=\"evidence-advice\">{_html(text[0].upper() + text[1:])}.</span>")
     if "sampling" in d:
         from .select import describe_sampling
 
