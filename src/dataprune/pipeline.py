@@ -271,6 +271,14 @@ def more_training(plan: Plan, recipe_epochs: int, requested=(), *, fused_ok: boo
     return (bought, budget) if trains(bought) >= factor * base - 1e-9 else (best, cost(best))
 
 
+def advice_text(advice: dict) -> str:
+    """``decisions["evidence_advice"]`` (:func:`dataprune.prune`: a budget plan whose label evidence was not
+    credible, and :func:`more_training`'s plan) in one sentence, for the summary and the HTML report."""
+    return (f"the budget bought plan {advice['plan']}, a surrogate of about {advice['steps']} optimizer steps"
+            + (f"; a budget of {advice['next_budget']:g} buys {advice['next_plan']} (about {advice['next_steps']} "
+               "steps), which may learn enough to judge the labels" if advice.get("next_plan") else ""))
+
+
 def resolve_plan(method: str, *, budget: float | None, recipe_epochs: int, checkpoint_epochs=(),
                  policy: str | None = None, options: dict | None = None, partitions: int = 1,
                  checkpoints_given: bool = False, full_epochs: int | None = None) -> tuple[Plan, bool]:

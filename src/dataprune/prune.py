@@ -20,7 +20,7 @@ from . import io
 from .data import get_targets
 from .evidence import judge
 from .methods import RECOMMENDED, get_method
-from .pipeline import scores_with_evidence, surrogate_scores
+from .pipeline import advice_text, scores_with_evidence, surrogate_scores
 from .select import POLICIES, describe_sampling, selection
 from .train import TrainConfig
 from .trajectory import as_checkpoints
@@ -428,13 +428,6 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
                   "fingerprint": io.dataset_fingerprint(view, labels), "environment": io.environment()}
     return PruneResult(sel.keep, scores, labels, float(ratio), method, policy, dict(aux), decisions, cost,
                        provenance, _class_names(train_set), train_set)
-
-
-def advice_text(advice: dict) -> str:
-    """``decisions["evidence_advice"]`` in one sentence (the summary and the HTML report)."""
-    return (f"the budget bought plan {advice['plan']}, a surrogate of about {advice['steps']} optimizer steps"
-            + (f"; a budget of {advice['next_budget']:g} buys {advice['next_plan']} (about {advice['next_steps']} "
-               "steps), which may learn enough to judge the labels" if advice.get("next_plan") else ""))
 
 
 def _more_training_advice(plan, spec, cfg, checkpoint_epochs, n, options) -> dict:

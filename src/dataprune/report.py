@@ -463,7 +463,7 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
             if report.get(key):
                 facts.append(f"<span class=\"warn\">{_html(report[key])}</span>")
     if d.get("evidence_advice"):
-        from .prune import advice_text
+        from .pipeline import advice_text
 
         text = advice_text(d["evidence_advice"])
         facts.append(f"<span class=\"warn\" id=\"evidence-advice\">{_html(text[0].upper() + text[1:])}.</span>")
