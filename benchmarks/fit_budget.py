@@ -90,7 +90,7 @@ def evidence(setting, arch, seed, out, budget):
     tmp = path + ".tmp.npz"
     np.savez_compressed(tmp, scores=res.scores, probs=res.evidence["probs"], labels=res.labels, flipped=flipped,
                         features=res.evidence["features"], popts=json.dumps(popts), plan=res.provenance["plan"],
-                        cost=float(res.cost.get("cost_fraction") or np.nan))
+                        cost=float(res.cost.get("cost_fraction") or np.nan), report=json.dumps(report))
     os.replace(tmp, path)
     return path
 
@@ -101,7 +101,9 @@ def candidate(name, e, ratio, seed, ref=None):
     itself is in question, with ``ref`` (the same setting's evidence from another plan, ``--reference``):
     ``ref`` = that plan as it is, ``ref-evidence`` = these scores with its label evidence (class probabilities,
     held-out report, features), ``ref-scores`` = its scores with this evidence; ``nocentre`` = ``auto`` without the
-    off-centre rule."""
+    off-centre rule; ``judged-no-trend`` = ``centre`` where the evidence counts as credible without the judge's
+    still-learning test (:func:`dataprune.evidence.judge`)."""
+    from dataprune.evidence import COLLAPSED_SPREAD, CREDIBLE_EXPLAINED
     from dataprune.select import selection
 
     if name in ("ref", "ref-evidence", "ref-scores"):
@@ -113,6 +115,14 @@ def candidate(name, e, ratio, seed, ref=None):
     elif name == "nocentre":
         name = "auto"
     popts = json.loads(str(e["popts"]))
+    if name == "judged-no-trend":
+        # the judgment without the still-learning test (credible by the explained share and the spread alone)
+        report = json.loads(str(e["report"]))
+        if str(report.get("why", "")).startswith("the surrogate was still learning") and \
+                report.get("held_out_explained", 0) >= CREDIBLE_EXPLAINED and report.get("held_out_spread", 0) >= \
+                COLLAPSED_SPREAD:
+            popts = {"held_out_flagged": float(report["held_out_flagged"])}
+        name = "centre"
     name, _, within = name.partition(":")
     if within and popts.get("within") is None:          # (a surrogate judged not credible keeps its random draw)
         popts["within"] = within

@@ -156,6 +156,9 @@ def test_a_surrogate_still_learning_at_its_last_checkpoint_is_not_credible(monke
     cks = [snapshot(nn.Linear(2, classes), 0.1, e) for e in (1, 3, 5)]
     report = judge(nn.Linear(2, classes), cks, ds, held=holdout_indices(labels, 0.25, seed=0))
     assert report["evidence_epochs"] == [5] and report["credible"] is False and "still learning" in report["why"]
+    # a budget plan that stops early is still learning by design: judged by what it explains alone
+    early = judge(nn.Linear(2, classes), cks, ds, held=holdout_indices(labels, 0.25, seed=0), trend=False)
+    assert early["evidence_epochs"] == [5] and early["credible"] is True and "why" not in early
     accuracy[5] = 0.51                        # plateau reached: the same evidence is judged on its merits
     report = judge(nn.Linear(2, classes), cks, ds, held=holdout_indices(labels, 0.25, seed=0))
     assert report["evidence_epochs"] == [3, 5] and "still learning" not in report.get("why", "")

@@ -219,3 +219,20 @@ def test_a_budget_too_short_to_judge_labels_says_which_budget_trains_more():
     # a credible run gives no advice; nor does one without a budget
     full = dp.prune(make, split.train, ratio=0.5, epochs=3, batch_size=32)
     assert "evidence_advice" not in full.decisions
+
+
+def test_only_runs_of_the_whole_schedule_judge_the_accuracy_trend(digits, monkeypatch):
+    import dataprune.pipeline as pipeline
+
+    assert PLAN_NAMES["full"].judges_trend and PLAN_NAMES["head"].judges_trend
+    assert not any(PLAN_NAMES[p].judges_trend for p in ("half-head", "early3-head", "early2-head",
+                                                         "quarter-data-early1-head"))
+    seen = []
+    judge = pipeline.judge
+    monkeypatch.setattr(pipeline, "judge", lambda *a, **k: seen.append(k["trend"]) or judge(*a, **k))
+    split, ds = digits
+    make = lambda: build_model("mlp", 10, split.input_shape)  # noqa: E731
+    for budget in (0.41, None):
+        dp.prune(make, ds, ratio=0.5, budget=budget, epochs=10, batch_size=32)
+    assert seen == [False, True]
+

@@ -33,7 +33,10 @@ A surrogate whose held-out accuracy is best at its last checkpoint and still ris
 than :data:`PLATEAU_TOLERANCE` since the one before) has not finished learning: what it gets wrong
 may be samples it has not learnt yet, so it is not credible either (measured: sklearn digits as PNG
 files, clean labels, batch 128 for 10 epochs with a flip augmentation: held-out accuracy 54% -> 80%
-between epochs 7 and 9; its flags, 4-9% of the clean labels, cost 3-18 points when set aside).
+between epochs 7 and 9; its flags, 4-9% of the clean labels, cost 3-18 points when set aside). That test is for
+a run of the recipe's whole schedule; a budget plan that stops early (``--budget``) is still learning by design
+and is judged by the explained share and the spread alone (``judge(..., trend=False)``,
+:attr:`dataprune.pipeline.Plan.judges_trend`).
 
 What it cannot tell: a surrogate that has learnt the task only partly (82% held-out accuracy on
 clean digits images with a flip augmentation that hurts digits) is confidently wrong about some
@@ -183,12 +186,17 @@ def evidence_positions(epochs, held_accuracy=None, trained_accuracy=None, n_held
 
 
 def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, device=None,
-          num_workers: int = 0) -> dict:
+          num_workers: int = 0, trend: bool = True) -> dict:
     """Where to read the label evidence and whether it is credible, from the held-out samples ``held``
     (positions of ``dataset``, the deterministic view, that the surrogate did not train on): a report
     with ``evidence_epochs`` (the checkpoints to read), held-out and trained-on accuracy per checkpoint,
     ``credible`` (True, False, or None when it could not be judged) and ``why`` / ``caution``. Costs
-    eval-mode passes over the held-out samples and as many trained-on ones, not over the data."""
+    eval-mode passes over the held-out samples and as many trained-on ones, not over the data.
+
+    ``trend``: whether a held-out accuracy still rising at the last checkpoint makes the evidence not credible
+    (the surrogate has not finished learning). True for a run of the recipe's whole schedule, where it was
+    validated; a budget plan that stops early is still learning by design and is judged by what it explains
+    (:data:`CREDIBLE_EXPLAINED`) and its spread alone, as a plan of one checkpoint always was."""
     from .select import confident_noise
 
     cks = as_checkpoints(checkpoints)
@@ -227,7 +235,7 @@ def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, devi
                    "held_out_accuracy_unflagged": round(unflagged_acc, 4), "held_out_spread": round(spread_, 4),
                    "credible": bool(explained >= CREDIBLE_EXPLAINED and spread_ >= COLLAPSED_SPREAD)})
     order = sorted(range(len(epochs)), key=lambda k: epochs[k])
-    still_learning = len(order) > 1 and use[0] == order[-1] and \
+    still_learning = trend and len(order) > 1 and use[0] == order[-1] and \
         acc[order[-1]] - acc[order[-2]] > tolerance(acc[order[-1]], len(held))
     if still_learning:
         report["credible"] = False
