@@ -415,7 +415,7 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
     if missing:
         raise ValueError(f"policy {policy!r} needs the evidence {missing}, which method {method!r} does not record")
     popts, extra = apply_credibility(policy, popts, reports)
-    if budget is not None and plan is not None and any(r.get("credible") is False for r in reports):
+    if budget is not None and plan is not None and any((r or {}).get("credible") is False for r in reports):
         extra["evidence_advice"] = _more_training_advice(plan, spec, cfg, checkpoint_epochs, len(labels), options)
     stage(f"selecting: pruning ratio {ratio:g} of {len(labels)} samples, policy {policy}", progress)
     sel = selection(scores, ratio, labels=labels, policy=policy, seed=seed, **popts, **aux)
