@@ -364,3 +364,17 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path, capsys):
     assert not os.path.exists(out + ".lock")                              # released on exit
     assert cli.main(["score", *DIGITS, "--epochs", "1", "--checkpoints", "1", "--params", "last_layer",
                      "--out", out, "--quiet"]) == 0
+
+
+def test_score_then_select_on_a_budget_too_short_to_judge_labels_gives_the_advice(tmp_path, capsys):
+    data = ["--dataset", "digits", "--label-noise", "0.2"]
+    scores = str(tmp_path / "s.npy")
+    assert cli.main(["score", *data, "--epochs", "10", "--batch-size", "32", "--lr", "0.05", "--budget", "0.1",
+                     "--out", scores]) == 0
+    err = capsys.readouterr().err
+    meta = json.loads(open(scores + ".json").read())
+    advice = meta["evidence_advice"]                       # the same advice dp.prune gives, kept with the scores
+    assert advice["plan"] == meta["cost"]["plan"] and advice["next_steps"] >= 2 * advice["steps"] - 1
+    assert "label evidence not credible" in err and f"a budget of {advice['next_budget']:g}" in err
+    assert cli.main(["select", *data, "--scores", scores, "--ratio", "0.5", "--out", str(tmp_path / "k.npy")]) == 0
+    assert f"buys {advice['next_plan']}" in capsys.readouterr().err

@@ -674,7 +674,7 @@ def cmd_score(args, log):
     from . import io
     from .evidence import HOLDOUT
     from .methods import get_method
-    from .pipeline import resolve_plan, surrogate_scores
+    from .pipeline import advice_text, budget_advice, resolve_plan, surrogate_scores
     from .trajectory import load_checkpoints
 
     if not args.out.endswith(".npy"):
@@ -731,6 +731,11 @@ def cmd_score(args, log):
             surrogate_seconds=run.surrogate_seconds, cost=cost)
         if args.method in run.aux:
             meta["aux"] = io.save_aux(args.out, run.aux[args.method])
+        advice = budget_advice(plan, args.method, run.evidence, recipe=cfg, checkpoint_epochs=epochs,
+                               n=len(split.train) // max(args.partitions, 1), options=options) \
+            if args.budget is not None and checkpoints is None else None
+        if advice:
+            meta["evidence_advice"] = advice
         io.save_array(args.out, scores, meta, overwrite=args.force)
         if not args.work_dir:
             io.PartStore(work_dir, {}).clear()
@@ -741,6 +746,10 @@ def cmd_score(args, log):
         + (f" = {cost['cost_fraction']:.2f} of one full training run (estimated from the surrogate's speed)"
            if cost.get("cost_fraction") is not None else f" ({cost.get('cost_unknown', 'cost fraction unknown')})")
         + f"; range [{finite.min():.4g}, {finite.max():.4g}]; wrote {args.out}")
+    for report in run.evidence or []:
+        if (report or {}).get("credible") is False:
+            log("label evidence not credible: " + report.get("why", "") + (
+                "\n" + advice_text(advice) if advice else ""))
 
 
 def cmd_select(args, log):
@@ -775,6 +784,8 @@ def cmd_select(args, log):
     from .evidence import apply_credibility
 
     popts, extra = apply_credibility(policy, popts, meta.get("evidence_report"))
+    if meta.get("evidence_advice"):
+        extra["evidence_advice"] = meta["evidence_advice"]
     sel = selection(scores, args.ratio, labels=labels, policy=policy, seed=args.seed, num_samples=len(split.train),
                     **popts, **evidence)
     sel.decisions.update(extra)

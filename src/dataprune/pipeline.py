@@ -282,6 +282,27 @@ def more_training(plan: Plan, recipe_epochs: int, requested=(), *, fused_ok: boo
     return (bought, budget) if trains(bought) >= factor * base - 1e-9 else (best, cost(best))
 
 
+def budget_advice(plan: Plan, method: str, reports, *, recipe: TrainConfig, checkpoint_epochs, n: int,
+                  options: dict | None = None) -> dict | None:
+    """What a budgeted run can do when its label evidence was not credible (any of ``reports``, the judge's, says
+    ``credible: False``): the plan it bought and its optimizer steps, and the cheapest plan that trains at least
+    twice as much (:func:`more_training`), the budget that buys it and its steps. None when the evidence was credible
+    (or not judged). The same advice from :func:`dataprune.prune` and ``dataprune score``/``select``."""
+    if not any((r or {}).get("credible") is False for r in (reports or [])):
+        return None
+    spec = get_method(method)
+    kw = dict(evidence=True, history=spec.history is not None)
+    advice = {"plan": plan.name,
+              "steps": plan.steps(recipe.epochs, n, recipe.batch_size, checkpoint_epochs, **kw)}
+    up = more_training(plan, recipe.epochs, checkpoint_epochs, fused_ok=spec.fused is not None and not options,
+                       records_evidence="evidence_epochs" in spec.options, **kw)
+    if up is not None:
+        better, budget = up
+        advice.update(next_plan=better.name, next_budget=budget,
+                      next_steps=better.steps(recipe.epochs, n, recipe.batch_size, checkpoint_epochs, **kw))
+    return advice
+
+
 def advice_text(advice: dict) -> str:
     """``decisions["evidence_advice"]`` (:func:`dataprune.prune`: a budget plan whose label evidence was not
     credible, and :func:`more_training`'s plan) in one sentence, for the summary and the HTML report."""

@@ -20,7 +20,7 @@ from . import io
 from .data import get_targets
 from .evidence import judge
 from .methods import RECOMMENDED, get_method
-from .pipeline import advice_text, scores_with_evidence, surrogate_scores
+from .pipeline import advice_text, budget_advice, scores_with_evidence, surrogate_scores
 from .select import POLICIES, describe_sampling, selection
 from .train import TrainConfig
 from .trajectory import as_checkpoints
@@ -415,8 +415,10 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
     if missing:
         raise ValueError(f"policy {policy!r} needs the evidence {missing}, which method {method!r} does not record")
     popts, extra = apply_credibility(policy, popts, reports)
-    if budget is not None and plan is not None and any((r or {}).get("credible") is False for r in reports):
-        extra["evidence_advice"] = _more_training_advice(plan, spec, cfg, checkpoint_epochs, len(labels), options)
+    advice = budget_advice(plan, method, reports, recipe=cfg, checkpoint_epochs=checkpoint_epochs, n=len(labels),
+                           options=options) if budget is not None and plan is not None else None
+    if advice:
+        extra["evidence_advice"] = advice
     stage(f"selecting: pruning ratio {ratio:g} of {len(labels)} samples, policy {policy}", progress)
     sel = selection(scores, ratio, labels=labels, policy=policy, seed=seed, **popts, **aux)
     decisions = {**sel.decisions, **extra, "view": view_kind}
@@ -428,22 +430,6 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
                   "fingerprint": io.dataset_fingerprint(view, labels), "environment": io.environment()}
     return PruneResult(sel.keep, scores, labels, float(ratio), method, policy, dict(aux), decisions, cost,
                        provenance, _class_names(train_set), train_set)
-
-
-def _more_training_advice(plan, spec, cfg, checkpoint_epochs, n, options) -> dict:
-    """What a budgeted run whose label evidence was not credible can do: the cheapest plan that trains more
-    (:func:`dataprune.pipeline.more_training`), with both surrogates' optimizer steps."""
-    from .pipeline import more_training
-
-    kw = dict(evidence=True, history=spec.history is not None)
-    advice = {"plan": plan.name, "steps": plan.steps(cfg.epochs, n, cfg.batch_size, checkpoint_epochs, **kw)}
-    up = more_training(plan, cfg.epochs, checkpoint_epochs, fused_ok=spec.fused is not None and not options,
-                       records_evidence="evidence_epochs" in spec.options, **kw)
-    if up is not None:
-        better, budget = up
-        advice.update(next_plan=better.name, next_budget=budget,
-                      next_steps=better.steps(cfg.epochs, n, cfg.batch_size, checkpoint_epochs, **kw))
-    return advice
 
 
 def _fresh(model):
