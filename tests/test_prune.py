@@ -236,3 +236,18 @@ def test_only_runs_of_the_whole_schedule_judge_the_accuracy_trend(digits, monkey
         dp.prune(make, ds, ratio=0.5, budget=budget, epochs=10, batch_size=32)
     assert seen == [False, True]
 
+
+
+def test_budget_advice_follows_the_judgment():
+    from dataprune.pipeline import budget_advice
+    from dataprune.train import TrainConfig
+
+    kw = dict(recipe=TrainConfig(epochs=10, batch_size=32), checkpoint_epochs=default_checkpoint_epochs(10), n=3200)
+    plan = PLAN_NAMES["early2-head"]
+    assert budget_advice(plan, "recommended", [{"credible": True}], **kw) is None
+    assert budget_advice(plan, "recommended", [], **kw) is None
+    for reports in ([{"credible": False, "why": "x"}], [{"credible": True, "caution": "flags may be hard samples"}],
+                    [None, {"credible": False}]):
+        advice = budget_advice(plan, "recommended", reports, **kw)
+        assert advice["plan"] == "early2-head" and advice["steps"] == 2 * 90       # 2 epochs of 2,880 at batch 32
+        assert advice["next_plan"] == "half-head" and advice["next_steps"] >= 2 * advice["steps"]

@@ -748,8 +748,11 @@ def cmd_score(args, log):
         + f"; range [{finite.min():.4g}, {finite.max():.4g}]; wrote {args.out}")
     for report in run.evidence or []:
         if (report or {}).get("credible") is False:
-            log("label evidence not credible: " + report.get("why", "") + (
-                "\n" + advice_text(advice) if advice else ""))
+            log("label evidence not credible: " + report.get("why", ""))
+        elif (report or {}).get("caution"):
+            log("caution: " + report["caution"])
+    if advice:
+        log(advice_text(advice))
 
 
 def cmd_select(args, log):

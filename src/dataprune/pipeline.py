@@ -284,11 +284,12 @@ def more_training(plan: Plan, recipe_epochs: int, requested=(), *, fused_ok: boo
 
 def budget_advice(plan: Plan, method: str, reports, *, recipe: TrainConfig, checkpoint_epochs, n: int,
                   options: dict | None = None) -> dict | None:
-    """What a budgeted run can do when its label evidence was not credible (any of ``reports``, the judge's, says
-    ``credible: False``): the plan it bought and its optimizer steps, and the cheapest plan that trains at least
-    twice as much (:func:`more_training`), the budget that buys it and its steps. None when the evidence was credible
-    (or not judged). The same advice from :func:`dataprune.prune` and ``dataprune score``/``select``."""
-    if not any((r or {}).get("credible") is False for r in (reports or [])):
+    """What a budgeted run can do when its label evidence was not credible or came with a caution (any of
+    ``reports``, the judge's, says ``credible: False`` or gives a ``caution``: flags that may be hard samples): the
+    plan it bought and its optimizer steps, and the cheapest plan that trains at least twice as much
+    (:func:`more_training`), the budget that buys it and its steps. None when the evidence was credible without a
+    caution (or not judged). The same advice from :func:`dataprune.prune` and ``dataprune score``/``select``."""
+    if not any((r or {}).get("credible") is False or (r or {}).get("caution") for r in (reports or [])):
         return None
     spec = get_method(method)
     kw = dict(evidence=True, history=spec.history is not None)
@@ -308,7 +309,8 @@ def advice_text(advice: dict) -> str:
     credible, and :func:`more_training`'s plan) in one sentence, for the summary and the HTML report."""
     return (f"the budget bought plan {advice['plan']}, a surrogate of about {advice['steps']} optimizer steps"
             + (f"; a budget of {advice['next_budget']:g} buys {advice['next_plan']} (about {advice['next_steps']} "
-               "steps), which may learn enough to judge the labels" if advice.get("next_plan") else ""))
+               "steps), which may learn enough to tell wrong labels from hard samples" if advice.get("next_plan")
+               else ""))
 
 
 def resolve_plan(method: str, *, budget: float | None, recipe_epochs: int, checkpoint_epochs=(),

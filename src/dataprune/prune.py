@@ -129,12 +129,12 @@ class PruneResult:
                 if d.get("sampling") == "random":
                     lines.append("so each class's share is a random sample (the scores come from the same "
                                  "surrogate)")
-                if d.get("evidence_advice"):
-                    lines.append(advice_text(d["evidence_advice"]))
             elif report.get("credible") is None and "estimated_noise" in d:
                 lines.append("warning: " + report.get("why", "the evidence could not be judged"))
             if report.get("caution"):
                 lines.append("caution: " + report["caution"])
+        if d.get("evidence_advice"):
+            lines.append(advice_text(d["evidence_advice"]))
         if d.get("view") == "seeded":
             lines.append("note: the training set draws random transforms; scoring read one fixed draw per sample "
                          "(pass score_set= with evaluation preprocessing to score the plain samples)")
