@@ -199,6 +199,7 @@ def main():
                     "the reference the budget plans are compared with)")
     ap.add_argument("--candidates", default=",".join(CANDIDATES))
     ap.add_argument("--grid", help="comma-separated setting-arch pairs, e.g. sym20-cnn,clean-mlp")
+    ap.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="tuning seeds (default %(default)s)")
     ap.add_argument("--reference", help="another plan's --out folder (e.g. --budget full) for the candidates ref, "
                     "ref-evidence, ref-scores")
     args = ap.parse_args()
@@ -210,7 +211,7 @@ def main():
     if args.phase == "table":
         print(table(csv_path))
         return
-    jobs = [(s, a, seed) for s, a in grid for seed in SEEDS]
+    jobs = [(s, a, int(seed)) for s, a in grid for seed in args.seeds.split(",")]
     with ProcessPoolExecutor(args.jobs) as ex:
         if args.phase == "evidence":
             futs = [ex.submit(evidence, s, a, seed, args.out, args.budget) for s, a, seed in jobs]
