@@ -103,8 +103,18 @@ def candidate(name, e, ratio, seed, ref=None):
     held-out report, features), ``ref-scores`` = its scores with this evidence; ``nocentre`` = ``auto`` without the
     off-centre rule; ``judged-no-trend`` = ``centre`` where the evidence counts as credible without the judge's
     still-learning test (:func:`dataprune.evidence.judge`)."""
+    import importlib
+
     from dataprune.evidence import COLLAPSED_SPREAD, CREDIBLE_EXPLAINED
     from dataprune.select import selection
+
+    S = importlib.import_module("dataprune.select")
+    if name.startswith("refill="):     # the policy as shipped, with this refill order (select.AUTO_REFILL)
+        shipped, S.AUTO_REFILL = S.AUTO_REFILL, name.split("=", 1)[1]
+        try:
+            return candidate("centre", e, ratio, seed, ref)
+        finally:
+            S.AUTO_REFILL = shipped
 
     if name in ("ref", "ref-evidence", "ref-scores"):
         if ref is None:
@@ -200,6 +210,7 @@ def main():
     ap.add_argument("--candidates", default=",".join(CANDIDATES))
     ap.add_argument("--grid", help="comma-separated setting-arch pairs, e.g. sym20-cnn,clean-mlp")
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="tuning seeds (default %(default)s)")
+    ap.add_argument("--ratios", default=",".join(map(str, RATIOS)), help="pruning ratios (default %(default)s)")
     ap.add_argument("--reference", help="another plan's --out folder (e.g. --budget full) for the candidates ref, "
                     "ref-evidence, ref-scores")
     args = ap.parse_args()
@@ -219,7 +230,8 @@ def main():
                 print(f.result(), flush=True)
             return
         names = args.candidates.split(",")
-        futs = [ex.submit(evaluate, s, a, seed, names, args.out, RATIOS, args.reference) for s, a, seed in jobs]
+        ratios = tuple(float(r) for r in args.ratios.split(","))
+        futs = [ex.submit(evaluate, s, a, seed, names, args.out, ratios, args.reference) for s, a, seed in jobs]
         write_header = not os.path.exists(csv_path)
         with open(csv_path, "a", newline="") as f:
             w = None

@@ -466,3 +466,47 @@ def test_noise_evident_on_held_out_samples_switches_the_adaptive_rule():
     assert not a.decisions["noise_evident"] and b.decisions["noise_evident"]
     assert a.decisions["off_centre"] == 0 and b.decisions["off_centre"] >= 1
     assert np.isin(flipped, a.keep).sum() > np.isin(flipped, b.keep).sum()
+
+
+def test_refill_order_and_centre_distance():
+    from dataprune.select import centre_distance, refill_order
+
+    feats = np.array([[0.0, 0.0], [2.0, 0.0], [10.0, 0.0], [11.0, 0.0], [1.0, 0.0], [9.0, 0.0]])
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    trusted = np.array([True, True, True, True, False, False])
+    # class means over the trusted samples: (1, 0) and (10.5, 0)
+    assert np.allclose(centre_distance(feats, labels, trusted, [4, 5, 2]), [0.0, 1.5, 0.5])
+    # chunked the same as whole
+    assert np.allclose(centre_distance(feats, labels, trusted, np.arange(6), chunk=2),
+                       centre_distance(feats, labels, trusted, np.arange(6)))
+    margin = np.array([0.9, 0.1, 0.5])
+    distance = np.array([3.0, 1.0, 2.0])
+    assert np.argsort(refill_order(margin, distance, "margin")).tolist() == [0, 2, 1]
+    assert np.argsort(refill_order(margin, distance, "centre")).tolist() == [1, 2, 0]
+    assert np.allclose(refill_order(margin, distance, "both"), [1.0, 1.0, 1.0])          # ranks cancel here
+    assert np.allclose(refill_order(margin, None, "both"), -margin)                       # no features: the margin
+    with pytest.raises(ValueError, match="unknown refill order"):
+        refill_order(margin, distance, "nearest")
+
+
+def test_auto_refills_the_set_aside_samples_by_margin_and_feature_rank():
+    from dataprune.select import auto_indices
+
+    # 2 classes of 10; class 0's samples 4-9 look wrong to the surrogate, so keeping 16 of 20 brings 2 of them back
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 10)
+    p0 = np.array([0.9] * 4 + [0.45, 0.44, 0.3, 0.2, 0.43, 0.42] + [0.1] * 10)
+    probs = np.stack([p0, 1 - p0], 1)
+    feats = np.zeros((20, 2))
+    feats[10:] = 10.0
+    feats[[4, 5]] = 5.0                                       # halfway to class 1
+    feats[[6, 7]] = 10.0                                      # in class 1's cluster
+    # label margin, best first: 4, 5, 8, 9, 6, 7; distance to class 0's trusted mean, nearest first: 8, 9, 4, 5, 6, 7
+
+    def back(**kw):
+        keep, dec = auto_indices(np.zeros(20), labels, 16, probs=probs, ratio=0.2, rng=rng, noise="argmax", **kw)
+        assert len(keep) == 16 and dec["set_aside"] == 4
+        return sorted(set(keep.tolist()) - set(range(4)) - set(range(10, 20)))
+
+    assert back() == [4, 5]                                   # no features: the highest margins
+    assert back(features=feats) == [4, 8]                     # the best sums of the two ranks
