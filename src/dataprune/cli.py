@@ -732,7 +732,8 @@ def cmd_score(args, log):
         if args.method in run.aux:
             meta["aux"] = io.save_aux(args.out, run.aux[args.method])
         advice = budget_advice(plan, args.method, run.evidence, recipe=cfg, checkpoint_epochs=epochs,
-                               n=len(split.train) // max(args.partitions, 1), options=options) \
+                               n=len(split.train) // max(args.partitions, 1), options=options,
+                               partitions=args.partitions) \
             if args.budget is not None and checkpoints is None else None
         if advice:
             meta["evidence_advice"] = advice

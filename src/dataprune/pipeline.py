@@ -180,19 +180,23 @@ class Plan:
         """Sample presentations of the surrogate's training, in epochs over the whole data set: its trained
         epochs times the share it trains on (its part of the data, or all of it less the held-out share when the
         label evidence is judged). Times ``N / batch size``: its optimizer steps."""
+        return self.trained_share(evidence=evidence, history=history) * \
+            self.trained_epochs(recipe_epochs, requested, history=history)
+
+    def trained_share(self, *, evidence: bool = False, history: bool = False) -> float:
+        """The share of the data the surrogate trains on each epoch: its part of the data, or all of it less the
+        held-out share when the label evidence is judged (held out only where scores come from checkpoints)."""
         from .evidence import HOLDOUT
 
-        trained = self.data_fraction if self.data_fraction < 1 else \
-            (1 - HOLDOUT if evidence and not self.fused and not history else 1.0)
-        return trained * self.trained_epochs(recipe_epochs, requested, history=history)
+        if self.data_fraction < 1:
+            return self.data_fraction
+        return 1 - HOLDOUT if evidence and not self.fused and not history else 1.0
 
     def steps(self, recipe_epochs: int, n: int, batch_size: int, requested=(), *, evidence: bool = False,
               history: bool = False) -> int:
         """Optimizer steps of the surrogate on a data set of ``n`` samples at ``batch_size`` (about: each epoch
         ends with a short batch)."""
-        share = self.presentations(recipe_epochs, requested, evidence=evidence, history=history) / \
-            max(self.trained_epochs(recipe_epochs, requested, history=history), 1)
-        per_epoch = math.ceil(share * n / max(int(batch_size), 1))
+        per_epoch = math.ceil(self.trained_share(evidence=evidence, history=history) * n / max(int(batch_size), 1))
         return per_epoch * self.trained_epochs(recipe_epochs, requested, history=history)
 
     def describe(self, recipe_epochs: int, requested=(), *, history: bool = False) -> str:
@@ -282,8 +286,14 @@ def more_training(plan: Plan, recipe_epochs: int, requested=(), *, fused_ok: boo
     return (bought, budget) if trains(bought) >= factor * base - 1e-9 else (best, cost(best))
 
 
+def fused_allowed(spec, options: dict | None, partitions: int = 1) -> bool:
+    """Whether a budget may buy a fused plan for method ``spec``: it has fused scoring, one partition, no options
+    (fused scoring takes none)."""
+    return spec.fused is not None and partitions == 1 and not options
+
+
 def budget_advice(plan: Plan, method: str, reports, *, recipe: TrainConfig, checkpoint_epochs, n: int,
-                  options: dict | None = None) -> dict | None:
+                  options: dict | None = None, partitions: int = 1) -> dict | None:
     """What a budgeted run can do when its label evidence was not credible or came with a caution (any of
     ``reports``, the judge's, says ``credible: False`` or gives a ``caution``: flags that may be hard samples): the
     plan it bought and its optimizer steps, and the cheapest plan that trains at least twice as much
@@ -295,7 +305,7 @@ def budget_advice(plan: Plan, method: str, reports, *, recipe: TrainConfig, chec
     kw = dict(evidence=True, history=spec.history is not None)
     advice = {"plan": plan.name,
               "steps": plan.steps(recipe.epochs, n, recipe.batch_size, checkpoint_epochs, **kw)}
-    up = more_training(plan, recipe.epochs, checkpoint_epochs, fused_ok=spec.fused is not None and not options,
+    up = more_training(plan, recipe.epochs, checkpoint_epochs, fused_ok=fused_allowed(spec, options, partitions),
                        records_evidence="evidence_epochs" in spec.options, **kw)
     if up is not None:
         better, budget = up
@@ -339,7 +349,7 @@ def resolve_plan(method: str, *, budget: float | None, recipe_epochs: int, check
     if spec.plan:
         raise ValueError(f"method {method!r} trains its own surrogate ({Plan(**spec.plan).describe(recipe_epochs)}); "
                          "a budget cannot buy it cheaper: drop the budget for this method")
-    fused_ok = spec.fused is not None and partitions == 1 and not options
+    fused_ok = fused_allowed(spec, options, partitions)
     plan = choose_plan(budget, recipe_epochs, checkpoint_epochs, fused_ok=fused_ok, evidence=evidence,
                        history=history, full_epochs=full_epochs, records_evidence="evidence_epochs" in spec.options)
     if plan.params is not None and "params" in options and options["params"] != plan.params:

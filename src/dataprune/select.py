@@ -286,6 +286,15 @@ def _by_rate(scaled, labels, confident, by_calibrated):
     return suspect
 
 
+def trusted_means(features, labels, trusted) -> tuple[np.ndarray, np.ndarray]:
+    """``(classes, means)``: each label's mean feature (float64) over its ``trusted`` samples, over all of the
+    class's samples when none of it is trusted (the class centres of :func:`off_centre` and :func:`centre_distance`)."""
+    classes = np.unique(labels)
+    means = np.stack([features[(labels == c) & trusted].astype(np.float64).mean(0) if ((labels == c) & trusted).any()
+                      else features[labels == c].astype(np.float64).mean(0) for c in classes])
+    return classes, means
+
+
 def off_centre(features, labels, trusted, *, chunk: int = 65536) -> np.ndarray:
     """(N,) bool: samples whose features are nearer another class's mean than their own label's, the class
     means taken over the ``trusted`` samples (all of a class's samples when none of it is trusted). Rows are
@@ -294,9 +303,7 @@ def off_centre(features, labels, trusted, *, chunk: int = 65536) -> np.ndarray:
     labels = np.asarray(labels, dtype=np.int64)
     if f.ndim != 2 or len(f) != len(labels):
         raise ValueError(f"features must have shape (N, D) with N = {len(labels)}, got {f.shape}")
-    classes = np.unique(labels)
-    means = np.stack([f[(labels == c) & trusted].astype(np.float64).mean(0) if ((labels == c) & trusted).any()
-                      else f[labels == c].astype(np.float64).mean(0) for c in classes])
+    classes, means = trusted_means(f, labels, trusted)
     msq = (means ** 2).sum(1)
     out = np.zeros(len(labels), bool)
     for a in range(0, len(labels), chunk):
@@ -331,9 +338,7 @@ def centre_distance(features, labels, trusted, rows, *, chunk: int = 65536) -> n
     f = np.asarray(features)
     labels = np.asarray(labels, dtype=np.int64)
     rows = np.asarray(rows, dtype=np.int64)
-    classes = np.unique(labels)
-    means = np.stack([f[(labels == c) & trusted].astype(np.float64).mean(0) if ((labels == c) & trusted).any()
-                      else f[labels == c].astype(np.float64).mean(0) for c in classes])
+    classes, means = trusted_means(f, labels, trusted)
     position = {int(c): j for j, c in enumerate(classes)}
     which = np.array([position[int(c)] for c in labels[rows]], dtype=np.int64)
     out = np.empty(len(rows))
