@@ -164,6 +164,70 @@ def test_a_surrogate_still_learning_at_its_last_checkpoint_is_not_credible(monke
     assert report["evidence_epochs"] == [3, 5] and "still learning" not in report.get("why", "")
 
 
+def test_a_rising_surrogate_whose_flags_hold_stays_credible(monkeypatch):
+    """Held-out accuracy still rising at the last checkpoint, but what the surrogate confidently contradicts stays
+    contradicted (40% wrong labels, flagged at every checkpoint); the rise is in samples it was unsure of. That is
+    the evidence of wrong labels, not of a surrogate still learning (the suite's mnist5k sym40 seed whose noise rule
+    the trend test switched off)."""
+    import dataprune.evidence as evidence
+
+    n, classes = 400, 4
+    labels = np.arange(n) % classes
+    ds = ArrayDataset(torch.zeros(n, 2), labels)
+    idx = np.arange(n)
+    wrong = idx % 5 < 2                       # 40%: always confidently another class
+    unsure = idx % 5 == 2                     # 20%: not confident, learnt between epochs 3 and 5
+    unsure_from = {1: 0.0, 3: 0.0, 5: 1.0}
+
+    def fake_probs(model, cks, dataset, **_):
+        y, pos = dataset.targets, dataset.indices
+        out = []
+        for ck in cks:
+            p = np.eye(classes)[y] * 0.9 + 0.1 / classes
+            p[wrong[pos]] = np.eye(classes)[(y[wrong[pos]] + 1) % classes] * 0.9 + 0.1 / classes
+            if not unsure_from[ck.epoch]:
+                u = unsure[pos]
+                p[u] = 0.65 / 3
+                p[u, (y[u] + 2) % classes] = 0.35
+            out.append(p)
+        return out
+
+    monkeypatch.setattr(evidence, "_probs", fake_probs)
+    cks = [snapshot(nn.Linear(2, classes), 0.1, e) for e in (1, 3, 5)]
+    held = holdout_indices(labels, 0.25, seed=0)
+    report = judge(nn.Linear(2, classes), cks, ds, held=held)
+    acc = report["held_out_accuracy"]
+    assert report["evidence_epochs"] == [5] and acc[2] - acc[1] > 0.15       # rising at its last checkpoint
+    assert report["held_out_moved"]["flags_resolved"] == 0.0 and report["held_out_moved"]["unsure_resolved"] == 1.0
+    assert report["credible"] is True and "why" not in report
+    assert "flags held" in report["trend"]
+    # the same rise where the flagged samples are the ones being learnt: still learning
+    wrong[:] = False
+    unsure[:] = idx % 5 < 3
+    report = judge(nn.Linear(2, classes), cks, ds, held=held)
+    assert report["credible"] is False and "still learning" in report["why"]
+
+
+def test_flags_resolved_and_flags_hold_known_answers():
+    from dataprune.evidence import FLAGS_MIN, flags_hold, flags_resolved
+
+    labels = np.array([0, 0, 1, 1, 2, 2, 0, 1, 2])
+    # the last two confidently another class (flagged); the one before them wrong but unsure
+    before = np.eye(3)[[0, 0, 1, 1, 2, 2, 0, 2, 0]]
+    before[6] = [0.3, 0.4, 0.3]
+    after = np.eye(3)[[0, 0, 1, 1, 2, 2, 0, 2, 2]]     # the unsure one and one flag resolved
+    assert flags_resolved(before, after, labels) == {"flagged": 2, "unsure": 1, "flags_resolved": 0.5,
+                                                     "unsure_resolved": 1.0}
+    assert flags_resolved(before, before, labels)["flags_resolved"] == 0.0
+    assert flags_resolved(np.eye(3)[labels], before, labels) == {"flagged": 0, "unsure": 0, "flags_resolved": None,
+                                                                  "unsure_resolved": None}
+    # flags held: enough of them, resolved at under FLAGS_LEARNT_RATE of the unsure mistakes' rate
+    assert flags_hold({"flagged": FLAGS_MIN, "unsure": 10, "flags_resolved": 0.05, "unsure_resolved": 0.6})
+    assert not flags_hold({"flagged": FLAGS_MIN - 1, "unsure": 10, "flags_resolved": 0.0, "unsure_resolved": 0.6})
+    assert not flags_hold({"flagged": 50, "unsure": 10, "flags_resolved": 0.5, "unsure_resolved": 0.6})
+    assert not flags_hold({"flagged": 50, "unsure": 0, "flags_resolved": 0.0, "unsure_resolved": None})
+
+
 def test_apply_credibility_takes_one_report_or_a_list():
     bad = {"credible": False, "why": "x"}
     for given in (bad, [bad], [None, bad]):
@@ -296,3 +360,19 @@ def test_evidence_read_at_a_probe_equals_the_probes_outputs():
                                   evidence_checkpoints=[probe] + scored, batch_size=64)
     want, _ = label_evidence(model, [probe], ds, report=report)
     assert np.allclose(aux["probs"], want["probs"])
+
+
+def test_the_summary_and_the_html_report_say_when_a_rising_surrogate_was_believed(tmp_path):
+    from dataprune.prune import PruneResult
+
+    trend = ("the surrogate was still improving at its last checkpoint (held-out accuracy 48% at epoch 7, 56% at "
+             "epoch 9), but its flags held")
+    report = {"credible": True, "held_out": 321, "checkpoint_epochs": [7, 9], "evidence_epochs": [9],
+              "held_out_accuracy": [0.48, 0.56], "trend": trend}
+    labels = np.arange(40) % 4
+    res = PruneResult(np.arange(20), np.linspace(0, 1, 40), labels, 0.5, "recommended", "auto", {},
+                      {"evidence": report})
+    assert trend in res.summary()
+    with open(res.report(str(tmp_path / "report"))) as f:
+        html = f.read()
+    assert "The surrogate was still improving at its last checkpoint" in html and "its flags held" in html

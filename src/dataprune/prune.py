@@ -124,6 +124,8 @@ class PruneResult:
                 lines.append(f"label evidence read at epochs {report['evidence_epochs']}: there the surrogate was "
                              f"right on {report['held_out_accuracy'][k]:.0%} of {report['held_out']} samples it did "
                              "not train on")
+            if report.get("trend"):
+                lines.append(report["trend"])
             if report.get("credible") is False:
                 lines.append("labels not judged: " + report.get("why", "the surrogate's evidence is not credible"))
                 if d.get("sampling") == "random":

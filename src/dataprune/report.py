@@ -459,6 +459,8 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
                          + ", ".join(f"{100 * a:.0f}%" for a in report["held_out_accuracy"]) + " at epochs "
                          + ", ".join(str(e) for e in report.get("checkpoint_epochs", []))
                          + f"; the label evidence was read at epochs {report.get('evidence_epochs')}.")
+        if report.get("trend"):
+            facts.append(_html(report["trend"][0].upper() + report["trend"][1:]) + ".")
         for key in ("why", "caution"):
             if report.get(key):
                 facts.append(f"<span class=\"warn\">{_html(report[key])}</span>")
