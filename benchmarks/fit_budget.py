@@ -102,7 +102,8 @@ def candidate(name, e, ratio, seed, ref=None):
     ``ref`` = that plan as it is, ``ref-evidence`` = these scores with its label evidence (class probabilities,
     held-out report, features), ``ref-scores`` = its scores with this evidence; ``nocentre`` = ``auto`` without the
     off-centre rule; ``judged-no-trend`` = ``centre`` where the evidence counts as credible without the judge's
-    still-learning test (:func:`dataprune.evidence.judge`)."""
+    still-learning test (:func:`dataprune.evidence.judge`); ``nb=W`` = ``centre`` with the label evidence mixed with
+    weight W of the neighbour labels in feature space (``neighbours``, :func:`dataprune.select.neighbour_labels`)."""
     import importlib
 
     from dataprune.evidence import COLLAPSED_SPREAD, CREDIBLE_EXPLAINED
@@ -116,6 +117,9 @@ def candidate(name, e, ratio, seed, ref=None):
         finally:
             S.AUTO_REFILL = shipped
 
+    if name.startswith("nb="):        # the shipped policy with its label evidence mixed with neighbour labels
+        e = {**e, "popts": json.dumps({**json.loads(str(e["popts"])), "neighbours": float(name.split("=", 1)[1])})}
+        name = "centre"
     if name in ("ref", "ref-evidence", "ref-scores"):
         if ref is None:
             raise SystemExit(f"candidate {name!r} needs --reference (a folder of another plan's evidence)")

@@ -236,6 +236,19 @@ def test_apply_credibility_takes_one_report_or_a_list():
     assert apply_credibility("auto", {"noise": "confident"}, bad)[0]["noise"] == "confident"   # the caller's wins
     assert apply_credibility("class_balanced", {}, bad)[0] == {}
     assert apply_credibility("auto", {}, None) == ({}, {})
+    # a budget plan's report asks for the neighbour labels; the caller's choice wins; not where not credible
+    early = {"credible": True, "held_out_flagged": 0.2, "neighbours": 0.5}
+    assert apply_credibility("auto", {}, early)[0] == {"held_out_flagged": 0.2, "neighbours": 0.5}
+    assert apply_credibility("auto", {"neighbours": 0.0}, early)[0]["neighbours"] == 0.0
+    assert "neighbours" not in apply_credibility("auto", {}, [early, bad])[0]
+
+
+def test_plans_that_stop_early_mix_in_the_neighbour_labels():
+    from dataprune.pipeline import NEIGHBOURS_MIX, PLAN_NAMES
+
+    assert PLAN_NAMES["full"].neighbours == PLAN_NAMES["half-head"].neighbours == 0.0
+    for name in ("early2-head", "early3-head", "early1-head", "quarter-data-early2-head"):
+        assert PLAN_NAMES[name].neighbours == NEIGHBOURS_MIX > 0
 
 
 def test_features_are_the_heads_input_at_the_last_checkpoint_projected_above_feature_dims():

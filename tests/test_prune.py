@@ -173,6 +173,10 @@ def test_budget_and_given_checkpoints(digits):
     assert cheap.provenance["plan"] == "early2-head" and cheap.evidence["features"].shape == (len(ds), 128)
     assert cheap.cost["expected_cost_fraction"] == PLAN_NAMES["early2-head"].expected_cost(
         10, default_checkpoint_epochs(10), evidence=True, records_evidence=True)
+    # its label evidence reads the neighbours' labels too (a plan that stops early), where label noise is evident
+    # (20% of these labels are wrong)
+    assert cheap.decisions["evidence"]["neighbours"] == PLAN_NAMES["early2-head"].neighbours > 0
+    assert cheap.decisions["noise_evident"] and cheap.decisions["neighbours"] == PLAN_NAMES["early2-head"].neighbours
     tight = dp.prune(make, ds, ratio=0.5, budget=0.1, epochs=10, batch_size=32)
     assert tight.cost["expected_cost_fraction"] <= 0.1 and tight.evidence["features"].shape[0] == len(ds)
     # batch_size= is the surrogate's recipe (it once went to the scoring passes instead)

@@ -510,3 +510,49 @@ def test_auto_refills_the_set_aside_samples_by_margin_and_feature_rank():
 
     assert back() == [4, 5]                                   # no features: the highest margins
     assert back(features=feats) == [4, 8]                     # the best sums of the two ranks
+
+
+def test_neighbour_labels_against_a_brute_force_count():
+    from dataprune.select import neighbour_labels
+
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(300, 8)).astype(np.float32)
+    y = rng.integers(0, 4, 300)
+    got = neighbour_labels(f, y, k=7, chunk=64)
+    u = f / np.linalg.norm(f, axis=1, keepdims=True)
+    sim = u @ u.T
+    np.fill_diagonal(sim, -np.inf)
+    for i in range(0, 300, 37):
+        nb = np.argsort(-sim[i])[:7]
+        assert np.allclose(got[i], np.bincount(y[nb], minlength=4) / 7)
+    assert np.allclose(got.sum(1), 1.0)
+    # on a larger set the neighbours come from a class-stratified share of it (no sample its own neighbour)
+    sub = neighbour_labels(f, y, k=7, max_refs=120)
+    assert sub.shape == (300, 4) and np.allclose(sub.sum(1), 1.0)
+
+
+def test_auto_with_neighbour_labels_sets_aside_a_label_its_neighbours_do_not_share():
+    """Two tight clusters; one sample of cluster 0 carries label 1, the surrogate's probabilities are unsure about it
+    and it has its class's highest score. Its neighbours' labels set it aside; without them it is kept."""
+    from dataprune.select import selection
+
+    rng = np.random.default_rng(1)
+    f = np.concatenate([rng.normal(0, 0.05, (60, 4)) + [3, 0, 0, 0], rng.normal(0, 0.05, (60, 4)) + [0, 3, 0, 0]])
+    y = np.r_[np.zeros(60, int), np.ones(60, int)]
+    y[5] = 1
+    probs = np.eye(2)[y] * 0.8 + 0.1
+    probs[5] = [0.45, 0.55]                             # the surrogate does not contradict it
+    y[60:75] = 0                                        # noise is evident: 15 wrong labels it does contradict
+    scores = np.linspace(0, 1, 120)
+    scores[5] = 2.0
+    base = selection(scores, 0.5, labels=y, policy="auto", probs=probs, features=f, noise="argmax", centre_rule=False)
+    mixed = selection(scores, 0.5, labels=y, policy="auto", probs=probs, features=f, noise="argmax",
+                      centre_rule=False, neighbours=0.5)
+    assert base.decisions["set_aside"] == 15 and 5 in base.keep
+    assert mixed.decisions["set_aside"] == 16 and 5 not in mixed.keep and mixed.decisions["neighbours"] == 0.5
+    assert len(mixed.keep) == len(base.keep) == 60
+    # on clean labels (nothing evident) the neighbours are not read
+    y[60:75] = 1
+    clean = selection(scores, 0.5, labels=y, policy="auto", probs=np.eye(2)[y] * 0.8 + 0.1, features=f,
+                      noise="argmax", neighbours=0.5)
+    assert clean.decisions["neighbours"] == 0.0 and clean.decisions["set_aside"] == 0

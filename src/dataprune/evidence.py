@@ -381,4 +381,7 @@ def apply_credibility(policy: str, policy_options: dict | None, reports) -> tupl
         held = [r["held_out_flagged"] for r in reports if r.get("held_out_flagged") is not None]
         if held:      # what the surrogate says of samples it did not train on: is label noise evident?
             options.setdefault("held_out_flagged", float(np.mean(held)))
+        mix = [float(r["neighbours"]) for r in reports if r.get("neighbours")]
+        if mix:       # a plan that stops early: its label evidence also reads the neighbours' labels
+            options.setdefault("neighbours", max(mix))
     return options, {"evidence": reports[0] if len(reports) == 1 else reports}

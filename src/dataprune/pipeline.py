@@ -49,6 +49,10 @@ from .utils import seed_everything
 # MLP on mnist5k, 1 thread) rounded up: an expected cost must not underestimate. The achieved cost
 # of every run is measured, not taken from here.
 COST = {"forward": 0.5, "head": 0.45, "all_params": 2.6, "fused": 0.12, "record": 0.08}
+# Weight of the neighbour labels in the label evidence of a plan that stops early (:attr:`Plan.neighbours`; 0.3 and
+# 0.5 compared on mnist5k validation splits at --budget 0.25, seeds 10-11, before the mixing was restricted to evident
+# noise: +0.86 and +0.97).
+NEIGHBOURS_MIX = 0.5
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,19 @@ class Plan:
         behind in 3, worst -1.8 on the 10:1 long tail); ``half-head`` (``--budget 0.66``) 2 of 18 runs, +2.7 (ahead
         in 6 of 6). Plans of one checkpoint were always judged so."""
         return self.segment >= 1 and self.data_fraction >= 1
+
+    @property
+    def neighbours(self) -> float:
+        """Weight of the neighbour labels in the label evidence (``policy="auto"``'s ``neighbours``,
+        :func:`dataprune.select.neighbour_labels`): :data:`NEIGHBOURS_MIX` on plans that train at most 30% of the
+        recipe, whose short surrogate flags hard clean samples it has not learnt; 0 on longer ones (the full plan's
+        probabilities alone were validated; ``half-head`` was not measured). Read only where the plan keeps the
+        penultimate features (:meth:`reads_features`). Fitted on validation splits of mnist5k
+        (benchmarks/fit_budget.py, 9 settings x ratios 0.5/0.7/0.9, docs/results/neighbours-2026-12-06):
+        ``early2-head`` (``--budget 0.25``, tuning seeds 10-13) +1.05 points of balanced accuracy, ahead by more
+        than 0.5 in 11 of 27 cells, behind in 2 (worst -2.1); ``early3-head`` (0.41, seeds 10-11) +0.35, 8 ahead,
+        1 behind."""
+        return NEIGHBOURS_MIX if self.segment <= 0.3 and not self.judges_trend else 0.0
 
     def epochs(self, recipe_epochs: int) -> int:
         """Epochs the surrogate trains."""
@@ -568,6 +585,9 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             report = judge(template, judged_cks, sview, held=held, batch_size=batch_size, device=device,
                            num_workers=num_workers, trend=plan.judges_trend)
             judged = (time.perf_counter() - t0, time.process_time() - c0)
+            if plan.neighbours and any(plan.reads_features("evidence_features" in s.options) for s in specs
+                                       if s.name in evidence_for):
+                report["neighbours"] = plan.neighbours     # the policy mixes them into the label evidence
             run.evidence.append(report)
         for s in specs:
             t0, c0 = time.perf_counter(), time.process_time()

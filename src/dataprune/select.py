@@ -348,10 +348,47 @@ def centre_distance(features, labels, trusted, rows, *, chunk: int = 65536) -> n
     return out
 
 
+# k of the neighbour-label evidence (:func:`neighbour_labels`) and the most samples its neighbours are drawn from.
+NEIGHBOURS_K = 25
+NEIGHBOURS_MAX = 20000
+
+
+def neighbour_labels(features, labels, *, k: int = NEIGHBOURS_K, max_refs: int = NEIGHBOURS_MAX, seed: int = 0,
+                     chunk: int = 2048) -> np.ndarray:
+    """(N, C) float32: for each sample, the shares of the labels among its ``k`` nearest neighbours by cosine
+    similarity of ``features`` (N, D), itself excluded. Neighbours are drawn from all samples, or from a
+    class-stratified random ``max_refs`` of them on a larger set (the cost is N x refs x D). Label evidence from the
+    data's geometry rather than the surrogate's head: a sample whose label its neighbours do not share is suspect."""
+    import torch
+
+    from .quotas import stratified_fraction
+
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    c = int(labels.max()) + 1 if n else 0
+    f = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    refs = np.arange(n) if n <= max_refs else np.sort(stratified_fraction(labels, max_refs / n, seed))
+    k = max(1, min(int(k), len(refs) - 1))
+    rf, ry = f[refs], torch.as_tensor(labels[refs])
+    pos = torch.full((n,), -1, dtype=torch.long)
+    pos[torch.as_tensor(refs)] = torch.arange(len(refs))
+    out = np.zeros((n, c), dtype=np.float32)
+    for s in range(0, n, chunk):
+        sim = f[s:s + chunk] @ rf.T
+        own = pos[s:s + chunk]
+        rows = torch.nonzero(own >= 0).flatten()
+        sim[rows, own[rows]] = -float("inf")             # not its own neighbour
+        nb = sim.topk(k, dim=1).indices
+        out[s:s + chunk] = torch.nn.functional.one_hot(ry[nb], c).float().mean(1).numpy()
+    return out
+
+
 def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = None,
                  stratified_from: float | None = None, strata: int = AUTO_STRATA, noise: str | None = None,
                  within: str = "auto", high: str | None = None, features=None,
-                 centre_rule: bool | None = None, held_out_flagged: float | None = None) -> tuple[np.ndarray, dict]:
+                 centre_rule: bool | None = None, held_out_flagged: float | None = None,
+                 neighbours: float = 0.0) -> tuple[np.ndarray, dict]:
     """The ``auto`` policy (the recommended default): ``(kept indices, decisions)``.
 
     1. *Labels that look wrong*: :func:`confident_noise` (rule ``noise``, default
@@ -371,6 +408,10 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
        class's mean feature than its own class's (:func:`off_centre`) is kept only when its class's
        quota needs it. It catches wrong labels the probabilities missed (pair-flip noise).
 
+    ``neighbours`` (with ``features``, where label noise is evident): the label evidence is ``probs`` mixed with this
+    weight of the label shares of each sample's nearest neighbours in feature space (:func:`neighbour_labels`); 0 =
+    the probabilities alone.
+
     ``decisions`` says what was estimated and done: the per-class noise estimate, how many samples
     were set aside, the quotas and the sampling.
     """
@@ -381,6 +422,14 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     classes = np.unique(labels)
     noise = AUTO_NOISE_RULE if noise is None else noise
     info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
+    neighbours = float(neighbours or 0.0) if features is not None else 0.0
+    # Only where label noise is evident, as the off-centre rule: on clean labels there is nothing to find.
+    if neighbours and noise != "none" and max(info["confident_share"], held_out_flagged or 0.0) >= ADAPTIVE_FROM:
+        probs = (1.0 - neighbours) * np.asarray(probs, dtype=np.float64) + \
+            neighbours * neighbour_labels(features, labels)
+        info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
+    else:
+        neighbours = 0.0
     suspect, margin, rate = info["suspect"], info["margin"], info["rate"]
     trusted = ~suspect
     sizes = {int(c): int(((labels == c) & trusted).sum()) for c in classes}
@@ -429,6 +478,7 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
                  "quotas": quotas, "alpha": alpha, "noise_rule": noise, "sampling": sampling,
                  "noise_evident": bool(evident), "held_out_flagged": held_out_flagged,
                  "off_centre": int(last.sum()), "off_centre_kept": int(np.isin(keep, np.flatnonzero(last)).sum()),
+                 "neighbours": neighbours,
                  "strata": strata if sampling == "stratified" else None}
     return keep, decisions
 
@@ -489,10 +539,10 @@ def _noise_cutoff(scores, k, ratio, labels, rng, evidence, cutoff=None, sampling
 
 
 def _auto(scores, k, ratio, labels, rng, evidence, noise=None, within="auto", centre_rule=None,
-          held_out_flagged=None):
+          held_out_flagged=None, neighbours=0.0):
     return auto_indices(scores, labels, k, probs=evidence["probs"], ratio=ratio, rng=rng, noise=noise, within=within,
                         features=evidence.get("features"), centre_rule=centre_rule,
-                        held_out_flagged=held_out_flagged)
+                        held_out_flagged=held_out_flagged, neighbours=neighbours)
 
 
 def _dual(scores, k, ratio, labels, rng, evidence, c_d=4.0):
@@ -514,7 +564,8 @@ POLICIES: dict[str, PolicySpec] = {p.name: p for p in [
                needs_labels=True),
     PolicySpec("auto", _auto, "the recommended default: set aside the labels the surrogate contradicts (per "
                "class), equal class counts where sizes allow, top scores below ratio 0.8, a random sample from it",
-               options=("noise", "within", "centre_rule", "held_out_flagged"), evidence=("probs",), needs_labels=True,
+               options=("noise", "within", "centre_rule", "held_out_flagged", "neighbours"), evidence=("probs",),
+               needs_labels=True,
                optional=("features",)),
     PolicySpec("dual", _dual, "DUAL's ratio-adaptive Beta sampling over the mean label probability "
                "(Cho et al. 2025)", options=("c_d",), evidence=("label_prob",)),
