@@ -177,6 +177,7 @@ def test_budget_and_given_checkpoints(digits):
     # (20% of these labels are wrong)
     assert cheap.decisions["evidence"]["neighbours"] == PLAN_NAMES["early2-head"].neighbours > 0
     assert cheap.decisions["noise_evident"] and cheap.decisions["neighbours"] == PLAN_NAMES["early2-head"].neighbours
+    assert "nearest neighbours in its feature space" in cheap.summary()
     tight = dp.prune(make, ds, ratio=0.5, budget=0.1, epochs=10, batch_size=32)
     assert tight.cost["expected_cost_fraction"] <= 0.1 and tight.evidence["features"].shape[0] == len(ds)
     # batch_size= is the surrogate's recipe (it once went to the scoring passes instead)

@@ -464,6 +464,11 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
         for key in ("why", "caution"):
             if report.get(key):
                 facts.append(f"<span class=\"warn\">{_html(report[key])}</span>")
+    if d.get("neighbours"):
+        from .select import NEIGHBOURS_K
+
+        facts.append(f"The label evidence mixed the surrogate's probabilities with the labels of each sample's "
+                     f"{NEIGHBOURS_K} nearest neighbours in its feature space (weight {d['neighbours']:g}).")
     if d.get("evidence_advice"):
         from .pipeline import advice_text
 
