@@ -256,3 +256,15 @@ def test_budget_advice_follows_the_judgment():
         advice = budget_advice(plan, "recommended", reports, **kw)
         assert advice["plan"] == "early2-head" and advice["steps"] == 2 * 90       # 2 epochs of 2,880 at batch 32
         assert advice["next_plan"] == "half-head" and advice["next_steps"] >= 2 * advice["steps"]
+
+
+def test_advice_for_more_training_names_a_typeable_budget_and_says_when_only_no_budget_does():
+    from dataprune.pipeline import advice_text, more_training
+
+    ck = default_checkpoint_epochs(30)
+    plan, budget = more_training(PLAN_NAMES["half-head"], 30, ck, evidence=True)
+    assert plan.name == "full" and budget == round(budget, 2) and budget > 1      # rounded up to 0.01
+    text = advice_text({"plan": "half-head", "steps": 615, "next_plan": "full", "next_budget": budget,
+                        "next_steps": 1107})
+    assert "without a budget the full plan" in text and f"about {budget:g} of a training run" in text
+    assert "a budget of" not in text

@@ -300,7 +300,7 @@ def more_training(plan: Plan, recipe_epochs: int, requested=(), *, fused_ok: boo
     budget = math.ceil(cost(best) * 100 - 1e-6) / 100
     bought = choose_plan(budget, recipe_epochs, requested, fused_ok=fused_ok, evidence=evidence, history=history,
                          full_epochs=full_epochs, records_evidence=records_evidence)
-    return (bought, budget) if trains(bought) >= factor * base - 1e-9 else (best, cost(best))
+    return (bought, budget) if trains(bought) >= factor * base - 1e-9 else (best, budget)
 
 
 def fused_allowed(spec, options: dict | None, partitions: int = 1) -> bool:
@@ -334,10 +334,15 @@ def budget_advice(plan: Plan, method: str, reports, *, recipe: TrainConfig, chec
 def advice_text(advice: dict) -> str:
     """``decisions["evidence_advice"]`` (:func:`dataprune.prune`: a budget plan whose label evidence was not
     credible, and :func:`more_training`'s plan) in one sentence, for the summary and the HTML report."""
-    return (f"the budget bought plan {advice['plan']}, a surrogate of about {advice['steps']} optimizer steps"
-            + (f"; a budget of {advice['next_budget']:g} buys {advice['next_plan']} (about {advice['next_steps']} "
-               "steps), which may learn enough to tell wrong labels from hard samples" if advice.get("next_plan")
-               else ""))
+    if not advice.get("next_plan"):
+        buys = ""
+    elif advice["next_plan"] == FULL.name:        # no budget buys it for less than it costs: say so
+        buys = (f"; without a budget the full plan (about {advice['next_budget']:g} of a training run) trains about "
+                f"{advice['next_steps']} steps, which may learn enough to tell wrong labels from hard samples")
+    else:
+        buys = (f"; a budget of {advice['next_budget']:g} buys {advice['next_plan']} (about {advice['next_steps']} "
+                "steps), which may learn enough to tell wrong labels from hard samples")
+    return f"the budget bought plan {advice['plan']}, a surrogate of about {advice['steps']} optimizer steps" + buys
 
 
 def resolve_plan(method: str, *, budget: float | None, recipe_epochs: int, checkpoint_epochs=(),
