@@ -274,8 +274,7 @@ def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, devi
                                "discard its evidence")
     if still_learning:
         report["credible"] = False
-        moving = f"; {since}"
-        report["why"] = (f"the surrogate was still learning at its last checkpoint ({rise}{moving}): it cannot yet "
+        report["why"] = (f"the surrogate was still learning at its last checkpoint ({rise}; {since}): it cannot yet "
                          "tell wrong labels from samples it has not learnt; no label was judged wrong (a longer "
                          "surrogate recipe, more steps per epoch, would)")
     elif explained < CREDIBLE_EXPLAINED:

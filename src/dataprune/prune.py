@@ -21,7 +21,7 @@ from .data import get_targets
 from .evidence import judge
 from .methods import RECOMMENDED, get_method
 from .pipeline import advice_text, budget_advice, scores_with_evidence, surrogate_scores
-from .select import NEIGHBOURS_K, POLICIES, describe_sampling, selection
+from .select import POLICIES, describe_neighbours, describe_sampling, selection
 from .train import TrainConfig
 from .trajectory import as_checkpoints
 from .utils import resolve_device as utils_resolve_device
@@ -135,9 +135,8 @@ class PruneResult:
                 lines.append("warning: " + report.get("why", "the evidence could not be judged"))
             if report.get("caution"):
                 lines.append("caution: " + report["caution"])
-        if d.get("neighbours"):
-            lines.append(f"label evidence: the surrogate's probabilities mixed with the labels of each sample's "
-                         f"{NEIGHBOURS_K} nearest neighbours in its feature space (weight {d['neighbours']:g})")
+        if describe_neighbours(d):
+            lines.append("label evidence: " + describe_neighbours(d))
         if d.get("evidence_advice"):
             lines.append(advice_text(d["evidence_advice"]))
         if d.get("view") == "seeded":

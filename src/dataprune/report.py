@@ -465,10 +465,9 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
             if report.get(key):
                 facts.append(f"<span class=\"warn\">{_html(report[key])}</span>")
     if d.get("neighbours"):
-        from .select import NEIGHBOURS_K
+        from .select import describe_neighbours
 
-        facts.append(f"The label evidence mixed the surrogate's probabilities with the labels of each sample's "
-                     f"{NEIGHBOURS_K} nearest neighbours in its feature space (weight {d['neighbours']:g}).")
+        facts.append("The label evidence: " + describe_neighbours(d) + ".")
     if d.get("evidence_advice"):
         from .pipeline import advice_text
 

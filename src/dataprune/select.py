@@ -187,6 +187,13 @@ ADAPTIVE_FROM = 0.1
 UNCREDIBLE_FROM = 0.5
 
 
+def noise_evident(confident_share: float, held_out_flagged: float | None = None) -> bool:
+    """Whether label noise is evident: confident learning flags at least :data:`ADAPTIVE_FROM` of the set, or of the
+    held-out samples the surrogate did not train on (``held_out_flagged``). The switch of the adaptive rule, of the
+    off-centre rule and of the neighbour labels."""
+    return max(float(confident_share), held_out_flagged or 0.0) >= ADAPTIVE_FROM
+
+
 def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confident", *,
                     held_out_flagged: float | None = None) -> dict:
     """Which labels look wrong, from the surrogate's class probabilities ``probs`` (N, C).
@@ -245,7 +252,7 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
             # A surrogate that contradicts most labels has not learnt the task (too short a run, too
             # little data): its opinion is no evidence. Only the confident flags remain, if credible.
             suspect = by_confident if by_confident.mean() < UNCREDIBLE_FROM else np.zeros(n, bool)
-        elif max(by_confident.mean(), held_out_flagged or 0.0) >= ADAPTIVE_FROM:
+        elif noise_evident(by_confident.mean(), held_out_flagged):
             suspect = by_calibrated if rule == "adaptive" else _by_rate(scaled, labels, confident, by_calibrated)
         else:
             suspect = by_confident
@@ -424,7 +431,7 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
     neighbours = float(neighbours or 0.0) if features is not None else 0.0
     # Only where label noise is evident, as the off-centre rule: on clean labels there is nothing to find.
-    if neighbours and noise != "none" and max(info["confident_share"], held_out_flagged or 0.0) >= ADAPTIVE_FROM:
+    if neighbours and noise != "none" and noise_evident(info["confident_share"], held_out_flagged):
         probs = (1.0 - neighbours) * np.asarray(probs, dtype=np.float64) + \
             neighbours * neighbour_labels(features, labels)
         info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
@@ -441,7 +448,7 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     centre_rule = AUTO_CENTRE_RULE if centre_rule is None else bool(centre_rule)
     # Only where label noise is evident (confident learning flags ADAPTIVE_FROM of the set or more, the switch
     # of the adaptive rule): on clean labels the off-centre samples are hard, not mislabelled, ones.
-    evident = noise != "none" and max(info["confident_share"], held_out_flagged or 0.0) >= ADAPTIVE_FROM
+    evident = noise != "none" and noise_evident(info["confident_share"], held_out_flagged)
     last = off_centre(features, labels, trusted) & trusted if (features is not None and centre_rule and evident) \
         else np.zeros(len(labels), bool)
 
@@ -582,6 +589,14 @@ def describe_sampling(decisions: dict) -> str | None:
     if sampling is None:
         return None
     return _SAMPLING_WORDS.get(sampling, sampling).format(strata=decisions.get("strata"))
+
+
+def describe_neighbours(decisions: dict) -> str | None:
+    """What the neighbour labels did to the label evidence, in plain words (None where they were not read)."""
+    if not decisions.get("neighbours"):
+        return None
+    return (f"the surrogate's probabilities mixed with the labels of each sample's {NEIGHBOURS_K} nearest neighbours "
+            f"in its feature space (weight {decisions['neighbours']:g})")
 
 
 def policy_names() -> list[str]:
