@@ -81,11 +81,9 @@ def evidence(setting, arch, seed, out, budget):
     res = dp.prune(_make(arch, split), split.train, ratio=0.5, budget=budget, config=_recipe(), seed=seed)
     flipped = split.flipped if split.flipped is not None else np.zeros(len(split.train), bool)
     report = res.decisions.get("evidence", {})
-    popts = {}
-    if report.get("credible") is False:
-        popts = {"noise": "none", "within": "random", "centre_rule": False}
-    elif report.get("held_out_flagged") is not None:
-        popts = {"held_out_flagged": float(report["held_out_flagged"])}
+    from dataprune.evidence import apply_credibility
+
+    popts = apply_credibility("auto", {}, report)[0]      # what dp.prune's policy was given
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp.npz"
     np.savez_compressed(tmp, scores=res.scores, probs=res.evidence["probs"], labels=res.labels, flipped=flipped,
@@ -103,7 +101,10 @@ def candidate(name, e, ratio, seed, ref=None):
     held-out report, features), ``ref-scores`` = its scores with this evidence; ``nocentre`` = ``auto`` without the
     off-centre rule; ``judged-no-trend`` = ``centre`` where the evidence counts as credible without the judge's
     still-learning test (:func:`dataprune.evidence.judge`); ``nb=W`` = ``centre`` with the label evidence mixed with
-    weight W of the neighbour labels in feature space (``neighbours``, :func:`dataprune.select.neighbour_labels`)."""
+    weight W of the neighbour labels in feature space (``neighbours``, :func:`dataprune.select.neighbour_labels`);
+    where the neighbour labels alone judge the labels (a surrogate whose probabilities were not credible,
+    ``neighbours=1``; elsewhere ``centre``): ``knn-none`` = nothing acted on (as before),
+    ``knn[-whole][/RULE]`` = with the noise rule RULE, ``-whole`` without the held-out flag share."""
     import importlib
 
     from dataprune.evidence import COLLAPSED_SPREAD, CREDIBLE_EXPLAINED
@@ -119,6 +120,19 @@ def candidate(name, e, ratio, seed, ref=None):
 
     if name.startswith("nb="):        # the shipped policy with its label evidence mixed with neighbour labels
         e = {**e, "popts": json.dumps({**json.loads(str(e["popts"])), "neighbours": float(name.split("=", 1)[1])})}
+        name = "centre"
+    if name.startswith("knn"):        # where the neighbour labels alone judge (popts neighbours=1): variants
+        given = json.loads(str(e["popts"]))
+        if given.get("neighbours", 0) >= 1:
+            if name == "knn-none":       # as before judge_neighbours: a surrogate not credible acts on nothing
+                given = {"noise": "none", "within": "random", "centre_rule": False}
+            else:                        # knn[-whole][/RULE]: without the held-out flag share; another noise rule
+                head, _, rule = name.partition("/")
+                if head == "knn-whole":
+                    given.pop("held_out_flagged", None)
+                if rule:
+                    given["noise"] = rule
+            e = {**e, "popts": json.dumps(given)}
         name = "centre"
     if name in ("ref", "ref-evidence", "ref-scores"):
         if ref is None:

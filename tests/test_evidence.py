@@ -241,6 +241,39 @@ def test_apply_credibility_takes_one_report_or_a_list():
     assert apply_credibility("auto", {}, early)[0] == {"held_out_flagged": 0.2, "neighbours": 0.5}
     assert apply_credibility("auto", {"neighbours": 0.0}, early)[0]["neighbours"] == 0.0
     assert "neighbours" not in apply_credibility("auto", {}, [early, bad])[0]
+    # probabilities not credible, the neighbour labels in its feature space credible: they judge the labels alone
+    rescued = {**bad, "neighbours": 1.0, "neighbours_judged": {"credible": True, "held_out_flagged": 0.21}}
+    assert apply_credibility("auto", {}, rescued)[0] == {"neighbours": 1.0, "within": "random", "centre_rule": False}
+    assert apply_credibility("auto", {}, [rescued, early])[0]["neighbours"] == 1.0
+    # ... but not where another part's neighbours were not credible either
+    doubted = {**bad, "neighbours_judged": {"credible": False, "held_out_flagged": 0.5}}
+    assert apply_credibility("auto", {}, [rescued, doubted])[0] == {"noise": "none", "within": "random",
+                                                                   "centre_rule": False}
+
+
+def test_judge_neighbours_on_features_that_group_the_classes_and_on_features_that_do_not():
+    from dataprune.evidence import CREDIBLE_EXPLAINED, NOT_JUDGED, judge_neighbours
+
+    rng = np.random.default_rng(3)
+    truth = np.repeat(np.arange(4), 100)
+    y = truth.copy()
+    wrong = rng.choice(400, 80, replace=False)
+    y[wrong] = (truth[wrong] + 1 + rng.integers(0, 3, 80)) % 4          # 20% symmetric noise
+    grouped = np.eye(4, 8)[truth] * 3 + rng.normal(0, 0.3, (400, 8))
+    held = np.sort(rng.choice(400, 60, replace=False))
+    why = "the surrogate had not learnt the task: ..." + NOT_JUDGED
+    report = judge_neighbours(grouped, y, held, {"credible": False, "why": why})
+    j = report["neighbours_judged"]
+    right = (y[held] == truth[held]).mean()
+    assert j["credible"] and j["held_out_explained"] >= CREDIBLE_EXPLAINED and report["neighbours"] == 1.0
+    assert j["held_out_accuracy"] == pytest.approx(right, abs=0.02)      # the neighbours vote the true class
+    assert NOT_JUDGED not in report["why"] and "nearest neighbours" in report["why"]
+    assert report["credible"] is False                                   # the probabilities still were not
+    # features that do not group the classes: not credible, nothing changes but the record
+    report = judge_neighbours(rng.normal(size=(400, 8)), y, held, {"credible": False, "why": why})
+    assert report["neighbours_judged"]["credible"] is False and "neighbours" not in report
+    assert report["why"] == why
+    assert judge_neighbours(grouped, y, [], {"credible": False}) == {"credible": False}
 
 
 def test_plans_that_stop_early_mix_in_the_neighbour_labels():

@@ -199,6 +199,11 @@ def test_a_budget_too_short_to_judge_labels_says_which_budget_trains_more():
     make = lambda: build_model("cnn", 10, split.input_shape)  # noqa: E731
     res = dp.prune(make, split.train, ratio=0.5, budget=0.1, epochs=10, batch_size=32)
     assert res.decisions["evidence"]["credible"] is False         # about a dozen steps: nothing learnt
+    # ... but its features already group the digits: their neighbours' labels judge the labels instead
+    assert res.decisions["evidence"]["neighbours_judged"]["credible"] and res.decisions["neighbours"] == 1.0
+    assert res.decisions["noise_evident"] and res.decisions["sampling"] == "random"
+    assert split.flipped[res.keep].mean() < 0.5 * split.flipped.mean()          # 20% wrong -> about 3% kept
+    assert "nearest neighbours in its feature space judged them instead" in res.summary()
     adv = res.decisions["evidence_advice"]
     ck = default_checkpoint_epochs(10)
 

@@ -529,6 +529,10 @@ def test_neighbour_labels_against_a_brute_force_count():
     # on a larger set the neighbours come from a class-stratified share of it (no sample its own neighbour)
     sub = neighbour_labels(f, y, k=7, max_refs=120)
     assert sub.shape == (300, 4) and np.allclose(sub.sum(1), 1.0)
+    # some rows only: the same shares as those rows of the whole (neighbours still drawn from all)
+    rows = np.array([3, 250, 17, 0])
+    assert np.array_equal(neighbour_labels(f, y, k=7, rows=rows, chunk=3), got[rows])
+    assert np.array_equal(neighbour_labels(f, y, k=7, max_refs=120, rows=rows), sub[rows])
 
 
 def test_auto_with_neighbour_labels_sets_aside_a_label_its_neighbours_do_not_share():
@@ -556,3 +560,36 @@ def test_auto_with_neighbour_labels_sets_aside_a_label_its_neighbours_do_not_sha
     clean = selection(scores, 0.5, labels=y, policy="auto", probs=np.eye(2)[y] * 0.8 + 0.1, features=f,
                       noise="argmax", neighbours=0.5)
     assert clean.decisions["neighbours"] == 0.0 and clean.decisions["set_aside"] == 0
+
+
+def test_auto_with_the_neighbour_labels_alone_ignores_the_probabilities():
+    """neighbours=1: the probabilities of a surrogate that was not credible are not read; the neighbour labels judge
+    the labels and say whether noise is evident (on clean labels nothing is set aside, whatever the probabilities)."""
+    from dataprune.select import NEIGHBOURS_NOISE_RULE, describe_neighbours, selection
+
+    rng = np.random.default_rng(2)
+    centres = np.eye(3, 6) * 3
+    f = np.concatenate([rng.normal(0, 0.05, (50, 6)) + centres[c] for c in range(3)])
+    truth = np.repeat(np.arange(3), 50)
+    y = truth.copy()
+    wrong = rng.choice(150, 24, replace=False)
+    y[wrong] = (truth[wrong] + 1) % 3
+    noise_probs = rng.dirichlet(np.ones(3), 150)         # a surrogate that learnt nothing
+    scores = rng.random(150)
+    alone = selection(scores, 0.5, labels=y, policy="auto", probs=noise_probs, features=f, neighbours=1.0,
+                      centre_rule=False, within="random", seed=0)
+    d = alone.decisions
+    assert d["neighbours"] == 1.0 and d["noise_evident"] and d["set_aside"] == 24
+    assert d["noise_rule"] == NEIGHBOURS_NOISE_RULE
+    assert not np.isin(wrong, alone.keep).any() and len(alone.keep) == 75
+    assert "probabilities were not credible" in describe_neighbours(d)
+    # the same probabilities over other labels give the same selection: they are not read
+    again = selection(scores, 0.5, labels=y, policy="auto", probs=np.roll(noise_probs, 1, axis=1), features=f,
+                      neighbours=1.0, centre_rule=False, within="random", seed=0)
+    assert np.array_equal(again.keep, alone.keep)
+    # clean labels: the neighbours agree with every label, noise is not evident, nothing is set aside (the
+    # probabilities alone would flag a third of them)
+    clean = selection(scores, 0.5, labels=truth, policy="auto", probs=noise_probs, features=f, neighbours=1.0,
+                      centre_rule=False, within="random", seed=0)
+    assert clean.decisions["set_aside"] == 0 and clean.decisions["noise_rule"] == "none"
+    assert clean.decisions["neighbours"] == 0.0

@@ -126,7 +126,12 @@ class PruneResult:
                              "not train on")
             if report.get("trend"):
                 lines.append(report["trend"])
-            if report.get("credible") is False:
+            if report.get("credible") is False and (report.get("neighbours_judged") or {}).get("credible"):
+                lines.append("probabilities not credible: " + report.get("why", ""))
+                if d.get("sampling") == "random":
+                    lines.append("each class's share is a random sample of its trusted samples (the scores come "
+                                 "from the same surrogate)")
+            elif report.get("credible") is False:
                 lines.append("labels not judged: " + report.get("why", "the surrogate's evidence is not credible"))
                 if d.get("sampling") == "random":
                     lines.append("so each class's share is a random sample (the scores come from the same "
