@@ -36,7 +36,11 @@ SETTINGS = ("clean", "sym20", "lt10", "lt50")
 ARCHS = ("cnn", "mlp")
 SEEDS = (10, 11, 12)
 RATIOS = (0.5, 0.7)
-CANDIDATES = {"base": {}, "delta1": {"delta": 1.0}}
+CANDIDATES = {"base": {}, "delta1": {"delta": 1.0},
+              # 2026-12-06: which share of a class's lowest scores it skips from (dynamic.CANDIDATE_FACTOR, shipped 2)
+              # on the shipped schedule (delta 1.0)
+              "cand1.25": {"delta": 1.0, "candidate_factor": 1.25}, "cand1.5": {"delta": 1.0, "candidate_factor": 1.5},
+              "cand3": {"delta": 1.0, "candidate_factor": 3.0}}
 
 
 def run_cell(setting, arch, seed, ratio, cand):
@@ -56,6 +60,7 @@ def run_cell(setting, arch, seed, ratio, cand):
     model = build_model(arch, split.num_classes, split.input_shape)
     pruner = dyn.DynamicPruner(split.train, model=model, epochs=EPOCHS, ratio=ratio, method="dynamic", seed=seed,
                                delta=opts.get("delta", dyn.DELTA))      # a worker runs many cells: no globals set
+    pruner.candidate_factor = opts.get("candidate_factor", dyn.CANDIDATE_FACTOR)   # (epoch 0 reads all: not drawn yet)
     train(model, split.train, config=TrainConfig(epochs=EPOCHS, batch_size=BATCH, lr=LR), seed=seed, pruner=pruner)
     pruner.close()
     acc, bacc = accuracies(model, split.val)
@@ -68,8 +73,8 @@ def run_cell(setting, arch, seed, ratio, cand):
     return out
 
 
-def table(rows):
-    cands = list(CANDIDATES)
+def table(rows, base="base"):
+    cands = [c for c in CANDIDATES if any(x["candidate"] == c for x in rows)]
     lines = ["| setting | ratio | " + " | ".join(cands) + " |", "|---|---|" + "---|" * len(cands)]
     diffs = {c: [] for c in cands}
     for a in ARCHS:
@@ -82,13 +87,13 @@ def table(rows):
                         cells.append("-")
                         continue
                     v = 100 * np.mean([x["val_bacc"] for x in got])
-                    base = [x for x in rows
-                            if (x["setting"], x["arch"], x["ratio"], x["candidate"]) == (s, a, r, "base")]
-                    if base and len(base) == len(got):
-                        diffs[c].append(v - 100 * np.mean([x["val_bacc"] for x in base]))
+                    ref = [x for x in rows
+                           if (x["setting"], x["arch"], x["ratio"], x["candidate"]) == (s, a, r, base)]
+                    if ref and len(ref) == len(got):
+                        diffs[c].append(v - 100 * np.mean([x["val_bacc"] for x in ref]))
                     cells.append(f"{v:.2f} (saved {np.mean([x['saved_fraction'] for x in got]):.2f})")
                 lines.append(f"| mnist5k-{a}-{s} | {r} | " + " | ".join(cells) + " |")
-    lines += ["", "Mean difference to base (points of balanced validation accuracy), cells behind by more than 0.5:"]
+    lines += ["", f"Mean difference to {base} (points of balanced validation accuracy), cells behind by more than 0.5:"]
     lines += [f"- {c}: {np.mean(d):+.2f} over {len(d)} cells, behind {sum(x < -0.5 for x in d)}, worst "
               f"{min(d):+.2f}" for c, d in diffs.items() if d]
     return "Balanced validation accuracy (%), mean over seeds " + ",".join(map(str, SEEDS)) + \
@@ -100,17 +105,21 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/fit-dynamic-schedule")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--table", action="store_true", help="only print the table of what has run")
+    ap.add_argument("--candidates", default="base,delta1",
+                    help="comma-separated, of " + ",".join(CANDIDATES) + " (default %(default)s)")
+    ap.add_argument("--base", default="base", help="the candidate the table compares with (default %(default)s)")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "cells.jsonl")
     rows = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
     done = {(r["setting"], r["arch"], r["seed"], r["ratio"], r["candidate"]) for r in rows}
+    chosen = args.candidates.split(",")
     todo = [(s, a, seed, r, c) for a in ARCHS for s in SETTINGS for seed in SEEDS for r in RATIOS
-            for c in CANDIDATES if (s, a, seed, r, c) not in done]
+            for c in chosen if (s, a, seed, r, c) not in done]
     for key, res in run_cells(run_cell, [] if args.table else todo, path, args.jobs):
         rows.append(res)
         print(f"{key}: val bacc {100 * res['val_bacc']:.1f}  saved {res['saved_fraction']:.3f}", flush=True)
-    text = table(rows)
+    text = table(rows, base=args.base)
     if not args.table:
         with open(os.path.join(args.out, "table.md"), "w") as f:
             f.write(text)

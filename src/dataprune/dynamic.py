@@ -135,6 +135,12 @@ SCORE_DECAY = 0.5
 #   "equal" + "normalized" +0.21 (lowest -3.57), "none" + "none" +0.08.
 CLASS_QUOTAS = "equal"
 WEIGHTS = "none"
+# dynamic: a class skips its share at random from its lowest-scored CANDIDATE_FACTOR x that many (all of the class
+# once that reaches its size: at ratio 0.5 and above, a uniformly random share of the class). Measured on validation
+# splits of mnist5k (benchmarks/fit_dynamic_schedule.py, clean / sym20 / lt10 / lt50 x CNN and MLP, tuning seeds
+# 10-12, ratios 0.5 and 0.7; docs/results/fit-dynamic-candidates-2026-12-06): 1.25 +0.09, 1.5 +0.02, 3 +0.18 over 16
+# cells, each behind by more than 0.5 in 2-4 of them: within the seed noise; 2 stays.
+CANDIDATE_FACTOR = 2.0
 # dynamic: which head term ranks the samples: "alignment" (class-wise MoSo) or "gradnorm".
 RANK_BY = "alignment"
 # dynamic: a class whose share of flagged labels exceeds CLASS_FLAG_FACTOR x the share flagged over all classes
@@ -281,6 +287,7 @@ class DynamicPruner:
         self._unit_weights = True
         self._epoch_lr = 1.0
         self._open = False                                  # records of a drawn epoch not yet folded in
+        self.candidate_factor = CANDIDATE_FACTOR
         self.records = None
         if method == "dynamic":
             from .methods.fused import HeadRecords
@@ -450,7 +457,7 @@ class DynamicPruner:
             if skip <= 0:
                 continue
             order = members[np.argsort(score[members], kind="stable")]
-            n_cand = int(round(min(len(members), 2 * skip)))
+            n_cand = int(round(min(len(members), self.candidate_factor * skip)))
             candidates = order[:n_cand]
             n_skip = min(int(round(skip)), n_cand)
             mask[rng.choice(candidates, size=n_skip, replace=False)] = False      # exactly the quota
