@@ -9,6 +9,7 @@ random half and the full training set are each trained with the user's own loop 
 momentum, not dataprune's trainer) and tested once.
 
     python benchmarks/user_path.py --seeds 0 1 2
+    python benchmarks/user_path.py --seeds 0 1 2 --budget 0.1      # a budgeted plan on the same path
 
 Prints one JSON line per seed: the share of wrong labels among the kept samples, the evidence
 epochs, the pruning cost, and the three test accuracies.
@@ -50,12 +51,12 @@ def loss_fn(logits, targets):
     return F.cross_entropy(logits, targets, reduction="none", label_smoothing=0.1)
 
 
-def own_loop(x, y, x_test, y_test, seed):
+def own_loop(x, y, x_test, y_test, seed, epochs=EPOCHS):
     """The user's own training loop; test accuracy."""
     torch.manual_seed(seed)
     model = Net()
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
-    for _ in range(EPOCHS):
+    for _ in range(epochs):
         order = torch.randperm(len(x))
         for b in range(0, len(x), BATCH):
             j = order[b:b + BATCH]
@@ -74,6 +75,8 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--noise", type=float, default=0.2)
     ap.add_argument("--ratio", type=float, default=0.5)
+    ap.add_argument("--budget", type=float, help="a cost budget for the pruning (default: the full plan)")
+    ap.add_argument("--epochs", type=int, default=EPOCHS, help="the recipe's epochs (default %(default)s)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     d = load_digits()
@@ -88,19 +91,20 @@ def main():
         hf = datasets.Dataset.from_dict({"pixel_values": images[~test], "label": y})
         hf.set_format("torch")
         t0 = time.perf_counter()
-        res = dp.prune(Net, hf, ratio=args.ratio, seed=seed, epochs=EPOCHS, batch_size=BATCH, lr=LR,
-                       loss_fn=loss_fn)
+        res = dp.prune(Net, hf, ratio=args.ratio, seed=seed, epochs=args.epochs, batch_size=BATCH, lr=LR,
+                       loss_fn=loss_fn, budget=args.budget)
         seconds = time.perf_counter() - t0
         x, yt = torch.tensor(images[~test]), torch.tensor(y)
         rand = np.sort(rng.choice(len(y), size=len(res.keep), replace=False))
         out = {"seed": seed, "kept": len(res.keep), "kept_wrong": round(float(flipped[res.keep].mean()), 4),
                "noise": round(float(flipped.mean()), 4),
                "evidence_epochs": res.decisions["evidence"]["evidence_epochs"],
-               "credible": res.decisions["evidence"]["credible"], "cost_fraction": res.cost.get("cost_fraction"),
+               "credible": res.decisions["evidence"]["credible"], "plan": res.cost.get("plan"),
+               "neighbours": res.decisions.get("neighbours"), "cost_fraction": res.cost.get("cost_fraction"),
                "prune_seconds": round(seconds, 1),
-               "test_kept": own_loop(x[res.keep], yt[res.keep], x_test, y_test, seed),
-               "test_random": own_loop(x[rand], yt[rand], x_test, y_test, seed),
-               "test_full": own_loop(x, yt, x_test, y_test, seed)}
+               "test_kept": own_loop(x[res.keep], yt[res.keep], x_test, y_test, seed, args.epochs),
+               "test_random": own_loop(x[rand], yt[rand], x_test, y_test, seed, args.epochs),
+               "test_full": own_loop(x, yt, x_test, y_test, seed, args.epochs)}
         print(json.dumps(out), flush=True)
 
 
