@@ -375,6 +375,9 @@ def test_score_then_select_on_a_budget_too_short_to_judge_labels_gives_the_advic
     meta = json.loads(open(scores + ".json").read())
     advice = meta["evidence_advice"]                       # the same advice dp.prune gives, kept with the scores
     assert advice["plan"] == meta["cost"]["plan"] and advice["next_steps"] >= 2 * advice["steps"] - 1
-    assert "label evidence not credible" in err and f"a budget of {advice['next_budget']:g}" in err
+    assert f"a budget of {advice['next_budget']:g}" in err
+    # its probabilities were not, its features' neighbourhoods were: they judged the labels (and select reads them)
+    assert "probabilities not credible" in err and "nearest neighbours in its feature space judged them" in err
+    assert meta["evidence_report"][0]["neighbours_judged"]["credible"]           # one report per part
     assert cli.main(["select", *data, "--scores", scores, "--ratio", "0.5", "--out", str(tmp_path / "k.npy")]) == 0
     assert f"buys {advice['next_plan']}" in capsys.readouterr().err

@@ -748,7 +748,9 @@ def cmd_score(args, log):
            if cost.get("cost_fraction") is not None else f" ({cost.get('cost_unknown', 'cost fraction unknown')})")
         + f"; range [{finite.min():.4g}, {finite.max():.4g}]; wrote {args.out}")
     for report in run.evidence or []:
-        if (report or {}).get("credible") is False:
+        if (report or {}).get("credible") is False and (report.get("neighbours_judged") or {}).get("credible"):
+            log("probabilities not credible: " + report.get("why", ""))       # the neighbour labels judged instead
+        elif (report or {}).get("credible") is False:
             log("label evidence not credible: " + report.get("why", ""))
         elif (report or {}).get("caution"):
             log("caution: " + report["caution"])
