@@ -104,7 +104,9 @@ def candidate(name, e, ratio, seed, ref=None):
     weight W of the neighbour labels in feature space (``neighbours``, :func:`dataprune.select.neighbour_labels`);
     where the neighbour labels alone judge the labels (a surrogate whose probabilities were not credible,
     ``neighbours=1``; elsewhere ``centre``): ``knn-none`` = nothing acted on (as before),
-    ``knn[-whole][/RULE]`` = with the noise rule RULE, ``-whole`` without the held-out flag share."""
+    ``knn[-whole][/RULE]`` = with the noise rule RULE, ``-whole`` without the held-out flag share; ``knn-own`` /
+    ``knn-score`` = each class's quota by the policy's default sampling of the surrogate's scores / of the share of a
+    sample's neighbours that carry its label, instead of a random sample."""
     import importlib
 
     from dataprune.evidence import COLLAPSED_SPREAD, CREDIBLE_EXPLAINED
@@ -126,6 +128,14 @@ def candidate(name, e, ratio, seed, ref=None):
         if given.get("neighbours", 0) >= 1:
             if name == "knn-none":       # as before judge_neighbours: a surrogate not credible acts on nothing
                 given = {"noise": "none", "within": "random", "centre_rule": False}
+            elif name == "knn-own":      # the class quotas filled by the surrogate's own scores (policy default)
+                given.pop("within", None)
+            elif name == "knn-score":    # ... by how many of a sample's neighbours share its label (most first)
+                from dataprune.select import neighbour_labels
+
+                given.pop("within", None)
+                shares = neighbour_labels(e["features"], e["labels"])
+                e = {**e, "scores": shares[np.arange(len(e["labels"])), e["labels"]].astype(np.float64)}
             else:                        # knn[-whole][/RULE]: without the held-out flag share; another noise rule
                 head, _, rule = name.partition("/")
                 if head == "knn-whole":
