@@ -419,7 +419,9 @@ def apply_credibility(policy: str, policy_options: dict | None, reports) -> tupl
     if not reports:
         return options, {}
     doubted = [r for r in reports if r.get("credible") is False]
-    if policy == "auto" and doubted and all((r.get("neighbours_judged") or {}).get("credible") for r in doubted):
+    rescued = all((r.get("neighbours_judged") or {}).get("credible") for r in doubted) and \
+        float(options.get("neighbours", 1.0)) >= 1.0         # (a caller who turned the neighbours off: not rescued)
+    if policy == "auto" and doubted and rescued:
         # Probabilities not credible, features' neighbourhoods credible (judge_neighbours): the neighbours' labels
         # alone judge the labels, and their share over the whole set says whether noise is evident (no memorisation
         # hides it there; the held-out share, from ~10% of the samples, read 15% on a clean 10:1 long tail where the
