@@ -243,7 +243,8 @@ def test_apply_credibility_takes_one_report_or_a_list():
     assert "neighbours" not in apply_credibility("auto", {}, [early, bad])[0]
     # probabilities not credible, the neighbour labels in its feature space credible: they judge the labels alone
     rescued = {**bad, "neighbours": 1.0, "neighbours_judged": {"credible": True, "held_out_flagged": 0.21}}
-    assert apply_credibility("auto", {}, rescued)[0] == {"neighbours": 1.0, "within": "random", "centre_rule": False}
+    assert apply_credibility("auto", {}, rescued)[0] == {"neighbours": 1.0, "held_out_flagged": 0.21,
+                                                         "within": "random", "centre_rule": False}
     assert apply_credibility("auto", {}, [rescued, early])[0]["neighbours"] == 1.0
     # a caller who turned the neighbour labels off gets what a surrogate not credible gets
     assert apply_credibility("auto", {"neighbours": 0.0}, rescued)[0] == {"neighbours": 0.0, "noise": "none",

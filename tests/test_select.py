@@ -587,6 +587,14 @@ def test_auto_with_the_neighbour_labels_alone_ignores_the_probabilities():
     again = selection(scores, 0.5, labels=y, policy="auto", probs=np.roll(noise_probs, 1, axis=1), features=f,
                       neighbours=1.0, centre_rule=False, within="random", seed=0)
     assert np.array_equal(again.keep, alone.keep)
+    # noise must be evident on the whole set and on the held-out samples both: a held-out share under the switch
+    # (ADAPTIVE_FROM) acts on nothing, one over it changes nothing
+    doubt = selection(scores, 0.5, labels=y, policy="auto", probs=noise_probs, features=f, neighbours=1.0,
+                      centre_rule=False, within="random", seed=0, held_out_flagged=0.05)
+    assert doubt.decisions["set_aside"] == 0 and doubt.decisions["noise_rule"] == "none"
+    sure = selection(scores, 0.5, labels=y, policy="auto", probs=noise_probs, features=f, neighbours=1.0,
+                     centre_rule=False, within="random", seed=0, held_out_flagged=0.2)
+    assert np.array_equal(sure.keep, alone.keep)
     # clean labels: the neighbours agree with every label, noise is not evident, nothing is set aside (the
     # probabilities alone would flag a third of them)
     clean = selection(scores, 0.5, labels=truth, policy="auto", probs=noise_probs, features=f, neighbours=1.0,

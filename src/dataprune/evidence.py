@@ -423,10 +423,12 @@ def apply_credibility(policy: str, policy_options: dict | None, reports) -> tupl
         float(options.get("neighbours", 1.0)) >= 1.0         # (a caller who turned the neighbours off: not rescued)
     if policy == "auto" and doubted and rescued:
         # Probabilities not credible, features' neighbourhoods credible (judge_neighbours): the neighbours' labels
-        # alone judge the labels, and their share over the whole set says whether noise is evident (no memorisation
-        # hides it there; the held-out share, from ~10% of the samples, read 15% on a clean 10:1 long tail where the
-        # whole set read 8%: docs/results/neighbours-alone-2026-12-06); the scores still order nothing.
+        # alone judge the labels; noise is evident where they flag ADAPTIVE_FROM of the whole set *and* of the
+        # held-out samples (either alone crossed it on clean data: docs/results/neighbours-alone-2026-12-06); the
+        # scores still order nothing.
         options.setdefault("neighbours", 1.0)
+        options.setdefault("held_out_flagged", float(np.mean([r["neighbours_judged"]["held_out_flagged"]
+                                                              for r in doubted])))
         options.setdefault("within", "random")
         options.setdefault("centre_rule", False)
     elif policy == "auto" and doubted:
