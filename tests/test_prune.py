@@ -204,6 +204,11 @@ def test_a_budget_too_short_to_judge_labels_says_which_budget_trains_more():
     assert res.decisions["noise_evident"] and res.decisions["sampling"] == "random"
     assert split.flipped[res.keep].mean() < 0.5 * split.flipped.mean()          # 20% wrong -> about 3% kept
     assert "nearest neighbours in its feature space judged them instead" in res.summary()
+    # on the same digits with clean labels they judge too, and find no evident noise: nothing is set aside
+    clean = dp.prune(make, load_dataset("digits").train, ratio=0.5, budget=0.1, epochs=10, batch_size=32)
+    assert clean.decisions["evidence"]["neighbours_judged"]["credible"]          # (held-out explained 0.95)
+    assert clean.decisions["set_aside"] == 0 and clean.decisions["noise_rule"] == "none"
+    assert "no label noise was evident in them" in clean.summary()
     adv = res.decisions["evidence_advice"]
     ck = default_checkpoint_epochs(10)
 

@@ -128,6 +128,8 @@ class PruneResult:
                 lines.append(report["trend"])
             if report.get("credible") is False and (report.get("neighbours_judged") or {}).get("credible"):
                 lines.append("probabilities not credible: " + report.get("why", ""))
+                if d.get("noise_rule") == "none":
+                    lines.append("no label noise was evident in them: nothing was set aside")
                 if d.get("sampling") == "random":
                     lines.append("each class's share is a random sample of its trusted samples (the scores come "
                                  "from the same surrogate)")
