@@ -601,3 +601,7 @@ def test_auto_with_the_neighbour_labels_alone_ignores_the_probabilities():
                       centre_rule=False, within="random", seed=0)
     assert clean.decisions["set_aside"] == 0 and clean.decisions["noise_rule"] == "none"
     assert clean.decisions["neighbours"] == 0.0
+    # told to judge no label, it reads no neighbour either, and its decisions say so
+    told = selection(scores, 0.5, labels=y, policy="auto", probs=noise_probs, features=f, neighbours=1.0,
+                     noise="none", centre_rule=False, within="random", seed=0)
+    assert told.decisions["neighbours"] == 0.0 and told.decisions["set_aside"] == 0

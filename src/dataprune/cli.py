@@ -672,7 +672,7 @@ def cmd_train(args, log):
 def cmd_score(args, log):
     from . import distributed as dist
     from . import io
-    from .evidence import HOLDOUT
+    from .evidence import HOLDOUT, judged_by_neighbours
     from .methods import get_method
     from .pipeline import advice_text, budget_advice, resolve_plan, surrogate_scores
     from .trajectory import load_checkpoints
@@ -748,7 +748,7 @@ def cmd_score(args, log):
            if cost.get("cost_fraction") is not None else f" ({cost.get('cost_unknown', 'cost fraction unknown')})")
         + f"; range [{finite.min():.4g}, {finite.max():.4g}]; wrote {args.out}")
     for report in run.evidence or []:
-        if (report or {}).get("credible") is False and (report.get("neighbours_judged") or {}).get("credible"):
+        if judged_by_neighbours(report):
             log("probabilities not credible: " + report.get("why", ""))       # the neighbour labels judged instead
         elif (report or {}).get("credible") is False:
             log("label evidence not credible: " + report.get("why", ""))

@@ -218,8 +218,6 @@ def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, devi
     (the surrogate has not finished learning). True for a run of the recipe's whole schedule, where it was
     validated; a budget plan that stops early is still learning by design and is judged by what it explains
     (:data:`CREDIBLE_EXPLAINED`) and its spread alone, as a plan of one checkpoint always was."""
-    from .select import confident_noise
-
     cks = as_checkpoints(checkpoints)
     if not cks:
         raise ValueError("label evidence needs the surrogate's checkpoints")
@@ -245,13 +243,8 @@ def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, devi
     use = evidence_positions(epochs, acc, fitted, n_held=len(held))
     report.update({"held_out_accuracy": [round(a, 4) for a in acc], "trained_accuracy": [round(a, 4) for a in fitted],
                    "evidence_epochs": [epochs[k] for k in use]})
-    hp = np.mean([held_probs[k] for k in use], axis=0)
-    flagged = confident_noise(hp, labels[held], "confident")["suspect"]
-    predicted = hp.argmax(1)
-    right = predicted == labels[held]
+    flagged, right, explained, spread_ = _held_out_test(np.mean([held_probs[k] for k in use], axis=0), labels[held])
     unflagged_acc = float(right[~flagged].mean()) if (~flagged).any() else 0.0
-    explained = float((right | flagged).mean())
-    spread_ = spread(predicted, labels[held])
     report.update({"held_out_flagged": round(float(flagged.mean()), 4), "held_out_explained": round(explained, 4),
                    "held_out_accuracy_unflagged": round(unflagged_acc, 4), "held_out_spread": round(spread_, 4),
                    "credible": bool(explained >= CREDIBLE_EXPLAINED and spread_ >= COLLAPSED_SPREAD)})
@@ -295,6 +288,25 @@ def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, devi
     return report
 
 
+def _held_out_test(probs, labels) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The credibility test's parts on held-out samples, for class probabilities or neighbour label shares ``probs``
+    (N, C): ``(flagged, right, explained, spread)``: confident learning's flags, predicted as labelled, the share
+    explained by either, and the spread of the predictions (:func:`spread`)."""
+    from .select import confident_noise
+
+    flagged = confident_noise(probs, labels, "confident")["suspect"]
+    predicted = np.asarray(probs).argmax(1)
+    right = predicted == labels
+    return flagged, right, float((right | flagged).mean()), spread(predicted, labels)
+
+
+def judged_by_neighbours(report: dict | None) -> bool:
+    """Whether a judge's ``report`` says the probabilities were not credible and the neighbour labels were
+    (:func:`judge_neighbours`): they judged the labels instead."""
+    return bool(report) and report.get("credible") is False and \
+        bool((report.get("neighbours_judged") or {}).get("credible"))
+
+
 def judge_neighbours(features, labels, held, report: dict) -> dict:
     """Whether a surrogate whose probabilities were not credible (:func:`judge`) still gives credible label evidence in
     its feature space: the labels of each held-out sample's nearest neighbours
@@ -308,26 +320,20 @@ def judge_neighbours(features, labels, held, report: dict) -> dict:
     right on 80-89% of the clean ones). Updates and returns ``report`` (the judge's, ``credible: False``):
     ``neighbours_judged``, and where credible ``neighbours = 1.0`` (the label evidence is the neighbour labels alone)
     and a ``why`` that says so. Costs held-out x N x D multiply-adds."""
-    from .select import UNCREDIBLE_FROM, confident_noise, neighbour_labels
+    from .select import NEIGHBOURS_K, UNCREDIBLE_FROM, neighbour_labels
 
     labels = np.asarray(labels, dtype=np.int64)
     held = np.asarray(held, dtype=np.int64)
     if not len(held):
         return report
     shares = neighbour_labels(features, labels, rows=held).astype(np.float64)
-    y = labels[held]
-    flagged = confident_noise(shares, y, "confident")["suspect"]
-    predicted = shares.argmax(1)
-    explained = float(((predicted == y) | flagged).mean())
-    spread_ = spread(predicted, y)
+    flagged, right, explained, spread_ = _held_out_test(shares, labels[held])
     credible = bool(explained >= CREDIBLE_EXPLAINED and spread_ >= COLLAPSED_SPREAD
                     and flagged.mean() < UNCREDIBLE_FROM)
-    report["neighbours_judged"] = {"held_out_accuracy": round(float((predicted == y).mean()), 4),
+    report["neighbours_judged"] = {"held_out_accuracy": round(float(right.mean()), 4),
                                    "held_out_explained": round(explained, 4), "held_out_spread": round(spread_, 4),
                                    "held_out_flagged": round(float(flagged.mean()), 4), "credible": credible}
     if credible:
-        from .select import NEIGHBOURS_K
-
         report["neighbours"] = 1.0
         report["why"] = (report.get("why", "the surrogate's probabilities were not credible").split(NOT_JUDGED)[0]
                          + f"; the labels of each sample's {NEIGHBOURS_K} nearest neighbours in its feature space "
@@ -419,7 +425,7 @@ def apply_credibility(policy: str, policy_options: dict | None, reports) -> tupl
     if not reports:
         return options, {}
     doubted = [r for r in reports if r.get("credible") is False]
-    rescued = all((r.get("neighbours_judged") or {}).get("credible") for r in doubted) and \
+    rescued = all(judged_by_neighbours(r) for r in doubted) and \
         float(options.get("neighbours", 1.0)) >= 1.0         # (a caller who turned the neighbours off: not rescued)
     if policy == "auto" and doubted and rescued:
         # Probabilities not credible, features' neighbourhoods credible (judge_neighbours): the neighbours' labels

@@ -18,7 +18,7 @@ import torch
 
 from . import io
 from .data import get_targets
-from .evidence import judge
+from .evidence import judge, judged_by_neighbours
 from .methods import RECOMMENDED, get_method
 from .pipeline import advice_text, budget_advice, scores_with_evidence, surrogate_scores
 from .select import POLICIES, describe_neighbours, describe_sampling, selection
@@ -126,18 +126,16 @@ class PruneResult:
                              "not train on")
             if report.get("trend"):
                 lines.append(report["trend"])
-            if report.get("credible") is False and (report.get("neighbours_judged") or {}).get("credible"):
-                lines.append("probabilities not credible: " + report.get("why", ""))
-                if d.get("noise_rule") == "none":
+            if report.get("credible") is False:
+                rescued = judged_by_neighbours(report)     # the neighbour labels judged instead
+                lines.append(("probabilities not credible: " if rescued else "labels not judged: ")
+                             + report.get("why", "the surrogate's evidence is not credible"))
+                if rescued and d.get("noise_rule") == "none":
                     lines.append("no label noise was evident in them: nothing was set aside")
                 if d.get("sampling") == "random":
-                    lines.append("each class's share is a random sample of its trusted samples (the scores come "
-                                 "from the same surrogate)")
-            elif report.get("credible") is False:
-                lines.append("labels not judged: " + report.get("why", "the surrogate's evidence is not credible"))
-                if d.get("sampling") == "random":
-                    lines.append("so each class's share is a random sample (the scores come from the same "
-                                 "surrogate)")
+                    lines.append(("each class's share is a random sample of its trusted samples" if rescued else
+                                  "so each class's share is a random sample")
+                                 + " (the scores come from the same surrogate)")
             elif report.get("credible") is None and "estimated_noise" in d:
                 lines.append("warning: " + report.get("why", "the evidence could not be judged"))
             if report.get("caution"):

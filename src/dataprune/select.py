@@ -457,13 +457,13 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
             info = confident_noise(probs, labels, noise)
     else:
         info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
-    # Only where label noise is evident, as the off-centre rule: on clean labels there is nothing to find.
-    if 0.0 < neighbours < 1.0 and noise != "none" and noise_evident(info["confident_share"], held_out_flagged):
-        probs = (1.0 - neighbours) * np.asarray(probs, dtype=np.float64) + \
-            neighbours * neighbour_labels(features, labels)
-        info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
-    elif neighbours < 1.0:
-        neighbours = 0.0
+        # Mixed in only where label noise is evident, as the off-centre rule: on clean labels there is nothing to find.
+        if neighbours and noise != "none" and noise_evident(info["confident_share"], held_out_flagged):
+            probs = (1.0 - neighbours) * np.asarray(probs, dtype=np.float64) + \
+                neighbours * neighbour_labels(features, labels)
+            info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
+        else:
+            neighbours = 0.0                   # not read (decisions["neighbours"] says what was)
     suspect, margin, rate = info["suspect"], info["margin"], info["rate"]
     trusted = ~suspect
     sizes = {int(c): int(((labels == c) & trusted).sum()) for c in classes}
