@@ -70,6 +70,7 @@ from .data import get_targets
 from .data.views import as_pairs
 from .quotas import waterfill_quotas
 from .train import _batches
+from .utils import logits_of
 
 METHODS = ("infobatch", "dynamic", "random_dynamic")
 # One line each for `dataprune list`.
@@ -340,7 +341,9 @@ class DynamicPruner:
     def update(self, idx, losses: torch.Tensor, *, logits: torch.Tensor | None = None,
                targets: torch.Tensor | None = None) -> torch.Tensor:
         """Record the batch and return the loss to back-propagate: the mean of ``losses`` (B,), each
-        weighted by its sample's weight this epoch."""
+        weighted by its sample's weight this epoch. ``logits`` may be the model's output itself (a Hugging Face
+        ``ModelOutput``: its ``logits`` field is read)."""
+        logits = None if logits is None else logits_of(logits)
         idx_np = idx.detach().cpu().numpy() if isinstance(idx, torch.Tensor) else np.asarray(idx)
         idx_np = idx_np.astype(np.int64, copy=False)
         if losses.dim() != 1 or len(losses) != len(idx_np):

@@ -24,8 +24,8 @@ from .pipeline import advice_text, budget_advice, scores_with_evidence, surrogat
 from .select import POLICIES, describe_neighbours, describe_sampling, selection
 from .train import TrainConfig
 from .trajectory import as_checkpoints
+from .utils import check_logits, logits_view, plain_module, returns_logits, stage
 from .utils import resolve_device as utils_resolve_device
-from .utils import stage
 
 RESULT_FILES = ("keep.npy", "keep.csv", "scores.npy", "result.json")
 
@@ -387,13 +387,17 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
         stage(f"scoring {len(cks)} given checkpoints with {method}", progress)
         import time
 
-        model = model if isinstance(model, torch.nn.Module) else model()
+        # The user's own module is only viewed through the logits hook while scoring (logits_view); one built here
+        # keeps it.
+        model = plain_module(model) if isinstance(model, torch.nn.Module) else returns_logits(plain_module(model()))
+        _probe(model, view, labels, device)
         t0, c0 = time.perf_counter(), time.process_time()
-        report = judge(model, cks, view, batch_size=score_batch_size, device=device,
-                       num_workers=num_workers) if needs_probs else None
-        scores, aux = scores_with_evidence(spec, model, cks, view, report=report, options=options,
-                                           batch_size=score_batch_size, device=device, seed=seed,
-                                           progress=progress, num_workers=num_workers)
+        with logits_view(model):
+            report = judge(model, cks, view, batch_size=score_batch_size, device=device,
+                           num_workers=num_workers) if needs_probs else None
+            scores, aux = scores_with_evidence(spec, model, cks, view, report=report, options=options,
+                                               batch_size=score_batch_size, device=device, seed=seed,
+                                               progress=progress, num_workers=num_workers)
         reports = [report] if report is not None else []
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         cpu_clock = utils_resolve_device(device).type == "cpu"
@@ -404,6 +408,7 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
         ck_info = [{"epoch": c.epoch, "lr": c.lr} for c in cks]
         plan = None
     else:
+        _probe(_fresh(model), view, labels, device)
         stage(f"{plan.describe(cfg.epochs, checkpoint_epochs)}; scoring with {method}", progress)
         run = surrogate_scores([method], train_set, lambda: _fresh(model), config=cfg,
                                checkpoint_epochs=checkpoint_epochs, plan=plan, seed=seed, device=device,
@@ -452,8 +457,8 @@ def _fresh(model):
         fresh = model()
         if not isinstance(fresh, torch.nn.Module):
             raise TypeError(f"the model constructor returned {type(fresh).__name__}, not a torch.nn.Module")
-        return fresh
-    fresh = copy.deepcopy(model)
+        return returns_logits(plain_module(fresh))
+    fresh = copy.deepcopy(plain_module(model))
     stuck = []
     for mod_name, m in fresh.named_modules():
         own = list(m.named_parameters(recurse=False))
@@ -467,7 +472,23 @@ def _fresh(model):
                          "belong to modules without reset_parameters(), so the surrogate would start from the "
                          "weights you passed. Pass a constructor instead, e.g. dp.prune(lambda: MyNet(), ...), "
                          "or give those modules a reset_parameters()")
-    return fresh
+    return returns_logits(fresh)
+
+
+def _probe(model: torch.nn.Module, view, labels, device) -> None:
+    """One forward pass of ``model`` on two samples, before anything trains: its output must hold (batch, classes)
+    logits and every label must be one of its classes (:func:`dataprune.utils.check_logits`)."""
+    from .data import iter_batches
+    from .utils import model_dtype
+
+    device = utils_resolve_device(device)
+    was = model.training
+    model.to(device).eval()
+    rows = np.arange(min(2, len(labels)))
+    with torch.no_grad(), logits_view(model):
+        for _, x, y in iter_batches(view, rows, len(rows), device=device, dtype=model_dtype(model)):
+            check_logits(model(x), y, labels=labels)
+    model.train(was)
 
 
 def _class_names(dataset):

@@ -32,7 +32,7 @@ from . import distributed as dist_utils
 from .data import as_pairs, get_augmentation, get_targets, iter_batches
 from .data.core import BatchReader
 from .trajectory import Checkpoint, snapshot
-from .utils import model_dtype, progress_bar, resolve_device
+from .utils import check_logits, model_dtype, progress_bar, resolve_device, takes_logits
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -162,6 +162,7 @@ def _batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return chunks
 
 
+@takes_logits
 def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indices=None,
           reference_size: int | None = None, seed: int = 0, device=None,
           checkpoint_epochs=(), callbacks=(), num_workers: int = 0, progress: bool = False,
@@ -291,6 +292,8 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
                 x = augment(x, gen)
             with amp:
                 logits = net(x)
+                if step == 0:
+                    check_logits(logits, y)
                 # The default is cross_entropy's own mean, bit for bit the loop every earlier result used.
                 if pruner is not None:
                     losses = F.cross_entropy(logits, y, reduction="none") if loss_fn is None else \
@@ -343,6 +346,7 @@ def _pairs(dataset, input_key, label_key):
 
 
 @torch.no_grad()
+@takes_logits
 def predict(model: nn.Module, dataset, *, indices=None, batch_size: int = 512, device=None,
             num_workers: int = 0, input_key=None, label_key=None) -> torch.Tensor:
     """Logits ``(N, C)`` (float32, CPU) of ``model`` in eval mode (dict items: fields as in :func:`train`)."""

@@ -227,3 +227,90 @@ def tune_cpu_allocator() -> bool:
         return bool(libc.mallopt(m_mmap_threshold, 32 * 2**20)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
     except (OSError, AttributeError):
         return False
+
+
+def logits_of(output) -> torch.Tensor:
+    """The class logits in a model's output: the tensor itself, or the ``logits`` field of a dict-like or object
+    output (Hugging Face models return a ``ModelOutput`` with ``.logits``). Anything else is a ``TypeError`` that
+    says what came back."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict) and isinstance(output.get("logits"), torch.Tensor):
+        return output["logits"]
+    if isinstance(getattr(output, "logits", None), torch.Tensor):
+        return output.logits
+    what = type(output).__name__
+    if isinstance(output, (tuple, list)):
+        what += " of " + ", ".join(type(o).__name__ + (f"{tuple(o.shape)}" if isinstance(o, torch.Tensor) else "")
+                                   for o in output[:4])
+    elif isinstance(output, dict):
+        what += f" with keys {sorted(map(str, output))[:6]}"
+    raise TypeError(f"the model's forward() returned {what}; dataprune needs the class logits: a (batch, classes) "
+                    "tensor, or an output with a 'logits' field (as Hugging Face models return). Return the logits "
+                    "from forward(), or wrap the model in a module that does")
+
+
+def _logits_hook(module, args, output):
+    return None if isinstance(output, torch.Tensor) else logits_of(output)
+
+
+def returns_logits(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` made to return its class logits (:func:`logits_of`) by a forward hook, kept for good: for models
+    dataprune made itself (a surrogate, a copy). Idempotent; parameter names and the state dict are unchanged."""
+    if _logits_hook not in model._forward_hooks.values():
+        model.register_forward_hook(_logits_hook)
+    return model
+
+
+@contextlib.contextmanager
+def logits_view(model: torch.nn.Module):
+    """:func:`returns_logits` for the duration of a call on the user's own model: the hook is removed at exit,
+    so the model returns what it always did afterwards."""
+    if _logits_hook in model._forward_hooks.values():
+        yield model
+        return
+    handle = model.register_forward_hook(_logits_hook)
+    try:
+        yield model
+    finally:
+        handle.remove()
+
+
+def takes_logits(fn):
+    """Decorator: ``fn(model, ...)`` runs with ``model`` under :func:`logits_view`."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(model, *args, **kwargs):
+        if not isinstance(model, torch.nn.Module):
+            return fn(model, *args, **kwargs)
+        with logits_view(model):
+            return fn(model, *args, **kwargs)
+    return wrapper
+
+
+def plain_module(model):
+    """The module a ``torch.compile`` wrapper holds (``_orig_mod``), else ``model`` itself: the per-sample kernels
+    (hooks, ``torch.func``, a backward that keeps its graph) do not run through a compiled graph."""
+    orig = getattr(model, "_orig_mod", None)
+    return orig if isinstance(model, torch.nn.Module) and isinstance(orig, torch.nn.Module) else model
+
+
+def check_logits(logits: torch.Tensor, targets, *, labels=None) -> None:
+    """A ``ValueError`` naming the mismatch where ``logits`` are not (batch, classes) for the batch's ``targets``, or
+    a label (of ``labels``, default ``targets``) is not one of its classes (labels numbered from 1, a head narrower
+    than the label set)."""
+    n = len(targets)
+    if logits.ndim != 2 or logits.shape[0] != n:
+        raise ValueError(f"the model returned logits of shape {tuple(logits.shape)} for a batch of {n}; expected "
+                         f"(batch, classes) = ({n}, C)")
+    labels = targets if labels is None else labels
+    if len(labels):
+        lo, hi = int(labels.min()), int(labels.max())
+        c = logits.shape[1]
+        if lo < 0 or hi >= c:
+            why = ("labels must be class numbers 0..C-1 (a negative label often marks an unlabelled sample: leave "
+                   "those out of the training set)" if lo < 0 else
+                   f"labels look numbered from 1: renumber them 0..{c - 1}" if lo >= 1 and hi == c else
+                   f"the head needs at least {hi + 1} outputs, or the labels renumbering to 0..{c - 1}")
+            raise ValueError(f"labels run from {lo} to {hi} but the model has {c} class outputs: {why}")

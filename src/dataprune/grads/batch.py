@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..utils import takes_logits
 from .capture import LayerCapture, ParamSelection, select_params
 from .engine import cross_entropy, gradient_sum
 from .registry import kernel_for
@@ -15,6 +16,7 @@ def _selection(model, params, x):
     return params if isinstance(params, ParamSelection) else select_params(model, params, example=x)
 
 
+@takes_logits
 def per_sample_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, params="all",
                      loss_fn=cross_entropy, kernels: dict | None = None) -> dict:
     """Per-sample gradients ``{name: (B, *param.shape)}`` from the per-layer kernels (materialised)."""
@@ -35,6 +37,7 @@ def per_sample_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, para
     return {n: out[n] for n in sel.names}
 
 
+@takes_logits
 def per_sample_sq_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, params="all",
                         loss_fn=cross_entropy, kernels: dict | None = None) -> torch.Tensor:
     """``||g_i||^2`` over the selected parameters, shape ``(B,)``, never materialising all of g_i.
@@ -49,6 +52,7 @@ def per_sample_sq_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, p
                          device=losses.device).sq
 
 
+@takes_logits
 def per_sample_dots(model: nn.Module, x: torch.Tensor, y: torch.Tensor, vector: dict, *, params="all",
                     loss_fn=cross_entropy, backend: str = "hooks", kernels: dict | None = None) -> torch.Tensor:
     """``g_i . v`` for every sample of the batch, shape ``(B,)``; ``vector`` maps parameter name -> tensor.
@@ -71,6 +75,7 @@ def per_sample_dots(model: nn.Module, x: torch.Tensor, y: torch.Tensor, vector: 
                          device=losses.device).dot
 
 
+@takes_logits
 def mean_gradient(model: nn.Module, dataset, *, params="all", loss_fn=cross_entropy, batch_size: int = 256,
                   device=None, indices=None, dtype=torch.float64) -> dict:
     """Mean per-sample gradient over a dataset, ``{name: tensor}``, one batched backward per batch."""

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
+from ..utils import logits_of
 from .registry import kernel_for
 
 
@@ -42,7 +43,7 @@ def find_classifier(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.Li
                 lambda mod, inp, out, name=name: outputs.__setitem__(name, out)))
     try:
         with torch.no_grad():
-            logits = model(example)
+            logits = logits_of(model(example))
     finally:
         for h in handles:
             h.remove()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..utils import takes_logits
 from .batch import _selection, per_sample_dots, per_sample_grads, per_sample_sq_norms
 from .engine import cross_entropy
 
@@ -23,6 +24,7 @@ def reference_per_sample_grads(model: nn.Module, x: torch.Tensor, y: torch.Tenso
     return {n: torch.stack(v) for n, v in out.items()}
 
 
+@takes_logits
 def check_kernels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, params="all", loss_fn=cross_entropy,
                   rtol: float | None = None, kernels: dict | None = None) -> dict:
     """Compare every fast per-sample path with the batch-size-1 oracle on one batch.

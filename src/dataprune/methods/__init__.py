@@ -10,13 +10,16 @@ by name.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from ..grads.terms import TermOptions
+from ..utils import logits_view, plain_module
 from . import baseline, dual, dynamics, fused, geometry, gradnorm, moso, moso_variants, uncertainty
 from .common import finalize
 
@@ -84,10 +87,12 @@ def call_method(spec: MethodSpec, model, checkpoints, dataset, *, options: dict 
     kwargs = {k: v for k, v in common.items() if k in spec.options}
     kwargs.update(spec.defaults)
     kwargs.update(options)
-    if spec.aux:
-        scores, extra = spec.fn(model, checkpoints, dataset, return_aux=True, **kwargs)
-    else:
-        scores, extra = spec.fn(model, checkpoints, dataset, **kwargs), {}
+    model = plain_module(model)
+    with contextlib.nullcontext() if not isinstance(model, torch.nn.Module) else logits_view(model):
+        if spec.aux:
+            scores, extra = spec.fn(model, checkpoints, dataset, return_aux=True, **kwargs)
+        else:
+            scores, extra = spec.fn(model, checkpoints, dataset, **kwargs), {}
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (len(dataset),):
         raise RuntimeError(f"method {spec.name!r} returned shape {scores.shape}, expected ({len(dataset)},)")
