@@ -135,3 +135,17 @@ def test_labels_that_do_not_fit_the_head_fail_before_training(shift, classes, ma
     assert len(calls) == 1                                   # the probe's model only: no surrogate was built
     with pytest.raises(ValueError, match=match):
         dp.train(_mlp(classes=classes), ArrayDataset(x, y + shift), **RECIPE)
+
+
+def test_given_checkpoints_of_a_hugging_face_style_model():
+    x, y = _blobs()
+    ds = ArrayDataset(x, y)
+    torch.manual_seed(0)
+    mine = DictNet()
+    torch.manual_seed(0)
+    plain = Plain()
+    run = dp.train(mine, ds, checkpoint_epochs=[1, 2, 3], **RECIPE)
+    ref = dp.train(plain, ds, checkpoint_epochs=[1, 2, 3], **RECIPE)
+    res = dp.prune(mine, ds, ratio=0.5, checkpoints=run.checkpoints)
+    np.testing.assert_array_equal(res.keep, dp.prune(plain, ds, ratio=0.5, checkpoints=ref.checkpoints).keep)
+    assert isinstance(mine(x[:2]), dict)
