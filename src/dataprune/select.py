@@ -370,12 +370,13 @@ NEIGHBOURS_MAX = 20000
 
 
 def neighbour_labels(features, labels, *, k: int = NEIGHBOURS_K, max_refs: int = NEIGHBOURS_MAX, seed: int = 0,
-                     chunk: int = 2048, rows=None) -> np.ndarray:
+                     chunk: int = 2048, rows=None, refs=None) -> np.ndarray:
     """(N, C) float32: for each sample, the shares of the labels among its ``k`` nearest neighbours by cosine
     similarity of ``features`` (N, D), itself excluded. Neighbours are drawn from all samples, or from a
     class-stratified random ``max_refs`` of them on a larger set (the cost is N x refs x D). Label evidence from the
     data's geometry rather than the surrogate's head: a sample whose label its neighbours do not share is suspect.
-    ``rows`` (positions): only those samples' shares, (len(rows), C), their neighbours still drawn from all."""
+    ``rows`` (positions): only those samples' shares, (len(rows), C), their neighbours still drawn from all.
+    ``refs`` ((N,) bool): the samples that may be neighbours (e.g. those whose labels are trusted)."""
     import torch
 
     from .quotas import stratified_fraction
@@ -385,7 +386,9 @@ def neighbour_labels(features, labels, *, k: int = NEIGHBOURS_K, max_refs: int =
     c = int(labels.max()) + 1 if n else 0
     f = torch.as_tensor(np.asarray(features, dtype=np.float32))
     f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-8)
-    refs = np.arange(n) if n <= max_refs else np.sort(stratified_fraction(labels, max_refs / n, seed))
+    pool = np.arange(n) if refs is None else np.flatnonzero(np.asarray(refs, dtype=bool))
+    refs = pool if len(pool) <= max_refs else \
+        np.sort(pool[stratified_fraction(labels[pool], max_refs / len(pool), seed)])
     k = max(1, min(int(k), len(refs) - 1))
     rf, ry = f[refs], torch.as_tensor(labels[refs])
     pos = torch.full((n,), -1, dtype=torch.long)
@@ -407,7 +410,7 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
                  stratified_from: float | None = None, strata: int = AUTO_STRATA, noise: str | None = None,
                  within: str = "auto", high: str | None = None, features=None,
                  centre_rule: bool | None = None, held_out_flagged: float | None = None,
-                 neighbours: float = 0.0) -> tuple[np.ndarray, dict]:
+                 neighbours: float = 0.0, trusted_neighbours: int = 0) -> tuple[np.ndarray, dict]:
     """The ``auto`` policy (the recommended default): ``(kept indices, decisions)``.
 
     1. *Labels that look wrong*: :func:`confident_noise` (rule ``noise``, default
@@ -431,7 +434,9 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     weight of the label shares of each sample's nearest neighbours in feature space (:func:`neighbour_labels`); 0 =
     the probabilities alone; 1 = the neighbour labels alone, which then also decide whether noise is evident, judged
     by :data:`NEIGHBOURS_NOISE_RULE` unless ``noise`` is given (``probs`` is not read: a surrogate whose probabilities
-    were not credible, :func:`dataprune.evidence.judge_neighbours`).
+    were not credible, :func:`dataprune.evidence.judge_neighbours`). ``trusted_neighbours``: the mixed evidence is
+    formed that many times more, with only the samples the last round trusts as neighbours (wrong labels no longer
+    vote for their class).
 
     ``decisions`` says what was estimated and done: the per-class noise estimate, how many samples
     were set aside, the quotas and the sampling.
@@ -459,9 +464,13 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
         info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
         # Mixed in only where label noise is evident, as the off-centre rule: on clean labels there is nothing to find.
         if neighbours and noise != "none" and noise_evident(info["confident_share"], held_out_flagged):
-            probs = (1.0 - neighbours) * np.asarray(probs, dtype=np.float64) + \
-                neighbours * neighbour_labels(features, labels)
+            own = np.asarray(probs, dtype=np.float64)
+            probs = (1.0 - neighbours) * own + neighbours * neighbour_labels(features, labels)
             info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
+            for _ in range(int(trusted_neighbours)):
+                probs = (1.0 - neighbours) * own + neighbours * neighbour_labels(features, labels,
+                                                                                 refs=~info["suspect"])
+                info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
         else:
             neighbours = 0.0                   # not read (decisions["neighbours"] says what was)
     suspect, margin, rate = info["suspect"], info["margin"], info["rate"]
@@ -573,10 +582,11 @@ def _noise_cutoff(scores, k, ratio, labels, rng, evidence, cutoff=None, sampling
 
 
 def _auto(scores, k, ratio, labels, rng, evidence, noise=None, within="auto", centre_rule=None,
-          held_out_flagged=None, neighbours=0.0):
+          held_out_flagged=None, neighbours=0.0, trusted_neighbours=0):
     return auto_indices(scores, labels, k, probs=evidence["probs"], ratio=ratio, rng=rng, noise=noise, within=within,
                         features=evidence.get("features"), centre_rule=centre_rule,
-                        held_out_flagged=held_out_flagged, neighbours=neighbours)
+                        held_out_flagged=held_out_flagged, neighbours=neighbours,
+                        trusted_neighbours=int(trusted_neighbours))
 
 
 def _dual(scores, k, ratio, labels, rng, evidence, c_d=4.0):
@@ -598,7 +608,8 @@ POLICIES: dict[str, PolicySpec] = {p.name: p for p in [
                needs_labels=True),
     PolicySpec("auto", _auto, "the recommended default: set aside the labels the surrogate contradicts (per "
                "class), equal class counts where sizes allow, top scores below ratio 0.8, a random sample from it",
-               options=("noise", "within", "centre_rule", "held_out_flagged", "neighbours"), evidence=("probs",),
+               options=("noise", "within", "centre_rule", "held_out_flagged", "neighbours", "trusted_neighbours"),
+               evidence=("probs",),
                needs_labels=True,
                optional=("features",)),
     PolicySpec("dual", _dual, "DUAL's ratio-adaptive Beta sampling over the mean label probability "
