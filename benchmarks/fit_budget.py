@@ -102,8 +102,8 @@ def candidate(name, e, ratio, seed, ref=None):
     off-centre rule; ``judged-no-trend`` = ``centre`` where the evidence counts as credible without the judge's
     still-learning test (:func:`dataprune.evidence.judge`); ``nb=W`` = ``centre`` with the label evidence mixed with
     weight W of the neighbour labels in feature space (``neighbours``, :func:`dataprune.select.neighbour_labels`);
-    ``nbt=W[/R[/RULE]]`` the same, recomputed R times (default 1) with only the samples the last round trusts as
-    neighbours (``trusted_neighbours``), with the noise rule RULE;
+    ``nbt=W[/R[/RULE]]`` the same, recomputed R times (default 1, as shipped; ``nb=W`` 0) with only the samples the
+    last round trusts as neighbours (``trusted_neighbours``), with the noise rule RULE;
     where the neighbour labels alone judge the labels (a surrogate whose probabilities were not credible,
     ``neighbours=1``; elsewhere ``centre``): ``knn-none`` = nothing acted on (as before),
     ``knn[-whole][/RULE]`` = with the noise rule RULE, ``-whole`` without the held-out flag share; ``knn-own`` /
@@ -127,7 +127,7 @@ def candidate(name, e, ratio, seed, ref=None):
         parts = rest.split("/")                  # the only neighbours, ROUNDS times; noise rule RULE
         w, rounds, rule = parts[0], parts[1] if len(parts) > 1 else "1", parts[2] if len(parts) > 2 else ""
         e = {**e, "popts": json.dumps({**json.loads(str(e["popts"])), "neighbours": float(w),
-                                       **({"trusted_neighbours": int(rounds)} if head == "nbt" else {}),
+                                       "trusted_neighbours": int(rounds) if head == "nbt" else 0,
                                        **({"noise": rule} if rule else {})})}
         name = "centre"
     if name.startswith("knn"):        # where the neighbour labels alone judge (popts neighbours=1): variants

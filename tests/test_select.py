@@ -605,3 +605,56 @@ def test_auto_with_the_neighbour_labels_alone_ignores_the_probabilities():
     told = selection(scores, 0.5, labels=y, policy="auto", probs=noise_probs, features=f, neighbours=1.0,
                      noise="none", centre_rule=False, within="random", seed=0)
     assert told.decisions["neighbours"] == 0.0 and told.decisions["set_aside"] == 0
+
+
+def test_neighbour_labels_from_trusted_references_only():
+    from dataprune.select import neighbour_labels
+
+    rng = np.random.default_rng(3)
+    f = rng.normal(size=(200, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 200)
+    refs = rng.random(200) < 0.6
+    got = neighbour_labels(f, y, k=5, refs=refs, chunk=17)
+    u = f / np.linalg.norm(f, axis=1, keepdims=True)
+    sim = u @ u.T
+    np.fill_diagonal(sim, -np.inf)
+    sim[:, ~refs] = -np.inf                             # only the trusted samples are neighbours
+    for i in range(0, 200, 13):
+        nb = np.argsort(-sim[i])[:5]
+        assert np.allclose(got[i], np.bincount(y[nb], minlength=3) / 5)
+    assert np.array_equal(neighbour_labels(f, y, k=5, refs=np.ones(200, bool)), neighbour_labels(f, y, k=5))
+
+
+def test_trusted_neighbours_stop_wrong_labels_voting_for_their_class():
+    """Pair-flip noise: 40 of cluster A's 100 samples carry B's label. The surrogate contradicts half of them; of the
+    other half it has begun to learn the flip. Their neighbours then vote 60/40 for A, not enough against the
+    probabilities; once the 20 caught ones no longer vote, 75/25 is."""
+    from dataprune.select import selection
+
+    rng = np.random.default_rng(0)
+    f = np.concatenate([rng.normal(0, 0.05, (100, 4)) + [3, 0, 0, 0], rng.normal(0, 0.05, (100, 4)) + [0, 3, 0, 0]])
+    y = np.r_[np.zeros(100, int), np.ones(100, int)]
+    y[:40] = 1
+    probs = np.where(y[:, None] == np.arange(2), 0.8, 0.2)
+    probs[:20] = [0.55, 0.45]                           # caught by the probabilities
+    probs[20:40] = [0.35, 0.65]                         # half-learnt flips
+    scores = np.linspace(0, 1, 200)
+    scores[:40] += 2                                    # the wrong labels score highest: kept unless set aside
+    kw = dict(labels=y, policy="auto", probs=probs, features=f, noise="argmax", centre_rule=False,
+              held_out_flagged=0.2, neighbours=0.5)
+    once = selection(scores, 0.5, trusted_neighbours=0, **kw)
+    assert once.decisions["trusted_neighbours"] == 0 and 20 <= once.decisions["set_aside"] < 30
+    assert np.isin(np.arange(20, 40), once.keep).sum() >= 10    # most half-learnt flips kept
+    shipped = selection(scores, 0.5, **kw)
+    assert shipped.decisions["trusted_neighbours"] == 1 and shipped.decisions["set_aside"] == 40
+    assert not np.isin(np.arange(40), shipped.keep).any()       # the 40 set aside are the 40 wrong labels
+    assert "formed again with only the trusted samples" in dp_describe(shipped.decisions)
+    # without the mix the option reads nothing
+    plain = selection(scores, 0.5, **{**kw, "neighbours": 0.0})
+    assert plain.decisions["trusted_neighbours"] == 0
+
+
+def dp_describe(decisions):
+    from dataprune.select import describe_neighbours
+
+    return describe_neighbours(decisions)

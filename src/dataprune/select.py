@@ -367,6 +367,15 @@ def centre_distance(features, labels, trusted, rows, *, chunk: int = 65536) -> n
 # labels only; fewer wrong labels missed at a similar count of clean samples flagged); not tuned further.
 NEIGHBOURS_K = 25
 NEIGHBOURS_MAX = 20000
+# Where the probabilities are mixed with the neighbour labels (0 < neighbours < 1), the neighbour labels are formed
+# again this many times with only the samples the last mixed evidence trusts as neighbours: a wrong label no longer
+# votes for its given class in its neighbours' shares (under 40% pair-flip noise 40% of a class's neighbours carry
+# the flipped label). Fitted on mnist5k validation splits (benchmarks/fit_budget.py, candidates nb=0.5 / nbt=0.5[/2],
+# docs/results/trusted-neighbours-2026-12-06): at --budget 0.25 (tuning seeds 10-13, 7 noisy settings x ratios
+# 0.5/0.7/0.9) 1 round +0.22 points of balanced accuracy over 0 (ahead by more than 0.5 in 7 of 21 cells, behind
+# in 4; 40% pair-flip CNN +2.3 / -0.6 / +1.5, kept wrong labels 3.9% -> 1.9%), 2 rounds +0.14; at 0.41 (seeds
+# 10-11) 1 round +0.13 (5 ahead, 3 behind of 27); clean and long-tail cells identical (noise not evident).
+TRUSTED_NEIGHBOURS = 1
 
 
 def neighbour_labels(features, labels, *, k: int = NEIGHBOURS_K, max_refs: int = NEIGHBOURS_MAX, seed: int = 0,
@@ -410,7 +419,7 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
                  stratified_from: float | None = None, strata: int = AUTO_STRATA, noise: str | None = None,
                  within: str = "auto", high: str | None = None, features=None,
                  centre_rule: bool | None = None, held_out_flagged: float | None = None,
-                 neighbours: float = 0.0, trusted_neighbours: int = 0) -> tuple[np.ndarray, dict]:
+                 neighbours: float = 0.0, trusted_neighbours: int | None = None) -> tuple[np.ndarray, dict]:
     """The ``auto`` policy (the recommended default): ``(kept indices, decisions)``.
 
     1. *Labels that look wrong*: :func:`confident_noise` (rule ``noise``, default
@@ -434,9 +443,9 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     weight of the label shares of each sample's nearest neighbours in feature space (:func:`neighbour_labels`); 0 =
     the probabilities alone; 1 = the neighbour labels alone, which then also decide whether noise is evident, judged
     by :data:`NEIGHBOURS_NOISE_RULE` unless ``noise`` is given (``probs`` is not read: a surrogate whose probabilities
-    were not credible, :func:`dataprune.evidence.judge_neighbours`). ``trusted_neighbours``: the mixed evidence is
-    formed that many times more, with only the samples the last round trusts as neighbours (wrong labels no longer
-    vote for their class).
+    were not credible, :func:`dataprune.evidence.judge_neighbours`). ``trusted_neighbours`` (default
+    :data:`TRUSTED_NEIGHBOURS`): the mixed evidence is formed that many times more, with only the samples the last
+    round trusts as neighbours (wrong labels no longer vote for their class).
 
     ``decisions`` says what was estimated and done: the per-class noise estimate, how many samples
     were set aside, the quotas and the sampling.
@@ -447,6 +456,7 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     labels = np.asarray(labels, dtype=np.int64)
     classes = np.unique(labels)
     neighbours = float(neighbours or 0.0) if features is not None else 0.0
+    rounds = TRUSTED_NEIGHBOURS if trusted_neighbours is None else int(trusted_neighbours)
     noise = (NEIGHBOURS_NOISE_RULE if neighbours >= 1.0 else AUTO_NOISE_RULE) if noise is None else noise
     if neighbours >= 1.0 and noise != "none":
         # The neighbour labels alone (the surrogate's probabilities were not credible, its features' neighbourhoods
@@ -467,12 +477,12 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
             own = np.asarray(probs, dtype=np.float64)
             probs = (1.0 - neighbours) * own + neighbours * neighbour_labels(features, labels)
             info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
-            for _ in range(int(trusted_neighbours)):
+            for _ in range(rounds):
                 probs = (1.0 - neighbours) * own + neighbours * neighbour_labels(features, labels,
                                                                                  refs=~info["suspect"])
                 info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
         else:
-            neighbours = 0.0                   # not read (decisions["neighbours"] says what was)
+            neighbours, rounds = 0.0, 0        # not read (decisions["neighbours"] says what was)
     suspect, margin, rate = info["suspect"], info["margin"], info["rate"]
     trusted = ~suspect
     sizes = {int(c): int(((labels == c) & trusted).sum()) for c in classes}
@@ -521,7 +531,7 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
                  "quotas": quotas, "alpha": alpha, "noise_rule": noise, "sampling": sampling,
                  "noise_evident": bool(evident), "held_out_flagged": held_out_flagged,
                  "off_centre": int(last.sum()), "off_centre_kept": int(np.isin(keep, np.flatnonzero(last)).sum()),
-                 "neighbours": neighbours,
+                 "neighbours": neighbours, "trusted_neighbours": rounds if 0 < neighbours < 1 else 0,
                  "strata": strata if sampling == "stratified" else None}
     return keep, decisions
 
@@ -582,11 +592,11 @@ def _noise_cutoff(scores, k, ratio, labels, rng, evidence, cutoff=None, sampling
 
 
 def _auto(scores, k, ratio, labels, rng, evidence, noise=None, within="auto", centre_rule=None,
-          held_out_flagged=None, neighbours=0.0, trusted_neighbours=0):
+          held_out_flagged=None, neighbours=0.0, trusted_neighbours=None):
     return auto_indices(scores, labels, k, probs=evidence["probs"], ratio=ratio, rng=rng, noise=noise, within=within,
                         features=evidence.get("features"), centre_rule=centre_rule,
                         held_out_flagged=held_out_flagged, neighbours=neighbours,
-                        trusted_neighbours=int(trusted_neighbours))
+                        trusted_neighbours=trusted_neighbours)
 
 
 def _dual(scores, k, ratio, labels, rng, evidence, c_d=4.0):
@@ -636,8 +646,10 @@ def describe_neighbours(decisions: dict) -> str | None:
     if decisions["neighbours"] >= 1.0:
         return (f"the labels of each sample's {NEIGHBOURS_K} nearest neighbours in the surrogate's feature space "
                 "(its probabilities were not credible, its features' neighbourhoods were)")
+    trusted = (", formed again with only the trusted samples as neighbours"
+               if decisions.get("trusted_neighbours") else "")
     return (f"the surrogate's probabilities mixed with the labels of each sample's {NEIGHBOURS_K} nearest neighbours "
-            f"in its feature space (weight {decisions['neighbours']:g})")
+            f"in its feature space (weight {decisions['neighbours']:g}{trusted})")
 
 
 def policy_names() -> list[str]:
