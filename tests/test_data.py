@@ -253,3 +253,33 @@ def test_flip_crop_flips_and_translates_each_sample_by_the_drawn_amounts():
 def test_a_data_root_for_a_built_in_dataset_is_refused_not_ignored():
     with pytest.raises(ValueError, match="'digits' ships with its dependency and reads no data root.*cifar10"):
         load_dataset("digits", root="/some/where")
+
+
+def test_image_folder_nested_hidden_and_other_files(tmp_path, capsys):
+    """Images in sub-folders of a class count for it (as torchvision's ImageFolder reads them); hidden entries
+    (.ipynb_checkpoints, macOS ._x.png forks) are skipped, not taken for a class or an image; other files are
+    named, not read."""
+    from PIL import Image
+
+    from dataprune import cli
+
+    _write_image_folder(str(tmp_path))
+    rng = np.random.default_rng(1)
+    for sub in ("cat/session2", "cat/session2/deeper", "dog/.ipynb_checkpoints", ".ipynb_checkpoints"):
+        os.makedirs(tmp_path / "train" / sub, exist_ok=True)
+    for rel in ("cat/session2/a.png", "cat/session2/deeper/b.jpg", "dog/.ipynb_checkpoints/c.png"):
+        Image.fromarray(rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)).save(tmp_path / "train" / rel)
+    (tmp_path / "train" / "cat" / "._0.png").write_bytes(b"\x00\x05\x16\x07 not an image")
+    (tmp_path / "train" / "dog" / "notes.txt").write_text("labelled by hand")
+    (tmp_path / "train" / "dog" / "meta.json").write_text("{}")
+    split = load_dataset("imagefolder", root=str(tmp_path), image_size=8)
+    assert split.train.classes == ["cat", "dog"]
+    assert get_targets(split.train).tolist() == [0] * 5 + [1] * 3
+    names = [os.path.relpath(f, tmp_path / "train") for f in split.train.files]
+    assert names[:5] == ["cat/0.png", "cat/1.png", "cat/2.png", "cat/session2/a.png", "cat/session2/deeper/b.jpg"]
+    assert split.train.skipped == {".txt": 1, ".json": 1}
+    assert split.train[3][0].shape == (3, 8, 8)              # a nested image is read
+    args = cli.build_parser().parse_args(["prune", "--dataset", "imagefolder", "--data-root", str(tmp_path),
+                                          "--image-size", "8", "--ratio", "0.5", "--out", str(tmp_path / "o")])
+    cli._load_split(args, need_test=False)
+    assert "note: 2 files under train/ are not images and were not read (1 .json, 1 .txt)" in capsys.readouterr().err

@@ -414,10 +414,19 @@ def _load_split(args, *, need_test: bool = True):
     (train, score, select, prune): an image folder may then lack ``val/``."""
     from .data import load_dataset
 
-    return load_dataset(args.dataset, root=os.path.expanduser(args.data_root) if args.data_root else None,
-                        label_noise=args.label_noise, noise_kind=args.label_noise_kind, noise_seed=args.noise_seed,
-                        imbalance=args.imbalance, train_limit=args.train_limit, val_split=args.val_split,
-                        image_size=args.image_size, normalize=args.normalize, need_test=need_test)
+    split = load_dataset(args.dataset, root=os.path.expanduser(args.data_root) if args.data_root else None,
+                         label_noise=args.label_noise, noise_kind=args.label_noise_kind, noise_seed=args.noise_seed,
+                         imbalance=args.imbalance, train_limit=args.train_limit, val_split=args.val_split,
+                         image_size=args.image_size, normalize=args.normalize, need_test=need_test)
+    for part, ds in (("train", split.train), ("val", split.test)):
+        while ds is not None and not hasattr(ds, "skipped") and hasattr(ds, "dataset"):
+            ds = ds.dataset                          # through the generated variants' views to the folder
+        skipped = getattr(ds, "skipped", None)
+        if skipped:
+            kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(skipped.items(), key=lambda kv: -kv[1]))
+            print(f"note: {sum(skipped.values())} files under {part}/ are not images and were not read ({kinds})",
+                  file=sys.stderr)
+    return split
 
 
 def _recipe(args, split, epochs=None, length="epochs"):

@@ -17,35 +17,57 @@ LAYOUT = """expected an image folder laid out as:
   <data-root>/train/<class_b>/yyy.jpg
   <data-root>/val/<class_a>/zzz.png
   <data-root>/val/<class_b>/www.jpg
-(one sub-folder per class, the same class names under train/ and val/; val/ is read only by the commands that
-report accuracy: bench, demo, evaluate)"""
+(one sub-folder per class, the same class names under train/ and val/; images in sub-folders of a class folder
+count for that class; names starting with "." are skipped; val/ is read only by the commands that report accuracy:
+bench, demo, evaluate)"""
+
+
+def _images_under(folder: str) -> tuple[list[str], dict]:
+    """Image files anywhere under ``folder`` (sub-folders included, links followed), in a fixed order; entries whose
+    name starts with ``.`` are skipped (``.ipynb_checkpoints``, macOS ``._x.png`` resource forks). Also returns how
+    many other files were passed over, by extension."""
+    found, other = [], {}
+    for here, dirs, names in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if name.startswith("."):
+                continue
+            ext = os.path.splitext(name)[1].lower()
+            if ext in IMAGE_EXTENSIONS:
+                found.append(os.path.join(here, name))
+            else:
+                other[ext or "(none)"] = other.get(ext or "(none)", 0) + 1
+    return found, other
 
 
 def _scan(split_dir: str, classes: list[str] | None):
-    found = sorted(d.name for d in os.scandir(split_dir) if d.is_dir())
+    found = sorted(d.name for d in os.scandir(split_dir) if d.is_dir() and not d.name.startswith("."))
     if classes is None:
         classes = found
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise ValueError(f"{split_dir} has class folders {unknown} that train/ does not have; " + LAYOUT)
-    files, labels = [], []
+    files, labels, other = [], [], {}
     for label, cls in enumerate(classes):
         folder = os.path.join(split_dir, cls)
         if not os.path.isdir(folder):
             continue
-        names = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
-        files += [os.path.join(folder, f) for f in names]
+        names, skipped = _images_under(folder)
+        files += names
         labels += [label] * len(names)
+        for ext, n in skipped.items():
+            other[ext] = other.get(ext, 0) + n
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {split_dir}; " + LAYOUT)
-    return classes, files, np.asarray(labels, dtype=np.int64)
+    return classes, files, np.asarray(labels, dtype=np.int64), other
 
 
 class ImageFolderDataset(Dataset):
     """Images decoded on access, resized to ``image_size`` x ``image_size``, RGB, normalised."""
 
-    def __init__(self, files, targets, classes, *, image_size: int = 64, name: str = ""):
+    def __init__(self, files, targets, classes, *, image_size: int = 64, name: str = "", skipped=None):
         self.files = list(files)
+        self.skipped = dict(skipped or {})       # files under the class folders that are not images, by extension
         self.targets = np.asarray(targets, dtype=np.int64)
         self.classes = list(classes)
         self.image_size = int(image_size)
@@ -94,9 +116,11 @@ def load_imagefolder(root: str, image_size: int = 64, *, need_val: bool = True):
         raise FileNotFoundError(f"{train_dir} is missing; " + LAYOUT)
     if need_val and not os.path.isdir(val_dir):
         raise FileNotFoundError(f"{val_dir} is missing (this command reports accuracy on it); " + LAYOUT)
-    classes, files, labels = _scan(train_dir, None)
-    train = ImageFolderDataset(files, labels, classes, image_size=image_size, name="imagefolder-train")
+    classes, files, labels, other = _scan(train_dir, None)
+    train = ImageFolderDataset(files, labels, classes, image_size=image_size, name="imagefolder-train",
+                               skipped=other)
     if not os.path.isdir(val_dir):
         return train, None
-    _, vfiles, vlabels = _scan(val_dir, classes)
-    return train, ImageFolderDataset(vfiles, vlabels, classes, image_size=image_size, name="imagefolder-val")
+    _, vfiles, vlabels, vother = _scan(val_dir, classes)
+    return train, ImageFolderDataset(vfiles, vlabels, classes, image_size=image_size, name="imagefolder-val",
+                                     skipped=vother)
