@@ -138,3 +138,39 @@ def test_an_explicit_epoch_count_also_sets_a_presets_surrogate():
     args = cli.build_parser().parse_args(["bench", "--preset", "mnist5k-cpu"])
     cli._resolve_grid(args, cli.BENCH, get_preset("mnist5k-cpu"))
     assert (args.epochs, args.surrogate_epochs, args.checkpoints) == (10, 10, "1,3,5,7,9")
+
+
+@pytest.mark.parametrize("item, match", [
+    (lambda x, y: (__import__("PIL.Image").Image.fromarray((x[0].numpy() * 255).astype(np.uint8)), y),
+     r"input is a PIL image .*ToTensor\(\).*set_format\('torch'\)"),
+    (lambda x, y: ("images/0001.png", y), r"input is str 'images/0001.png'.*load the file in __getitem__"),
+    (lambda x, y: (x, str(y)), r"label is str '\d'; expected an integer class label: map the class names"),
+    (lambda x, y: {"image": __import__("PIL.Image").Image.fromarray((x[0].numpy() * 255).astype(np.uint8)),
+                   "label": y}, r"input is a PIL image"),
+    (lambda x, y: (x,), r"items have 1 field\(s\); position 1 does not exist: dataprune needs an input and an "
+                        r"integer label"),
+])
+def test_items_dataprune_cannot_batch_are_named_before_training(item, match):
+    import torch.nn as nn
+
+    import dataprune as dp
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(40, 1, 8, 8, generator=g), np.arange(40) % 4
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return 40
+
+        def __getitem__(self, i):
+            return item(x[i], int(y[i]))
+
+    built = []
+
+    def make():
+        built.append(1)
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+
+    with pytest.raises((TypeError, IndexError), match=match):
+        dp.prune(make, Items(), ratio=0.5, epochs=1, batch_size=8)
+    assert not built                                     # refused before any model was built

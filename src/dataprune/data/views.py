@@ -29,6 +29,23 @@ def _columns(dataset):
     return list(names) if names is not None else None
 
 
+def check_item(x, y, where: str = "item 0") -> None:
+    """A ``TypeError`` that says what to do where a sample's input or label is of a kind dataprune cannot batch: a
+    PIL image (no ``ToTensor`` transform; a Hugging Face image column without ``set_format("torch")``), a file
+    path, a class name as the label."""
+    kind = type(x).__module__.split(".")[0]
+    if kind == "PIL":
+        raise TypeError(f"{where}'s input is a PIL image ({type(x).__name__}); dataprune reads tensors or arrays: add "
+                        "a transform that makes a tensor (e.g. torchvision.transforms.ToTensor()), or for a Hugging "
+                        "Face dataset set_format('torch') / with_transform(...)")
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{where}'s input is {type(x).__name__} {str(x)[:60]!r}; dataprune reads tensors or arrays: "
+                        "load the file in __getitem__ (or use the imagefolder dataset for a folder of images)")
+    if isinstance(y, (str, bytes)):
+        raise TypeError(f"{where}'s label is {type(y).__name__} {str(y)[:40]!r}; expected an integer class label: map "
+                        "the class names to 0..C-1 (e.g. {name: i for i, name in enumerate(sorted(names))})")
+
+
 def _first_item(dataset):
     if len(dataset) == 0:
         raise ValueError("the dataset is empty")
@@ -77,9 +94,12 @@ class PairView(Dataset):
             self.label_key = 1 if label_key is None else int(label_key)
             for k in (self.input_key, self.label_key):
                 if not -len(item) <= k < len(item):
-                    raise IndexError(f"items have {len(item)} fields; position {k} does not exist")
+                    raise IndexError(f"items have {len(item)} field(s); position {k} does not exist: dataprune "
+                                     "needs an input and an integer label in each item (input_key= / label_key= "
+                                     "name their positions)")
         else:
             raise TypeError(f"items must be (input, label) pairs, tuples or dicts; item 0 is {type(item).__name__}")
+        check_item(item[self.input_key], item[self.label_key])
         self.targets = self._read_targets()
 
     def _read_targets(self):
@@ -140,6 +160,7 @@ def as_pairs(dataset, *, input_key=None, label_key=None):
             return dataset                           # (a view already: no item read to find out)
         item = _first_item(dataset)
         if isinstance(item, (list, tuple)) and len(item) == 2:
+            check_item(item[0], item[1])
             return dataset
     return PairView(dataset, input_key=input_key, label_key=label_key)
 
