@@ -343,3 +343,28 @@ def test_the_bench_checks_its_grid_before_any_unit_runs(monkeypatch, bad, match)
                 surrogate=dict(epochs=2), retrain=dict(epochs=2), checkpoint_epochs=[1, 2])
     with pytest.raises((ValueError, TypeError), match=match):
         bench.run_grid(bench.GridSpec(**{**spec, **bad}), split, ModelFactory("mlp", 3, (8,)), None)
+
+
+def test_token_ids_reach_an_embedding_model_as_integers():
+    """Integer inputs (token ids) stay integers in ArrayDataset, as in a TensorDataset: an nn.Embedding model prunes
+    the same from both (they were cast to float32, which an embedding refuses)."""
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    y = np.arange(240) % 3
+    tok = torch.randint(0, 30, (240, 6), generator=g)
+    tok[:, 0] = torch.as_tensor(y) * 10                 # one token that tells the class
+
+    class Bag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.head = nn.Embedding(30, 8), nn.Linear(8, 3)
+
+        def forward(self, t):
+            return self.head(self.emb(t).mean(1))
+
+    a = dp.prune(Bag, ArrayDataset(tok, y), ratio=0.5, epochs=2, batch_size=32)
+    b = dp.prune(Bag, TensorDataset(tok, torch.as_tensor(y)), ratio=0.5, epochs=2, batch_size=32)
+    np.testing.assert_array_equal(a.keep, b.keep)
+    assert ArrayDataset(tok, y)[0][0].dtype == torch.int64
+    assert ArrayDataset(tok.to(torch.uint8), y)[0][0].dtype == torch.float32      # uint8 is an image: scaled

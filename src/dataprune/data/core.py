@@ -23,7 +23,8 @@ class ArrayDataset(Dataset):
     ----------
     inputs : torch.Tensor, shape (N, C, H, W) or (N, D)
         Raw inputs. uint8 inputs are stored as they are (4x less memory) and
-        converted on access as ``(x * scale - mean) / std``.
+        converted on access as ``(x * scale - mean) / std``; other integer inputs without ``scale`` or ``mean``
+        (token ids, category codes) are handed out as they are; everything else as float32.
     targets : array-like of int, shape (N,)
     mean, std : sequence of float, one per channel, optional
         Per-channel normalisation applied on access.
@@ -53,6 +54,8 @@ class ArrayDataset(Dataset):
         return len(self.targets)
 
     def _convert(self, x: torch.Tensor) -> torch.Tensor:
+        if not (x.is_floating_point() or x.dtype == torch.uint8) and self.scale == 1.0 and self._mean is None:
+            return x                 # integer codes (token ids for an embedding): as they are, as TensorDataset does
         x = x.to(torch.float32)
         if self.scale != 1.0:
             x = x * self.scale
