@@ -424,8 +424,9 @@ def _load_split(args, *, need_test: bool = True):
         skipped = getattr(ds, "skipped", None)
         if skipped:
             kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(skipped.items(), key=lambda kv: -kv[1]))
-            print(f"note: {sum(skipped.values())} files under {part}/ are not images and were not read ({kinds})",
-                  file=sys.stderr)
+            n = sum(skipped.values())
+            what = "files under {}/ are not images and were" if n > 1 else "file under {}/ is not an image and was"
+            print(f"note: {n} {what.format(part)} not read ({kinds})", file=sys.stderr)
     return split
 
 
