@@ -426,3 +426,32 @@ def test_the_summary_and_the_html_report_say_when_a_rising_surrogate_was_believe
     with open(res.report(str(tmp_path / "report"))) as f:
         html = f.read()
     assert "The surrogate was still improving at its last checkpoint" in html and "its flags held" in html
+
+
+def test_judge_neighbour_memory_mixes_only_where_the_features_have_not_memorised_the_labels():
+    """Features that place every sample by its true class (a surrogate that has not memorised): the neighbour labels
+    flag wrong labels as often among the trained-on samples as among the held-out ones -> mixed in. Features where
+    the trained-on samples sit by the label they were given (memorised) and only the held-out ones by their class:
+    they flag far fewer of the trained-on samples -> not mixed. Clean labels: nothing to measure, not mixed."""
+    from dataprune.evidence import NEIGHBOURS_UNMEMORISED_FROM, judge_neighbour_memory
+
+    rng = np.random.default_rng(5)
+    truth = np.repeat(np.arange(4), 150)
+    y = truth.copy()
+    wrong = rng.choice(600, 120, replace=False)
+    y[wrong] = (truth[wrong] + 1 + rng.integers(0, 3, 120)) % 4              # 20% symmetric noise
+    held = np.sort(rng.choice(600, 60, replace=False))
+    honest = np.eye(4, 8)[truth] * 3 + rng.normal(0, 0.3, (600, 8))
+    report = judge_neighbour_memory(honest, y, held, {"credible": True}, mix=0.5)
+    m = report["neighbour_memory"]
+    assert m["mixed"] and report["neighbours"] == 0.5 and m["ratio"] >= NEIGHBOURS_UNMEMORISED_FROM
+    assert m["held_out_flagged"] == pytest.approx(np.isin(held, wrong).mean(), abs=0.1)
+    memorised = honest.copy()
+    trained = np.setdiff1d(np.arange(600), held)
+    memorised[trained] = np.eye(4, 8)[y[trained]] * 3 + rng.normal(0, 0.3, (len(trained), 8))
+    report = judge_neighbour_memory(memorised, y, held, {"credible": True}, mix=0.5)
+    assert not report["neighbour_memory"]["mixed"] and "neighbours" not in report
+    assert report["neighbour_memory"]["ratio"] < NEIGHBOURS_UNMEMORISED_FROM
+    report = judge_neighbour_memory(honest, truth, held, {"credible": True}, mix=0.5)
+    assert not report["neighbour_memory"]["mixed"] and "neighbours" not in report
+    assert judge_neighbour_memory(honest, y, [], {"credible": True}, mix=0.5) == {"credible": True}

@@ -342,6 +342,45 @@ def judge_neighbours(features, labels, held, report: dict) -> dict:
     return report
 
 
+# A surrogate that trained most of the recipe (the full plan) mixes the neighbour labels into its label evidence only
+# where its features have not memorised the labels it trained on: the neighbour labels must flag the trained-on
+# samples at least this share as often as the held-out ones (judge_neighbour_memory). Fitted on mnist5k validation
+# splits (benchmarks/fit_budget.py --budget full, tuning seeds 10-13, 20%/40% symmetric and pair-flip x CNN and MLP,
+# docs/results/neighbour-memory-2026-12-06): the ratio read 0.71-1.09 for the CNN, whose cells gained from the mix
+# (pair-flip up to +2.9), and 0.30-0.61 for the MLP, whose features of wrong labels had moved toward the class they
+# claim (the mix kept 5-9% wrong labels instead of 2%, -2 to -3 points).
+NEIGHBOURS_UNMEMORISED_FROM = 2 / 3
+
+
+def judge_neighbour_memory(features, labels, held, report: dict, *, mix: float, seed: int = 0) -> dict:
+    """Whether a long surrogate's features have begun to memorise its training labels, read from the neighbour
+    labels (:func:`dataprune.select.neighbour_labels`): the share of samples confident learning flags on them among
+    as many trained-on samples as held out, over that share among the held-out samples. A feature space that has
+    memorised its wrong labels puts them among neighbours that share them, on the samples it trained on only.
+    Where the held-out share shows label noise (at least :data:`dataprune.select.ADAPTIVE_FROM`) and the ratio
+    reaches :data:`NEIGHBOURS_UNMEMORISED_FROM`, ``report["neighbours"] = mix`` (the policy mixes them into the
+    label evidence). Updates and returns ``report`` (``neighbour_memory``: the two shares, the ratio, the
+    decision). Costs 2 x held-out x N x D multiply-adds."""
+    from .select import ADAPTIVE_FROM, confident_noise, neighbour_labels
+
+    labels = np.asarray(labels, dtype=np.int64)
+    held = np.asarray(held, dtype=np.int64)
+    trained = np.setdiff1d(np.arange(len(labels)), held)
+    if not len(held) or len(trained) < len(held):
+        return report
+    trained = np.sort(np.random.default_rng([seed, 7]).choice(trained, len(held), replace=False))
+    rows = np.concatenate([held, trained])
+    flags = confident_noise(neighbour_labels(features, labels, rows=rows), labels[rows], "confident")["suspect"]
+    on_held, on_trained = float(flags[:len(held)].mean()), float(flags[len(held):].mean())
+    ratio = on_trained / on_held if on_held > 0 else None
+    mixed = bool(on_held >= ADAPTIVE_FROM and ratio is not None and ratio >= NEIGHBOURS_UNMEMORISED_FROM)
+    report["neighbour_memory"] = {"held_out_flagged": round(on_held, 4), "trained_flagged": round(on_trained, 4),
+                                  "ratio": None if ratio is None else round(ratio, 4), "mixed": mixed}
+    if mixed:
+        report["neighbours"] = float(mix)
+    return report
+
+
 def flags_resolved(before, after, labels) -> dict:
     """How the mistakes of a surrogate at one checkpoint (class probabilities ``before``, (N, C)) fare at a later
     one (``after``): ``flagged`` / ``unsure``, how many samples confident learning flags / how many others it gets

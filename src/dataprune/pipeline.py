@@ -34,7 +34,7 @@ import torch
 
 from .data import SubsetView, get_targets
 from .evidence import features as evidence_features
-from .evidence import holdout_indices, judge, judge_neighbours, label_evidence, probe_epochs
+from .evidence import holdout_indices, judge, judge_neighbour_memory, judge_neighbours, label_evidence, probe_epochs
 from .methods import call_method, get_method
 from .methods.dynamics import DynamicsRecorder
 from .quotas import stratified_fraction
@@ -625,6 +625,18 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             extra = judged if ev_report is not None else (0.0, 0.0)
             seconds[s.name] += time.perf_counter() - t0 + extra[0]
             run.cpu["scoring"][s.name] = run.cpu["scoring"].get(s.name, 0.0) + time.process_time() - c0 + extra[1]
+        if report is not None and report.get("credible") and plan.judges_trend and not report.get("neighbours") \
+                and len(held):
+            # A surrogate of the whole schedule: its neighbour labels join its evidence where its features have not
+            # memorised the labels (judge_neighbour_memory).
+            readers = [s.name for s in specs if s.name in evidence_for and "features" in run.aux.get(s.name, {})]
+            if readers:
+                t0, c0 = time.perf_counter(), time.process_time()
+                judge_neighbour_memory(run.aux[readers[0]]["features"][part], get_targets(sview), held, report,
+                                       mix=NEIGHBOURS_MIX, seed=seed * 1000 + k)
+                for name in readers:                   # charged like the judge
+                    seconds[name] += time.perf_counter() - t0
+                    run.cpu["scoring"][name] += time.process_time() - c0
         if report is not None and report.get("credible") is False and report.get("neighbours") and len(held):
             # Probabilities not credible: are the neighbours' labels in its feature space? (judge_neighbours)
             readers = [s.name for s in specs if s.name in evidence_for and "features" in run.aux.get(s.name, {})]
