@@ -68,15 +68,21 @@ def test_hugging_face_style_output_prunes_like_plain_logits(as_object):
     assert isinstance(out, Output if as_object else dict)
 
 
-def test_train_predict_and_scores_read_the_logits_field():
+def _twins(epochs):
+    """The same network returning a dict and returning its logits, both trained on the same data: (x, y, dataset,
+    dict model, plain model, its run, the plain run)."""
     x, y = _blobs()
     ds = ArrayDataset(x, y)
     torch.manual_seed(0)
     mine = DictNet()
     torch.manual_seed(0)
     plain = Plain()
-    run = dp.train(mine, ds, checkpoint_epochs=[1, 3], **RECIPE)
-    ref = dp.train(plain, ds, checkpoint_epochs=[1, 3], **RECIPE)
+    return (x, y, ds, mine, plain, dp.train(mine, ds, checkpoint_epochs=epochs, **RECIPE),
+            dp.train(plain, ds, checkpoint_epochs=epochs, **RECIPE))
+
+
+def test_train_predict_and_scores_read_the_logits_field():
+    x, y, ds, mine, plain, run, ref = _twins([1, 3])
     assert run.history[-1]["loss"] == pytest.approx(ref.history[-1]["loss"], rel=1e-6)
     assert isinstance(mine(x[:2]), dict)                     # the hook was for the call only
     assert dp.accuracy(mine, ds) == dp.accuracy(plain, ds)
@@ -138,14 +144,7 @@ def test_labels_that_do_not_fit_the_head_fail_before_training(shift, classes, ma
 
 
 def test_given_checkpoints_of_a_hugging_face_style_model():
-    x, y = _blobs()
-    ds = ArrayDataset(x, y)
-    torch.manual_seed(0)
-    mine = DictNet()
-    torch.manual_seed(0)
-    plain = Plain()
-    run = dp.train(mine, ds, checkpoint_epochs=[1, 2, 3], **RECIPE)
-    ref = dp.train(plain, ds, checkpoint_epochs=[1, 2, 3], **RECIPE)
+    x, y, ds, mine, plain, run, ref = _twins([1, 2, 3])
     res = dp.prune(mine, ds, ratio=0.5, checkpoints=run.checkpoints)
     np.testing.assert_array_equal(res.keep, dp.prune(plain, ds, ratio=0.5, checkpoints=ref.checkpoints).keep)
     assert isinstance(mine(x[:2]), dict)
