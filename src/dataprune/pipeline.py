@@ -20,6 +20,7 @@ budget.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -625,27 +626,22 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             extra = judged if ev_report is not None else (0.0, 0.0)
             seconds[s.name] += time.perf_counter() - t0 + extra[0]
             run.cpu["scoring"][s.name] = run.cpu["scoring"].get(s.name, 0.0) + time.process_time() - c0 + extra[1]
-        if report is not None and report.get("credible") and plan.judges_trend and not report.get("neighbours") \
-                and len(held):
-            # A surrogate of the whole schedule: its neighbour labels join its evidence where its features have not
-            # memorised the labels (judge_neighbour_memory).
-            readers = [s.name for s in specs if s.name in evidence_for and "features" in run.aux.get(s.name, {})]
-            if readers:
-                t0, c0 = time.perf_counter(), time.process_time()
-                judge_neighbour_memory(run.aux[readers[0]]["features"][part], get_targets(sview), held, report,
-                                       mix=NEIGHBOURS_MIX, seed=seed * 1000 + k)
-                for name in readers:                   # charged like the judge
-                    seconds[name] += time.perf_counter() - t0
-                    run.cpu["scoring"][name] += time.process_time() - c0
-        if report is not None and report.get("credible") is False and report.get("neighbours") and len(held):
-            # Probabilities not credible: are the neighbours' labels in its feature space? (judge_neighbours)
-            readers = [s.name for s in specs if s.name in evidence_for and "features" in run.aux.get(s.name, {})]
-            if readers:
-                t0, c0 = time.perf_counter(), time.process_time()
-                judge_neighbours(run.aux[readers[0]]["features"][part], get_targets(sview), held, report)
-                for name in readers:                   # charged like the judge: each reader would pay it alone
-                    seconds[name] += time.perf_counter() - t0
-                    run.cpu["scoring"][name] += time.process_time() - c0
+        # The feature space judges too, where a judgment reads it: a surrogate of the whole schedule mixes in its
+        # neighbour labels where its features have not memorised the labels (judge_neighbour_memory); one whose
+        # probabilities were not credible may let them judge instead (judge_neighbours).
+        judge_features = None
+        if report is not None and len(held):
+            if report.get("credible") and plan.judges_trend and not report.get("neighbours"):
+                judge_features = functools.partial(judge_neighbour_memory, mix=NEIGHBOURS_MIX, seed=seed * 1000 + k)
+            elif report.get("credible") is False and report.get("neighbours"):
+                judge_features = judge_neighbours
+        readers = [s.name for s in specs if s.name in evidence_for and "features" in run.aux.get(s.name, {})]
+        if judge_features is not None and readers:
+            t0, c0 = time.perf_counter(), time.process_time()
+            judge_features(run.aux[readers[0]]["features"][part], get_targets(sview), held, report)
+            for name in readers:                   # charged like the judge: each reader would pay it alone
+                seconds[name] += time.perf_counter() - t0
+                run.cpu["scoring"][name] += time.process_time() - c0
     if presentations:
         run.full_seconds_estimate = run.surrogate_seconds / presentations * config.epochs * len(dataset)
         run.cpu["full_estimate"] = run.cpu["surrogate"] / presentations * config.epochs * len(dataset)

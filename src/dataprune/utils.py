@@ -254,19 +254,24 @@ def _logits_hook(module, args, output):
     return None if isinstance(output, torch.Tensor) else logits_of(output)
 
 
+def _hooked(model) -> bool:
+    return _logits_hook in model._forward_hooks.values()
+
+
 def returns_logits(model: torch.nn.Module) -> torch.nn.Module:
     """``model`` made to return its class logits (:func:`logits_of`) by a forward hook, kept for good: for models
     dataprune made itself (a surrogate, a copy). Idempotent; parameter names and the state dict are unchanged."""
-    if _logits_hook not in model._forward_hooks.values():
+    if not _hooked(model):
         model.register_forward_hook(_logits_hook)
     return model
 
 
 @contextlib.contextmanager
-def logits_view(model: torch.nn.Module):
+def logits_view(model):
     """:func:`returns_logits` for the duration of a call on the user's own model: the hook is removed at exit,
-    so the model returns what it always did afterwards."""
-    if _logits_hook in model._forward_hooks.values():
+    so the model returns what it always did afterwards. Anything that is not a module (a constructor) is left as
+    it is."""
+    if not isinstance(model, torch.nn.Module) or _hooked(model):
         yield model
         return
     handle = model.register_forward_hook(_logits_hook)
@@ -282,8 +287,6 @@ def takes_logits(fn):
 
     @functools.wraps(fn)
     def wrapper(model, *args, **kwargs):
-        if not isinstance(model, torch.nn.Module):
-            return fn(model, *args, **kwargs)
         with logits_view(model):
             return fn(model, *args, **kwargs)
     return wrapper

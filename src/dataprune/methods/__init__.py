@@ -10,13 +10,11 @@ by name.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from ..grads.terms import TermOptions
 from ..utils import logits_view, plain_module
@@ -88,7 +86,7 @@ def call_method(spec: MethodSpec, model, checkpoints, dataset, *, options: dict 
     kwargs.update(spec.defaults)
     kwargs.update(options)
     model = plain_module(model)
-    with contextlib.nullcontext() if not isinstance(model, torch.nn.Module) else logits_view(model):
+    with logits_view(model):
         if spec.aux:
             scores, extra = spec.fn(model, checkpoints, dataset, return_aux=True, **kwargs)
         else:
