@@ -35,6 +35,7 @@ SETTINGS = {  # name -> load_dataset keywords (on top of mnist5k, val_split 0.2)
     "sym40": {"label_noise": 0.4},
     "pair20": {"label_noise": 0.2, "noise_kind": "pair"},
     "pair40": {"label_noise": 0.4, "noise_kind": "pair"},
+    "pair30": {"label_noise": 0.3, "noise_kind": "pair"},   # (between the suite's two; not in GRID)
     "lt10": {"imbalance": 10},
     "lt50": {"imbalance": 50},
 }
