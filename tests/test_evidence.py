@@ -9,6 +9,8 @@ import dataprune as dp
 from dataprune.data import ArrayDataset
 from dataprune.evidence import (
     HOLDOUT_MIN,
+    NEIGHBOURS_FROM_FLIPS,
+    NEIGHBOURS_UNMEMORISED_FROM,
     apply_credibility,
     evidence_positions,
     holdout_indices,
@@ -121,6 +123,22 @@ def test_a_trained_surrogate_is_credible_and_finds_flipped_labels():
     assert len(ev["held_out_accuracy"]) == 5 and ev["evidence_epochs"][0] in ev["checkpoint_epochs"]
     assert flipped[res.keep].mean() < 0.5 * flipped.mean()           # most flipped labels are set aside
     assert "label evidence read at epochs" in res.summary()
+    assert ev["flips"]["dominant_rate"] < NEIGHBOURS_FROM_FLIPS and not ev["flips"]["mixed"]   # 10%: probabilities
+    assert "neighbours" not in ev and not res.decisions.get("neighbours")
+
+
+def test_the_full_plan_mixes_neighbour_labels_in_under_a_systematic_flip():
+    """40% of every class labelled as the next one: the full plan's judge reads the flip rate from its evidence and
+    asks the policy to mix the neighbour labels in (judge_flips), and the policy does."""
+    ds = _blobs(n=1200)
+    y = ds.targets.copy()
+    flipped = np.random.default_rng(3).random(len(y)) < 0.4
+    y[flipped] = (y[flipped] + 1) % 3
+    res = dp.prune(lambda: nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 3)), ds.with_targets(y),
+                   ratio=0.5, epochs=10, batch_size=32, lr=0.05)
+    ev = res.decisions["evidence"]
+    assert ev["credible"] is True and ev["flips"]["dominant_rate"] >= NEIGHBOURS_FROM_FLIPS and ev["flips"]["mixed"]
+    assert ev["neighbours"] == res.decisions["neighbours"] > 0
 
 
 def test_holdout_zero_reads_the_early_segment_and_says_it_could_not_judge():
@@ -433,7 +451,7 @@ def test_judge_neighbour_memory_mixes_only_where_the_features_have_not_memorised
     flag wrong labels as often among the trained-on samples as among the held-out ones -> mixed in. Features where
     the trained-on samples sit by the label they were given (memorised) and only the held-out ones by their class:
     they flag far fewer of the trained-on samples -> not mixed. Clean labels: nothing to measure, not mixed."""
-    from dataprune.evidence import NEIGHBOURS_UNMEMORISED_FROM, judge_neighbour_memory
+    from dataprune.evidence import judge_neighbour_memory
 
     rng = np.random.default_rng(5)
     truth = np.repeat(np.arange(4), 150)
@@ -455,3 +473,64 @@ def test_judge_neighbour_memory_mixes_only_where_the_features_have_not_memorised
     report = judge_neighbour_memory(honest, truth, held, {"credible": True}, mix=0.5)
     assert not report["neighbour_memory"]["mixed"] and "neighbours" not in report
     assert judge_neighbour_memory(honest, y, [], {"credible": True}, mix=0.5) == {"credible": True}
+
+
+def _noisy_probs(kind, rate, n=2000, classes=10, seed=5):
+    """Labels with ``rate`` of ``kind`` noise ("pair": class c -> c + 1; "sym": any other class) and the
+    probabilities of a model that learnt the noisy labels' conditional distribution, as a model trained on them
+    does: a sample of true class t predicts t with 1 - rate, and its noisy target with the rest. Returns
+    (labels, probabilities, true classes)."""
+    rng = np.random.default_rng(seed)
+    truth = np.repeat(np.arange(classes), n // classes)
+    y = truth.copy()
+    wrong = rng.random(n) < rate
+    shift = 1 if kind == "pair" else rng.integers(1, classes, n)
+    y[wrong] = ((truth + shift) % classes)[wrong]
+    probs = np.full((n, classes), 0.01)
+    probs[np.arange(n), truth] = 1.0
+    if kind == "pair":
+        probs[np.arange(n), (truth + 1) % classes] = rate / (1 - rate) * rng.uniform(0.6, 1.4, n)
+    else:
+        probs += rate / (classes - 1) * rng.uniform(0.6, 1.4, (n, classes))
+    return y, probs / probs.sum(1, keepdims=True), truth
+
+
+@pytest.mark.parametrize("kind,rate,mixed", [("pair", 0.4, True), ("pair", 0.1, False), ("sym", 0.4, False),
+                                             ("sym", 0.2, False)])
+def test_judge_flips_mixes_neighbour_labels_only_where_the_noise_is_a_systematic_flip(kind, rate, mixed):
+    """dominant_flips reads about the flip rate under pair-flip noise (what confident learning catches of it) and
+    about rate / (C - 1) under symmetric noise; judge_flips mixes the neighbour labels in from
+    NEIGHBOURS_FROM_FLIPS, and only where the held-out flag share shows noise at all."""
+    from dataprune.evidence import NEIGHBOURS_FROM_FLIPS, dominant_flips, judge_flips
+
+    y, probs, _ = _noisy_probs(kind, rate)
+    flips = dominant_flips(probs, y)
+    expected = rate if kind == "pair" else rate / 9
+    assert expected * 0.5 <= flips <= expected * 1.5 + 0.01
+    report = judge_flips(probs, y, {"credible": True, "held_out_flagged": 0.3}, mix=0.5)
+    assert report["flips"] == {"dominant_rate": pytest.approx(flips, abs=1e-4), "mixed": mixed}
+    assert report.get("neighbours") == (0.5 if mixed else None)
+    assert (flips >= NEIGHBOURS_FROM_FLIPS) == mixed
+    quiet = judge_flips(probs, y, {"credible": True, "held_out_flagged": 0.05}, mix=0.5)
+    assert not quiet["flips"]["mixed"] and "neighbours" not in quiet
+
+
+def test_judge_neighbour_mix_reads_the_flips_first_then_the_memorisation():
+    """A systematic flip mixes the neighbour labels in whatever the features did (memorised features here); without
+    one, the memorisation test decides (honest features: mixed; memorised: not)."""
+    from dataprune.evidence import judge_neighbour_mix
+
+    rng = np.random.default_rng(2)
+    y, probs, _ = _noisy_probs("pair", 0.4, n=600)
+    held = np.sort(rng.choice(600, 60, replace=False))
+    memorised = np.eye(10, 12)[y] * 3 + rng.normal(0, 0.3, (600, 12))
+    report = judge_neighbour_mix(probs, memorised, y, held, {"credible": True, "held_out_flagged": 0.4}, mix=0.5)
+    assert report["flips"]["mixed"] and report["neighbours"] == 0.5 and "neighbour_memory" not in report
+    y, probs, truth = _noisy_probs("sym", 0.3, n=600)
+    honest = np.eye(10, 12)[truth] * 3 + rng.normal(0, 0.3, (600, 12))
+    memorised = np.eye(10, 12)[y] * 3 + rng.normal(0, 0.3, (600, 12))
+    memorised[held] = honest[held]
+    for features, mixed in ((honest, True), (memorised, False)):
+        report = judge_neighbour_mix(probs, features, y, held, {"credible": True, "held_out_flagged": 0.3}, mix=0.5)
+        assert not report["flips"]["mixed"] and report["neighbour_memory"]["mixed"] == mixed
+        assert report.get("neighbours") == (0.5 if mixed else None)

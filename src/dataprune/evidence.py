@@ -381,6 +381,65 @@ def judge_neighbour_memory(features, labels, held, report: dict, *, mix: float, 
     return report
 
 
+# ... and wherever the label noise is a systematic flip: where confident learning finds a class's samples flipped to one
+# other class at this mean rate over the classes (dominant_flips) or more. A flip near the size of a class's own share
+# teaches the probabilities the flip itself (an image labelled 7 in 40% of its kind looks like a 7 to a model trained
+# on them), while the neighbour labels, formed again from the trusted samples, still see the class the features put
+# it in -- memorised or not. Fitted on mnist5k validation splits (benchmarks/fit_budget.py --budget full, tuning seeds
+# 10-15, 20%/40% symmetric and pair-flip x CNN and MLP; docs/results/flip-gate-2026-12-06): the rate read 0.20-0.28
+# under 40% pair-flip, where the mix gained in every run (MLP +7.3 on average, which the memorisation test left
+# out), 0.10-0.16 under 20% pair-flip and at most 0.06 under symmetric noise; the threshold is the middle of that gap.
+# Out of sample (seeds 16-18, and 30% pair-flip): 0.19-0.28 under 40%, 0.16-0.24 under 30%, the others as before.
+NEIGHBOURS_FROM_FLIPS = 0.18
+
+
+def dominant_flips(probs, labels) -> float:
+    """The share of a class's samples that confident learning flags (:func:`dataprune.select.confident_noise`) and
+    the probabilities ``probs`` (N, C) put in one other class -- the class most of its flags go to -- averaged over
+    the labelled classes. About the pair-flip rate under pair-flip noise (less what confident learning misses); about
+    rate / (C - 1) under symmetric noise."""
+    from .select import confident_noise
+
+    labels = np.asarray(labels, dtype=np.int64)
+    probs = np.asarray(probs)
+    flagged = confident_noise(probs, labels, "confident")["suspect"]
+    predicted = probs.argmax(1)
+    rates = []
+    for c in np.unique(labels):
+        mine = labels == c
+        counts = np.bincount(predicted[mine & flagged], minlength=probs.shape[1])
+        counts[c] = 0
+        rates.append(counts.max() / mine.sum())
+    return float(np.mean(rates)) if rates else 0.0
+
+
+def judge_flips(probs, labels, report: dict, *, mix: float) -> dict:
+    """Whether the label noise a long surrogate finds is systematic enough for the neighbour labels to judge beside its
+    probabilities: where the held-out flag share (``report["held_out_flagged"]``, from :func:`judge`) shows label
+    noise (at least :data:`dataprune.select.ADAPTIVE_FROM`) and :func:`dominant_flips` of ``probs`` (N, C) reaches
+    :data:`NEIGHBOURS_FROM_FLIPS`, ``report["neighbours"] = mix`` (the policy mixes them into the label evidence).
+    Updates and returns ``report`` (``flips``: the rate and the decision)."""
+    from .select import ADAPTIVE_FROM
+
+    rate = dominant_flips(probs, labels)
+    mixed = bool(report.get("held_out_flagged", 0) >= ADAPTIVE_FROM and rate >= NEIGHBOURS_FROM_FLIPS)
+    report["flips"] = {"dominant_rate": round(rate, 4), "mixed": mixed}
+    if mixed:
+        report["neighbours"] = float(mix)
+    return report
+
+
+def judge_neighbour_mix(probs, features, labels, held, report: dict, *, mix: float, seed: int = 0) -> dict:
+    """Whether a long surrogate (the full plan) mixes its neighbour labels into its label evidence: where the label
+    noise is a systematic flip (:func:`judge_flips`, on the probabilities ``probs``), or else where its ``features``
+    have not memorised the labels (:func:`judge_neighbour_memory`). Updates and returns ``report`` (both tests
+    recorded where run; ``report["neighbours"] = mix`` where either asks for the mix)."""
+    report = judge_flips(probs, labels, report, mix=mix)
+    if not report["flips"]["mixed"]:
+        report = judge_neighbour_memory(features, labels, held, report, mix=mix, seed=seed)
+    return report
+
+
 def flags_resolved(before, after, labels) -> dict:
     """How the mistakes of a surrogate at one checkpoint (class probabilities ``before``, (N, C)) fare at a later
     one (``after``): ``flagged`` / ``unsure``, how many samples confident learning flags / how many others it gets

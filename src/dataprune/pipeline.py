@@ -20,7 +20,6 @@ budget.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -35,7 +34,7 @@ import torch
 
 from .data import SubsetView, get_targets
 from .evidence import features as evidence_features
-from .evidence import holdout_indices, judge, judge_neighbour_memory, judge_neighbours, label_evidence, probe_epochs
+from .evidence import holdout_indices, judge, judge_neighbour_mix, judge_neighbours, label_evidence, probe_epochs
 from .methods import call_method, get_method
 from .methods.dynamics import DynamicsRecorder
 from .quotas import stratified_fraction
@@ -626,19 +625,20 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             extra = judged if ev_report is not None else (0.0, 0.0)
             seconds[s.name] += time.perf_counter() - t0 + extra[0]
             run.cpu["scoring"][s.name] = run.cpu["scoring"].get(s.name, 0.0) + time.process_time() - c0 + extra[1]
-        # The feature space judges too, where a judgment reads it: a surrogate of the whole schedule mixes in its
-        # neighbour labels where its features have not memorised the labels (judge_neighbour_memory); one whose
-        # probabilities were not credible may let them judge instead (judge_neighbours).
-        judge_features = None
-        if report is not None and len(held):
-            if report.get("credible") and plan.judges_trend and not report.get("neighbours"):
-                judge_features = functools.partial(judge_neighbour_memory, mix=NEIGHBOURS_MIX, seed=seed * 1000 + k)
-            elif report.get("credible") is False and report.get("neighbours"):
-                judge_features = judge_neighbours
-        readers = [s.name for s in specs if s.name in evidence_for and "features" in run.aux.get(s.name, {})]
-        if judge_features is not None and readers:
+        # The feature space judges too, where a judgment asks for it: a surrogate of the whole schedule mixes in its
+        # neighbour labels where the label noise it finds is a systematic flip or its features have not memorised
+        # the labels (judge_neighbour_mix); one whose probabilities were not credible may let them judge instead
+        # (judge_neighbours). The neighbour labels are formed from the features: only where they were recorded.
+        readers = [s.name for s in specs
+                   if s.name in evidence_for and {"features", "probs"} <= set(run.aux.get(s.name, {}))]
+        if report is not None and len(held) and readers:
             t0, c0 = time.perf_counter(), time.process_time()
-            judge_features(run.aux[readers[0]]["features"][part], get_targets(sview), held, report)
+            aux, labels = run.aux[readers[0]], get_targets(sview)
+            if report.get("credible") and plan.judges_trend and not report.get("neighbours"):
+                judge_neighbour_mix(aux["probs"][part], aux["features"][part], labels, held, report,
+                                    mix=NEIGHBOURS_MIX, seed=seed * 1000 + k)
+            elif report.get("credible") is False and report.get("neighbours"):
+                judge_neighbours(aux["features"][part], labels, held, report)
             for name in readers:                   # charged like the judge: each reader would pay it alone
                 seconds[name] += time.perf_counter() - t0
                 run.cpu["scoring"][name] += time.process_time() - c0
