@@ -179,6 +179,13 @@ def test_symmetric_noise_flips_exactly_and_never_to_the_same_class():
     assert np.array_equal(get_targets(split.train)[~split.flipped], split.clean_targets[~split.flipped])
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         symmetric_noise(y, 1.0, 10)
+    # the CLI's --label-noise-kind by its own name: the same pair-flip variant as noise_kind
+    pair = load_dataset("digits", label_noise=0.2, noise_kind="pair")
+    named = load_dataset("digits", label_noise=0.2, label_noise_kind="pair")
+    assert np.array_equal(get_targets(pair.train), get_targets(named.train))
+    assert not np.array_equal(get_targets(pair.train), get_targets(split.train))
+    with pytest.raises(ValueError, match="disagree"):
+        load_dataset("digits", label_noise=0.2, noise_kind="pair", label_noise_kind="symmetric")
 
 
 def test_unknown_names_list_valid_ones():

@@ -138,10 +138,10 @@ DATASETS: dict[str, _Entry] = {
 }
 
 
-def load_dataset(name: str, *, root: str | None = None, label_noise: float = 0.0, noise_kind: str = "symmetric",
+def load_dataset(name: str, *, root: str | None = None, label_noise: float = 0.0, noise_kind: str | None = None,
                  noise_seed: int = 0, imbalance: float = 1.0, train_limit: int | None = None,
                  val_split: float = 0.0, image_size: int | None = None, normalize: str | None = None,
-                 need_test: bool = True) -> DataSplit:
+                 need_test: bool = True, label_noise_kind: str | None = None) -> DataSplit:
     """Load a dataset by name, optionally as a generated variant of its training set.
 
     Parameters
@@ -151,9 +151,12 @@ def load_dataset(name: str, *, root: str | None = None, label_noise: float = 0.0
     root : str, optional
         Data root for on-disk datasets.
     label_noise : float in [0, 1)
-        Fraction of *training* labels changed, of kind ``noise_kind``: ``"symmetric"`` (each flipped
+        Fraction of *training* labels changed, of kind ``noise_kind``: ``"symmetric"`` (the default; each flipped
         label goes to a uniformly drawn other class) or ``"pair"`` (class c -> c + 1, the same share
         of every class). The test set is never touched.
+    label_noise_kind : str, optional
+        The same as ``noise_kind``, by the name of the CLI's ``--label-noise-kind`` and of a run config's ``data``
+        field; give one or the other.
     noise_seed : int
         Seed of every generated variant (noise, long tail, training limit, validation split).
     imbalance : float >= 1
@@ -178,6 +181,10 @@ def load_dataset(name: str, *, root: str | None = None, label_noise: float = 0.0
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     _check_fraction("label_noise", label_noise)
     _check_fraction("val_split", val_split)
+    if noise_kind is not None and label_noise_kind is not None and noise_kind != label_noise_kind:
+        raise ValueError(f"noise_kind={noise_kind!r} and label_noise_kind={label_noise_kind!r} disagree: they "
+                         f"name the same setting, give one")
+    noise_kind = noise_kind or label_noise_kind or "symmetric"
     if noise_kind not in NOISE_KINDS:
         raise ValueError(f"unknown label-noise kind {noise_kind!r}; valid: {', '.join(NOISE_KINDS)}")
     entry = DATASETS[name]
