@@ -139,6 +139,7 @@ def test_the_full_plan_mixes_neighbour_labels_in_under_a_systematic_flip():
     ev = res.decisions["evidence"]
     assert ev["credible"] is True and ev["flips"]["dominant_rate"] >= NEIGHBOURS_FROM_FLIPS and ev["flips"]["mixed"]
     assert ev["neighbours"] == res.decisions["neighbours"] > 0
+    assert "because the label noise looks like a systematic flip" in res.summary()
 
 
 def test_holdout_zero_reads_the_early_segment_and_says_it_could_not_judge():
