@@ -127,7 +127,7 @@ def test_a_trained_surrogate_is_credible_and_finds_flipped_labels():
     assert "neighbours" not in ev and not res.decisions.get("neighbours")
 
 
-def test_the_full_plan_mixes_neighbour_labels_in_under_a_systematic_flip():
+def test_the_full_plan_mixes_neighbour_labels_in_under_a_systematic_flip(tmp_path):
     """40% of every class labelled as the next one: the full plan's judge reads the flip rate from its evidence and
     asks the policy to mix the neighbour labels in (judge_flips), and the policy does."""
     ds = _blobs(n=1200)
@@ -140,6 +140,8 @@ def test_the_full_plan_mixes_neighbour_labels_in_under_a_systematic_flip():
     assert ev["credible"] is True and ev["flips"]["dominant_rate"] >= NEIGHBOURS_FROM_FLIPS and ev["flips"]["mixed"]
     assert ev["neighbours"] == res.decisions["neighbours"] > 0
     assert "because the label noise looks like a systematic flip" in res.summary()
+    with open(res.report(str(tmp_path / "report"))) as f:
+        assert "because the label noise looks like a systematic flip" in f.read()
 
 
 def test_holdout_zero_reads_the_early_segment_and_says_it_could_not_judge():

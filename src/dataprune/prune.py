@@ -141,8 +141,7 @@ class PruneResult:
             if report.get("caution"):
                 lines.append("caution: " + report["caution"])
         if describe_neighbours(d):
-            why = next(filter(None, map(neighbour_why, _as_list(d.get("evidence")))), "")
-            lines.append("label evidence: " + describe_neighbours(d) + why)
+            lines.append("label evidence: " + describe_neighbours(d))
         if d.get("evidence_advice"):
             lines.append(advice_text(d["evidence_advice"]))
         if d.get("view") == "seeded":
@@ -512,14 +511,3 @@ def sample_paths(dataset):
 
 __all__ = ["prune", "PruneResult", "default_policy", "sample_paths"]
 
-
-def neighbour_why(report: dict) -> str:
-    """Why a full plan mixed its neighbour labels in (evidence.judge_neighbour_mix), for the summary line."""
-    flips, memory = report.get("flips") or {}, report.get("neighbour_memory") or {}
-    if flips.get("mixed"):
-        return (f", because the label noise looks like a systematic flip: on average "
-                f"{flips['dominant_rate']:.0%} of a class's samples look like one other class")
-    if memory.get("mixed"):
-        return (f", because its features have not memorised the labels: its neighbours flag the samples it "
-                f"trained on {memory['ratio']:.2f} times as often as held-out ones")
-    return ""

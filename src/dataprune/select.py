@@ -648,8 +648,22 @@ def describe_neighbours(decisions: dict) -> str | None:
                 "(its probabilities were not credible, its features' neighbourhoods were)")
     trusted = (", formed again with only the trusted samples as neighbours"
                if decisions.get("trusted_neighbours") else "")
+    ev = decisions.get("evidence")
+    why = next(filter(None, map(_neighbour_why, ev if isinstance(ev, list) else [ev] if ev else [])), "")
     return (f"the surrogate's probabilities mixed with the labels of each sample's {NEIGHBOURS_K} nearest neighbours "
-            f"in its feature space (weight {decisions['neighbours']:g}{trusted})")
+            f"in its feature space (weight {decisions['neighbours']:g}{trusted}){why}")
+
+
+def _neighbour_why(report: dict) -> str:
+    """Why a full plan mixed its neighbour labels in (:func:`dataprune.evidence.judge_neighbour_mix`)."""
+    flips, memory = report.get("flips") or {}, report.get("neighbour_memory") or {}
+    if flips.get("mixed"):
+        return (f", because the label noise looks like a systematic flip: on average "
+                f"{flips['dominant_rate']:.0%} of a class's samples look like one other class")
+    if memory.get("mixed"):
+        return (f", because its features have not memorised the labels: its neighbours flag the samples it "
+                f"trained on {memory['ratio']:.2f} times as often as held-out ones")
+    return ""
 
 
 def policy_names() -> list[str]:
