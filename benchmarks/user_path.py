@@ -10,6 +10,7 @@ momentum, not dataprune's trainer) and tested once.
 
     python benchmarks/user_path.py --seeds 0 1 2
     python benchmarks/user_path.py --seeds 0 1 2 --budget 0.1      # a budgeted plan on the same path
+    python benchmarks/user_path.py --seeds 0 1 --noise 0.4 --noise-kind pair   # a systematic flip
 
 Prints one JSON line per seed: the share of wrong labels among the kept samples, the evidence
 epochs, the pruning cost, and the three test accuracies.
@@ -74,6 +75,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--noise", type=float, default=0.2)
+    ap.add_argument("--noise-kind", choices=["symmetric", "pair"], default="symmetric",
+                    help="symmetric: a flipped label goes to any other class; pair: class c -> c + 1")
     ap.add_argument("--ratio", type=float, default=0.5)
     ap.add_argument("--budget", type=float, help="a cost budget for the pruning (default: the full plan)")
     ap.add_argument("--epochs", type=int, default=EPOCHS, help="the recipe's epochs (default %(default)s)")
@@ -87,7 +90,8 @@ def main():
         rng = np.random.default_rng(seed)
         y = d.target[~test].copy()
         flipped = rng.random(len(y)) < args.noise
-        y[flipped] = (y[flipped] + rng.integers(1, 10, flipped.sum())) % 10
+        shift = rng.integers(1, 10, flipped.sum()) if args.noise_kind == "symmetric" else 1
+        y[flipped] = (y[flipped] + shift) % 10
         hf = datasets.Dataset.from_dict({"pixel_values": images[~test], "label": y})
         hf.set_format("torch")
         t0 = time.perf_counter()
@@ -100,7 +104,8 @@ def main():
                "noise": round(float(flipped.mean()), 4),
                "evidence_epochs": res.decisions["evidence"]["evidence_epochs"],
                "credible": res.decisions["evidence"]["credible"], "plan": res.cost.get("plan"),
-               "neighbours": res.decisions.get("neighbours"), "cost_fraction": res.cost.get("cost_fraction"),
+               "neighbours": res.decisions.get("neighbours"),
+               "flips": res.decisions["evidence"].get("flips"), "cost_fraction": res.cost.get("cost_fraction"),
                "prune_seconds": round(seconds, 1),
                "test_kept": own_loop(x[res.keep], yt[res.keep], x_test, y_test, seed, args.epochs),
                "test_random": own_loop(x[rand], yt[rand], x_test, y_test, seed, args.epochs),
