@@ -193,9 +193,10 @@ def test_auto_properties(problem, alpha, rule, seed):
     if (~suspect).sum() >= k:
         assert not suspect[keep].any()
         assert {c: int((labels[keep] == c).sum()) for c in d["quotas"]} == d["quotas"]
-    from dataprune.select import AUTO_HIGH_SAMPLING, AUTO_STRATIFIED_FROM
+    from dataprune.select import AUTO_HIGH_SAMPLING, AUTO_MID_FROM, AUTO_MID_SAMPLING, AUTO_STRATIFIED_FROM
 
-    assert d["sampling"] == ("top" if ratio < AUTO_STRATIFIED_FROM else AUTO_HIGH_SAMPLING)
+    assert d["sampling"] == ("top" if ratio < AUTO_MID_FROM else AUTO_MID_SAMPLING if ratio < AUTO_STRATIFIED_FROM
+                             else AUTO_HIGH_SAMPLING)
     if d["sampling"] == "top" and (~suspect).sum() >= k:
         # within a class, no trusted sample left out scores above one kept
         for c in d["quotas"]:

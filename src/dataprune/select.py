@@ -49,6 +49,13 @@ NEIGHBOURS_NOISE_RULE = "confident"
 # How the trusted samples of a class are kept from AUTO_STRATIFIED_FROM on: "random" or
 # "stratified" (even over score strata).
 AUTO_HIGH_SAMPLING = "random"
+# ... and from AUTO_MID_FROM up to AUTO_STRATIFIED_FROM: an even sample across the class's score strata instead of its
+# highest scores. Fitted on the full plan's validation evidence at ratio 0.7 (benchmarks/fit_budget.py --budget full,
+# mnist5k, clean / 10:1 / 20% and 40% symmetric and pair-flip noise x CNN and MLP, tuning seeds 10-15;
+# docs/results/within-0.7-2026-12-06): +1.33 points of balanced validation accuracy over the top scores in 56 runs
+# (35 ahead by more than 0.5, 10 behind: the CNN under 20% noise, -0.6 / -0.7); at 0.5 see that page.
+AUTO_MID_FROM = 0.6
+AUTO_MID_SAMPLING = "stratified"
 # With the surrogate's penultimate features (evidence ``features``), where label noise is evident: a trusted
 # sample nearer another class's mean feature than its own class's goes last in its class (see auto_indices).
 # Fitted on the same validation splits (benchmarks/fit_default.py, candidate "centre=1"; docs/cost.md and
@@ -429,9 +436,10 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     2. *Class quotas*: ``k`` is split over the classes' trusted samples by :func:`waterfill_quotas`
        with exponent ``alpha`` (default :data:`AUTO_ALPHA`, equal counts): small classes keep
        more than their share, since a long-tailed training set still has to serve every class.
-    3. *Within a class*: below ratio ``stratified_from`` (default :data:`AUTO_STRATIFIED_FROM`)
-       the highest scores; from it on ``high`` (default :data:`AUTO_HIGH_SAMPLING`): a uniform
-       random sample of the trusted samples, or an even sample across ``strata`` score strata.
+    3. *Within a class*: below ratio :data:`AUTO_MID_FROM` the highest scores; from it an even sample across
+       ``strata`` score strata (:data:`AUTO_MID_SAMPLING`); from ``stratified_from`` (default
+       :data:`AUTO_STRATIFIED_FROM`) on ``high`` (default :data:`AUTO_HIGH_SAMPLING`): a uniform random sample of the
+       trusted samples, or an even sample across the strata.
 
     4. *Off-centre samples last* (with ``features``, (N, D) penultimate features of the surrogate,
        and ``centre_rule``, default :data:`AUTO_CENTRE_RULE`), where label noise is evident (confident
@@ -488,7 +496,8 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     sizes = {int(c): int(((labels == c) & trusted).sum()) for c in classes}
     quotas = waterfill_quotas(sizes, k, alpha)
     high = AUTO_HIGH_SAMPLING if high is None else high
-    sampling = "top" if ratio < stratified_from - 1e-12 else high
+    sampling = high if ratio >= stratified_from - 1e-12 else AUTO_MID_SAMPLING if ratio >= AUTO_MID_FROM - 1e-12 \
+        else "top"
     if within != "auto":
         sampling = within
     centre_rule = AUTO_CENTRE_RULE if centre_rule is None else bool(centre_rule)
