@@ -626,7 +626,8 @@ POLICIES: dict[str, PolicySpec] = {p.name: p for p in [
                "then class-balanced top-k", options=("cutoff", "sampling", "strata"), evidence=("gradnorm",),
                needs_labels=True),
     PolicySpec("auto", _auto, "the recommended default: set aside the labels the surrogate contradicts (per "
-               "class), equal class counts where sizes allow, top scores below ratio 0.8, a random sample from it",
+               "class), equal class counts where sizes allow, top scores below ratio 0.6, score strata to 0.8, "
+               "a random sample from it",
                options=("noise", "within", "centre_rule", "held_out_flagged", "neighbours", "trusted_neighbours"),
                evidence=("probs",),
                needs_labels=True,
