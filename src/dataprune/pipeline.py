@@ -631,13 +631,15 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         # (judge_neighbours). The neighbour labels are formed from the features: only where they were recorded.
         readers = [s.name for s in specs
                    if s.name in evidence_for and {"features", "probs"} <= set(run.aux.get(s.name, {}))]
-        if report is not None and len(held) and readers:
+        mixes = report is not None and report.get("credible") and plan.judges_trend and not report.get("neighbours")
+        alone = report is not None and report.get("credible") is False and report.get("neighbours")
+        if (mixes or alone) and len(held) and readers:
             t0, c0 = time.perf_counter(), time.process_time()
             aux, labels = run.aux[readers[0]], get_targets(sview)
-            if report.get("credible") and plan.judges_trend and not report.get("neighbours"):
+            if mixes:
                 judge_neighbour_mix(aux["probs"][part], aux["features"][part], labels, held, report,
                                     mix=NEIGHBOURS_MIX, seed=seed * 1000 + k)
-            elif report.get("credible") is False and report.get("neighbours"):
+            else:
                 judge_neighbours(aux["features"][part], labels, held, report)
             for name in readers:                   # charged like the judge: each reader would pay it alone
                 seconds[name] += time.perf_counter() - t0

@@ -510,4 +510,3 @@ def sample_paths(dataset):
 
 
 __all__ = ["prune", "PruneResult", "default_policy", "sample_paths"]
-
