@@ -21,7 +21,7 @@ from .data import get_targets
 from .evidence import judge, judged_by_neighbours
 from .methods import RECOMMENDED, get_method
 from .pipeline import advice_text, budget_advice, scores_with_evidence, surrogate_scores
-from .select import POLICIES, describe_neighbours, describe_sampling, selection
+from .select import POLICIES, describe_neighbours, describe_sampling, evidence_reports, selection
 from .train import TrainConfig
 from .trajectory import as_checkpoints
 from .utils import check_logits, logits_view, plain_module, returns_logits, stage
@@ -118,7 +118,7 @@ class PruneResult:
             lines.append(f"labels that look wrong: {d['estimated_noise']:.1%} overall (most in classes "
                          + ", ".join(f"{self.class_name(int(c))} {r:.0%}" for c, r in worst) + f"); set aside "
                          f"{d.get('set_aside', 0)} samples")
-        for report in _as_list(d.get("evidence")):
+        for report in evidence_reports(d):
             if report.get("held_out_accuracy"):
                 k = report["checkpoint_epochs"].index(report["evidence_epochs"][0])
                 lines.append(f"label evidence read at epochs {report['evidence_epochs']}: there the surrogate was "
@@ -249,12 +249,6 @@ class PruneResult:
         from .report import write_prune_report
 
         return write_prune_report(self, folder, dataset=dataset, bench_dir=bench_dir, overwrite=overwrite)
-
-
-def _as_list(x):
-    if not x:
-        return []
-    return list(x) if isinstance(x, list) else [x]
 
 
 def _int_keys(d):

@@ -452,8 +452,9 @@ th{{background:#f3f3f3}}td.l{{text-align:left}}h2{{margin-top:32px;border-bottom
         facts.append("Labels that look wrong to the surrogate: "
                      f"<b id=\"estimated-noise\">{100 * d['estimated_noise']:.1f}%"
                      f"</b> of the samples; set aside: <b id=\"set-aside\">{d.get('set_aside', 0)}</b>.")
-    ev = d.get("evidence")
-    for report in (ev if isinstance(ev, list) else [ev] if ev else []):
+    from .select import evidence_reports
+
+    for report in evidence_reports(d):
         if report.get("held_out_accuracy"):
             facts.append(f"The surrogate was judged on {report.get('held_out')} samples it did not train on: accuracy "
                          + ", ".join(f"{100 * a:.0f}%" for a in report["held_out_accuracy"]) + " at epochs "

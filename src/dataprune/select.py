@@ -483,13 +483,11 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
         info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
         # Mixed in only where label noise is evident, as the off-centre rule: on clean labels there is nothing to find.
         if neighbours and noise != "none" and noise_evident(info["confident_share"], held_out_flagged):
-            own = np.asarray(probs, dtype=np.float64)
-            probs = (1.0 - neighbours) * own + neighbours * neighbour_labels(features, labels)
-            info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
-            for _ in range(rounds):
-                probs = (1.0 - neighbours) * own + neighbours * neighbour_labels(features, labels,
-                                                                                 refs=~info["suspect"])
+            own, refs = np.asarray(probs, dtype=np.float64), None
+            for _ in range(1 + rounds):         # every sample as a neighbour, then only the ones the mix trusts
+                probs = (1.0 - neighbours) * own + neighbours * neighbour_labels(features, labels, refs=refs)
                 info = confident_noise(probs, labels, noise, held_out_flagged=held_out_flagged)
+                refs = ~info["suspect"]
         else:
             neighbours, rounds = 0.0, 0        # not read (decisions["neighbours"] says what was)
     suspect, margin, rate = info["suspect"], info["margin"], info["rate"]
@@ -659,10 +657,15 @@ def describe_neighbours(decisions: dict) -> str | None:
                 "(its probabilities were not credible, its features' neighbourhoods were)")
     trusted = (", formed again with only the trusted samples as neighbours"
                if decisions.get("trusted_neighbours") else "")
-    ev = decisions.get("evidence")
-    why = next(filter(None, map(_neighbour_why, ev if isinstance(ev, list) else [ev] if ev else [])), "")
+    why = next(filter(None, map(_neighbour_why, evidence_reports(decisions))), "")
     return (f"the surrogate's probabilities mixed with the labels of each sample's {NEIGHBOURS_K} nearest neighbours "
             f"in its feature space (weight {decisions['neighbours']:g}{trusted}){why}")
+
+
+def evidence_reports(decisions: dict) -> list[dict]:
+    """The judge's reports in ``decisions["evidence"]``: one report, or one per part of a partitioned run."""
+    ev = decisions.get("evidence")
+    return [] if not ev else list(ev) if isinstance(ev, list) else [ev]
 
 
 def _neighbour_why(report: dict) -> str:
