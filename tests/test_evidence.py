@@ -185,6 +185,56 @@ def test_a_surrogate_still_learning_at_its_last_checkpoint_is_not_credible(monke
     assert report["evidence_epochs"] == [3, 5] and "still learning" not in report.get("why", "")
 
 
+def test_a_diverging_surrogate_is_named_and_memorising_wrong_labels_is_not(monkeypatch):
+    """Held-out and trained-on accuracy both fall after their best checkpoint (the user's recipe whose learning rate
+    was too large): the report names the divergence, in the caution where the evidence stays credible and in the
+    why where it is not. A held-out accuracy that falls while the trained-on one rises is memorisation of wrong
+    labels, not divergence."""
+    import dataprune.evidence as evidence
+
+    n, classes = 400, 4
+    labels = np.arange(n) % classes
+    ds = ArrayDataset(torch.zeros(n, 2), labels)
+    held = holdout_indices(labels, 0.25, seed=0)
+    is_held = np.isin(np.arange(n), held)
+    rng = np.random.default_rng(0)
+    accuracy = {1: (0.5, 0.5), 3: (0.9, 0.9), 5: (0.3, 0.3)}        # epoch: (held-out, trained-on)
+
+    def fake_probs(model, cks, dataset, **_):
+        y, pos = dataset.targets, dataset.indices
+        out = []
+        for ck in cks:
+            a = np.where(is_held[pos], *accuracy[ck.epoch])
+            right = rng.random(len(y)) < a
+            p = np.eye(classes)[np.where(right, y, (y + 1) % classes)] * 0.9 + 0.1 / classes
+            if not confident:
+                p[~right] = 1.0 / classes             # unsure where wrong: nothing explains the errors
+            out.append(p)
+        return out
+
+    confident = True
+    monkeypatch.setattr(evidence, "_probs", fake_probs)
+    cks = [snapshot(nn.Linear(2, classes), 0.1, e) for e in (1, 3, 5)]
+    report = judge(nn.Linear(2, classes), cks, ds, held=held)
+    fell = report["diverged"]
+    assert (fell["peak_epoch"], fell["last_epoch"]) == (3, 5) and fell["held_out_peak"] > 0.8 > 0.4 > \
+        fell["held_out_last"] and fell["trained_last"] < 0.4
+    assert report["credible"] is True and "diverged" in report["caution"] and "lower learning rate" in report["caution"]
+    confident = False                         # barely learnt, then fell: not credible, and the why says both
+    accuracy.update({1: (0.3, 0.3), 3: (0.45, 0.45), 5: (0.05, 0.05)})
+    report = judge(nn.Linear(2, classes), cks, ds, held=held)
+    assert report["credible"] is False and "diverged" in report["why"] and "caution" not in report
+    confident = True                          # memorising wrong labels: held-out falls, trained-on rises
+    accuracy.update({1: (0.5, 0.5), 3: (0.7, 0.75), 5: (0.5, 0.95)})
+    report = judge(nn.Linear(2, classes), cks, ds, held=held)
+    assert "diverged" not in report and "diverged" not in report.get("caution", "") + report.get("why", "")
+    assert evidence.diverged([1, 2], [0.9, 0.1], [0.9, 0.1], 100)["peak_epoch"] == 1
+    assert evidence.diverged([2, 1], [0.9, 0.1], [0.9, 0.1], 100) is None                 # rising in epoch order
+    assert evidence.diverged([2, 1], [0.1, 0.9], [0.1, 0.9], 100)["last_epoch"] == 2
+    assert evidence.diverged([1, 2], [0.9, 0.88], [0.9, 0.1], 100) is None                # within tolerance
+    assert evidence.diverged([1], [0.9], [0.9], 100) is None
+
+
 def test_a_rising_surrogate_whose_flags_hold_stays_credible(monkeypatch):
     """Held-out accuracy still rising at the last checkpoint, but what the surrogate confidently contradicts stays
     contradicted (40% wrong labels, flagged at every checkpoint); the rise is in samples it was unsure of. That is
