@@ -232,6 +232,9 @@ def test_a_diverging_surrogate_is_named_and_memorising_wrong_labels_is_not(monke
     assert evidence.diverged([2, 1], [0.9, 0.1], [0.9, 0.1], 100) is None                 # rising in epoch order
     assert evidence.diverged([2, 1], [0.1, 0.9], [0.1, 0.9], 100)["last_epoch"] == 2
     assert evidence.diverged([1, 2], [0.9, 0.88], [0.9, 0.1], 100) is None                # within tolerance
+    # a dip of a run still learning: beyond two standard errors, but not half of what it had learnt above chance
+    assert evidence.diverged([1, 2], [0.8, 0.7], [0.8, 0.7], 100, chance=0.1) is None
+    assert evidence.diverged([1, 2], [0.8, 0.4], [0.8, 0.4], 100, chance=0.1)["held_out_last"] == 0.4
     assert evidence.diverged([1], [0.9], [0.9], 100) is None
 
 

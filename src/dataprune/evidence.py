@@ -285,7 +285,7 @@ def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, devi
         report["caution"] = (f"the surrogate is right on {unflagged_acc:.0%} of the held-out samples it does not "
                              "flag: some samples it flags may be hard, not mislabelled (a longer or better "
                              "surrogate recipe would tell them apart)")
-    fell = diverged(epochs, acc, fitted, len(held))
+    fell = diverged(epochs, acc, fitted, len(held), chance=1.0 / max(len(np.unique(labels)), 1))
     if fell:
         report["diverged"] = fell
         told = (f"its accuracy fell after epoch {fell['peak_epoch']} (held-out {fell['held_out_peak']:.0%} -> "
@@ -299,20 +299,22 @@ def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, devi
     return report
 
 
-def diverged(epochs, held_accuracy, trained_accuracy, n_held: int) -> dict | None:
+def diverged(epochs, held_accuracy, trained_accuracy, n_held: int, *, chance: float = 0.0) -> dict | None:
     """Whether the surrogate's training diverged: at its last checkpoint both its held-out accuracy and its accuracy
-    on samples it trained on fell from their best by more than :func:`tolerance`. Memorising wrong labels lowers the
-    held-out accuracy only (on samples it trained on it rises), so label noise alone does not read as a divergence.
-    None, or the peak and last accuracies with their epochs."""
+    on samples it trained on fell from their best by more than :func:`tolerance` and by more than half of what the
+    best had learnt above ``chance`` (so a dip between two checkpoints of a run still learning is not one).
+    Memorising wrong labels lowers the held-out accuracy only (on samples it trained on it rises), so label noise
+    alone does not read as a divergence. None, or the peak and last accuracies with their epochs. (No run of the
+    validation evidence, 554 judged surrogates on mnist5k variants, reads as diverged.)"""
     order = sorted(range(len(epochs)), key=lambda k: epochs[k])
     if len(order) < 2:
         return None
     held = [float(held_accuracy[k]) for k in order]
     fitted = [float(trained_accuracy[k]) for k in order]
     peak = int(np.argmax(held))
-    if held[peak] - held[-1] <= tolerance(held[peak], n_held) or \
-            max(fitted) - fitted[-1] <= tolerance(max(fitted), n_held):
-        return None
+    for best, last in ((held[peak], held[-1]), (max(fitted), fitted[-1])):
+        if best - last <= max(tolerance(best, n_held), 0.5 * (best - chance)):
+            return None
     return {"peak_epoch": int(epochs[order[peak]]), "last_epoch": int(epochs[order[-1]]),
             "held_out_peak": round(held[peak], 4), "held_out_last": round(held[-1], 4),
             "trained_peak": round(max(fitted), 4), "trained_last": round(fitted[-1], 4)}
