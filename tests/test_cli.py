@@ -183,6 +183,12 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
                                                      "--out", str(tmp_path / "z.npy"), "--quiet")
     os.makedirs(tmp_path / "d")
     assert "is a folder; name the CSV file" in err("evaluate", *DIGITS, "--out", str(tmp_path / "d"), "--force")
+    out = tmp_path / "diverged"
+    assert cli.main(["prune", *DIGITS, "--model", "mlp", "--epochs", "2", "--lr", "1e6", "--ratio", "0.5",
+                     "--out", str(out), "--quiet"]) == 1              # a recipe that diverges: a run failure
+    text = capsys.readouterr().err
+    assert "error: training diverged at epoch" in text and "lower the learning rate" in text
+    assert text.count("\n") == 1 and "Traceback" not in text and not (out.exists() and os.listdir(out))
     with pytest.raises(SystemExit):
         cli.main(["demo", "--ratios", "0.5,1.2"])
     with pytest.raises(SystemExit):          # bench has no --seed: seeds are --seeds

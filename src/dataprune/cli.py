@@ -1060,6 +1060,11 @@ def main(argv=None) -> int:
             raise
         print(f"dataprune {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except FloatingPointError as exc:       # the recipe diverged (train() names the epoch and the learning rate)
+        if os.environ.get("DATAPRUNE_DEBUG"):
+            raise
+        print(f"dataprune {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     finally:
         from .distributed import shutdown
 
