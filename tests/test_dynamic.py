@@ -1,6 +1,8 @@
 """DynamicPruner: the contract a user's loop relies on, InfoBatch as published (defects fixed), and the
 project's dynamic method learning from the training step."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -516,9 +518,9 @@ def test_dynamic_keeps_class_quotas_at_the_recipes_step_size(ratio):
         assert (model(x).argmax(1).numpy() == y).mean() > 0.9
 
 
-def test_a_diverged_bench_cell_is_named_and_the_finished_cells_stay(tmp_path, monkeypatch):
+def test_a_diverged_bench_cell_is_named_and_the_finished_cells_stay(tmp_path, monkeypatch, capsys):
     """A cell whose training diverges (InfoBatch's 1 / (1 - r) weights at r = 0.9 did on mnist5k-MLP): the error
-    names the cell, and the cells finished before it are in results.csv."""
+    names the cell in one line (exit status 1), and the cells finished before it are in results.csv."""
     from dataprune import cli, evaluate
     from dataprune.results import read_results
 
@@ -533,7 +535,12 @@ def test_a_diverged_bench_cell_is_named_and_the_finished_cells_stay(tmp_path, mo
     out = tmp_path / "b"
     args = ["bench", "--dataset", "digits", "--train-limit", "200", "--model", "mlp", "--epochs", "4",
             "--methods", "infobatch", "--ratios", "0.9", "--seeds", "1", "--jobs", "1", "--out", str(out), "--quiet"]
-    with pytest.raises(FloatingPointError, match=r"infobatch r=0.9, seed 0: training diverged.*InfoBatch's weights"):
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"^dataprune bench: error: infobatch r=0.9, seed 0: training diverged.*InfoBatch's weights", err)
+    assert err.count("\n") == 1 and "Traceback" not in err
+    monkeypatch.setenv("DATAPRUNE_DEBUG", "1")           # the traceback, for whoever asks for it
+    with pytest.raises(FloatingPointError, match=r"infobatch r=0.9, seed 0: training diverged"):
         cli.main(args)
     assert [r["method"] for r in read_results(str(out / "results.csv"))] == ["full"]
 
