@@ -1,10 +1,13 @@
 """The within-class experiments of 2026-12-06 (second session) on the full plan's saved validation evidence
 (benchmarks/fit_budget.py evidence --budget full; --budget 0.25 for the budget plan's), with the shipped neighbour mix
-applied where it passes. Needs select-experiment.patch applied to src/dataprune/select.py (two experiment-only
-switches). Candidates: ``shipped``; ``drop0.1`` / ``drop0.2`` (the strata leave out that share of a class's lowest
+applied where it passes. Needs select-experiment.patch applied (experiment-only switches in select.py, the per-checkpoint
+label probabilities in moso_variants.py and fit_budget.py). Candidates: ``shipped``; ``drop0.1`` / ``drop0.2`` (the strata leave out that share of a class's lowest
 trusted scores where noise is evident); ``stratified`` / ``random`` (within=...); ``dualw`` (each class's trusted share
 drawn with DUAL's ratio-aware weights, from a separate DUAL surrogate of the same split and seed, cached in
-<folder>/dual/); ``dualref`` (DUAL itself); ``bottom`` / ``easyprob`` (lowest scores, highest label probabilities).
+<folder>/dual/); ``dualck3`` / ``dualck5`` (the same weights from the label's probability at the first 3 / 5 scored
+checkpoints of the default's own scoring pass, eval mode: evidence ``label_prob_ckpts``, which the patch adds to the
+class-wise scoring and to fit_budget.py's saved evidence); ``dualref`` (DUAL itself); ``bottom`` / ``easyprob``
+(lowest scores, highest label probabilities).
 Each subset is retrained with the recipe and scored on the validation samples with clean labels.
 
     git apply docs/results/within-rules-2026-12-06b/select-experiment.patch
@@ -68,10 +71,17 @@ def job(folder, setting, arch, seed, names, ratios):
             _sel.AUTO_DUAL = (dd["label_prob"], dd["scores"])
             if name == "dualw":
                 popts["within"] = "dualw"
+        if name.startswith("dualck"):        # DUAL's weights from the scoring pass's label probabilities (eval mode)
+            from dataprune.methods.dual import dual_terms
+
+            lp = e["label_prob_ckpts"][:, :int(name[6:])].T
+            ds_, mp_ = dual_terms(lp, window=lp.shape[0])
+            _sel.AUTO_DUAL = (mp_, ds_)
+            popts["within"] = "dualw"
         if name in ("bottom", "easyprob"):
             sc = -sc if name == "bottom" else e["probs"][np.arange(len(e["labels"])), e["labels"]].astype(np.float64)
             popts["within"] = "top"
-        elif name not in ("shipped",) and not name.startswith("drop") and popts.get("within") is None:
+        elif name not in ("shipped",) and not name.startswith(("drop", "dualck")) and popts.get("within") is None:
             popts["within"] = name
         for ratio in ratios:
             if name == "dualref":
