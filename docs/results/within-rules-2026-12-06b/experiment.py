@@ -1,14 +1,14 @@
 """The within-class experiments of 2026-12-06 (second session) on the full plan's saved validation evidence
 (benchmarks/fit_budget.py evidence --budget full; --budget 0.25 for the budget plan's), with the shipped neighbour mix
-applied where it passes. Needs select-experiment.patch applied (experiment-only switches in select.py, the per-checkpoint
-label probabilities in moso_variants.py and fit_budget.py). Candidates: ``shipped``; ``drop0.1`` / ``drop0.2`` (the strata leave out that share of a class's lowest
-trusted scores where noise is evident); ``stratified`` / ``random`` (within=...); ``dualw`` (each class's trusted share
-drawn with DUAL's ratio-aware weights, from a separate DUAL surrogate of the same split and seed, cached in
-<folder>/dual/); ``dualck3`` / ``dualck5`` (the same weights from the label's probability at the first 3 / 5 scored
-checkpoints of the default's own scoring pass, eval mode: evidence ``label_prob_ckpts``, which the patch adds to the
-class-wise scoring and to fit_budget.py's saved evidence); ``dualref`` (DUAL itself); ``bottom`` / ``easyprob``
-(lowest scores, highest label probabilities).
-Each subset is retrained with the recipe and scored on the validation samples with clean labels.
+applied where it passes. Needs select-experiment.patch applied (experiment-only switches in select.py, the
+per-checkpoint label probabilities in moso_variants.py and fit_budget.py). Candidates: ``shipped``; ``drop0.1`` /
+``drop0.2`` (the strata leave out that share of a class's lowest trusted scores where noise is evident);
+``stratified`` / ``random`` (within=...); ``dualw`` (each class's trusted share drawn with DUAL's ratio-aware weights,
+from a separate DUAL surrogate of the same split and seed, cached in <folder>/dual/); ``dualck3`` / ``dualck5`` (the
+same weights from the label's probability at the first 3 / 5 scored checkpoints of the default's own scoring pass,
+eval mode: evidence ``label_prob_ckpts``, which the patch adds to the class-wise scoring and to fit_budget.py's saved
+evidence); ``dualref`` (DUAL itself); ``bottom`` / ``easyprob`` (lowest scores, highest label probabilities). Each
+subset is retrained with the recipe and scored on the validation samples with clean labels.
 
     git apply docs/results/within-rules-2026-12-06b/select-experiment.patch
     python docs/results/within-rules-2026-12-06b/experiment.py runs/fit-full clean-mlp-10,lt10-cnn-14 \
