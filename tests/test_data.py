@@ -205,9 +205,24 @@ class FloatLabels(Dataset):
         return torch.zeros(3), 0.5 * i
 
 
+class OneHotLabels(Dataset):
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return torch.zeros(3), torch.nn.functional.one_hot(torch.tensor(i % 2), 2).to(self.dtype)
+
+
 def test_non_integer_labels_are_refused():
     with pytest.raises(TypeError, match="expected integer class labels"):
         get_targets(FloatLabels())
+    # one-hot labels, float or integer (an integer one-hot vector used to pass as two labels per sample)
+    for dtype in (torch.float32, torch.int64):
+        with pytest.raises(TypeError, match=r"each label has shape \(2,\).*label.argmax\(\)"):
+            get_targets(OneHotLabels(dtype))
 
 
 def test_subset_view_and_generic_datasets_batch_alike():

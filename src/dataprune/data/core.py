@@ -93,7 +93,12 @@ class ArrayDataset(Dataset):
 
 
 def _check_label(y, where: str) -> torch.Tensor:
+    """A batch of labels, checked: one integer class label per sample."""
     if isinstance(y, torch.Tensor):
+        if y.ndim > 1:
+            raise TypeError(f"{where}: each label has shape {tuple(y.shape[1:])}; expected one integer class label "
+                            "per sample. One-hot or soft labels: return label.argmax() from the dataset (the class "
+                            "index); dataprune scores and selects by class.")
         if y.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool) \
                 or y.is_complex():
             raise TypeError(f"{where}: labels have dtype {y.dtype}; expected integer class labels "
