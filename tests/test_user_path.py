@@ -87,6 +87,18 @@ def test_dict_items_and_hugging_face_datasets():
     # The same samples as tensors or as a Hugging Face dataset: the same scores and kept set.
     np.testing.assert_allclose(res.scores, ref.scores, rtol=1e-4, atol=1e-9)
     assert np.array_equal(res.keep, ref.keep)
+    assert res.class_names is None                      # plain integer labels: the summary prints indices
+    # A ClassLabel column names the classes in the summary (and the saved result, the report)
+    names = [f"kind-{c}" for c in range(int(y.max()) + 1)]
+    features = datasets.Features({"pixel_values": datasets.Sequence(datasets.Value("float32")),
+                                  "label": datasets.ClassLabel(names=names)})
+    named = datasets.Dataset.from_dict({"pixel_values": x.numpy().tolist(), "label": y.tolist()}, features=features)
+    named.set_format("torch")
+    res = dp.prune(_mlp, named, ratio=0.6, method="moso_class", epochs=2, batch_size=32)
+    assert res.class_names == names and res.class_name(1) == "kind-1" and np.array_equal(res.keep, ref.keep)
+    renamed = named.rename_column("label", "cls")
+    assert dp.prune(_mlp, renamed, ratio=0.6, method="moso_class", epochs=2, batch_size=32,
+                    label_key="cls").class_names == names
     # Keys that cannot be detected are named in the error, with what to pass.
     odd = DictSet(x, y, keys=("pixels", "cls"))
     with pytest.raises(KeyError, match=r"fields are \['pixels', 'cls', 'id'\]; pass input_key=\.\.\. and label_key"):
