@@ -112,3 +112,43 @@ def test_an_annealed_plan_runs_the_whole_schedule_in_its_segment(digits):
     # The full-run estimate is still one run of the user's 10-epoch recipe.
     assert run.full_seconds_estimate == pytest.approx(
         run.surrogate_seconds / run.surrogates[0].samples_seen * 10 * len(ds))
+
+
+def test_the_early_label_record_is_the_training_passs_and_a_resumed_run_reads_it_back(digits, tmp_path):
+    """The recommended plan records each sample's label probability in the surrogate's training pass over DUAL's
+    early segment (3 of 10 epochs): equal to the full training record (DynamicsRecorder) of the same run on the
+    samples it trained on, NaN on the held-out ones; a run resumed from its work folder reads the same record back,
+    and one whose saved surrogate lacks it trains again (with a warning) rather than select differently."""
+    import os
+    import warnings
+
+    from dataprune.pipeline import FULL
+
+    split, _ = digits
+    ds = split.train                                  # 1,437 samples: a held-out 10% of at least 100
+    make = lambda: build_model("mlp", 10, split.input_shape)  # noqa: E731
+    kw = dict(config=TrainConfig(epochs=10, batch_size=64), checkpoint_epochs=[1, 3, 5, 7, 9], seed=2, plan=FULL,
+              evidence_for=("recommended",), holdout=0.1)
+    run = surrogate_scores(["recommended"], ds, make, record_history=True, **kw)
+    early = run.aux["recommended"]["early_label_prob"]
+    held = np.isnan(early).all(1)
+    assert early.shape == (len(ds), 3) and held.sum() == run.evidence[0]["held_out"] >= 100
+    assert np.isfinite(early[~held]).all()
+    np.testing.assert_allclose(early[~held], run.histories[0].target_prob[:3].T, rtol=1e-5, atol=1e-6)
+    first = surrogate_scores(["recommended"], ds, make, work_dir=str(tmp_path), **kw)
+    again = surrogate_scores(["recommended"], ds, make, work_dir=str(tmp_path), **kw)
+    np.testing.assert_array_equal(first.aux["recommended"]["early_label_prob"], early)
+    np.testing.assert_array_equal(again.aux["recommended"]["early_label_prob"], early)
+    assert not again.surrogates                                     # read back, not trained again
+    os.remove(tmp_path / "surrogate-part0.pt.early.npz")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        third = surrogate_scores(["recommended"], ds, make, work_dir=str(tmp_path), **kw)
+    assert third.surrogates and any("early label probabilities" in str(w.message) for w in caught)
+    np.testing.assert_array_equal(third.aux["recommended"]["early_label_prob"], early)
+    # a budget plan (it stops early) and given checkpoints record nothing
+    from dataprune.pipeline import PLANS
+
+    early2 = next(p for p in PLANS if p.name == "early2-head")
+    cheap = surrogate_scores(["recommended"], ds, make, **{**kw, "plan": early2})
+    assert "early_label_prob" not in cheap.aux["recommended"]

@@ -659,3 +659,61 @@ def dp_describe(decisions):
     from dataprune.select import describe_neighbours
 
     return describe_neighbours(decisions)
+
+
+def test_auto_draws_with_dual_weights_at_high_ratios_where_noise_is_not_evident():
+    """From AUTO_HIGH_DUAL_FROM, with the training pass's early label probabilities and no evident label noise,
+    each class's trusted samples are drawn with DUAL's weights: samples the surrogate was sure of from the start (no
+    uncertainty) and ones it never learnt (far from the easy end at ratio 0.9) are not drawn; the uncertain-then-
+    learnt ones are, and a sample without a record (held out of the surrogate's training) weighs its class's mean.
+    Evident noise, no record, an explicit ``within`` or a ratio below the band: the rule as before."""
+    from dataprune.select import (
+        AUTO_HIGH_DUAL_FROM,
+        AUTO_STRATIFIED_FROM,
+        _dual_weights,
+        auto_indices,
+        describe_sampling,
+    )
+
+    classes, per = 4, 200
+    labels = np.repeat(np.arange(classes), per)
+    n = len(labels)
+    kind = np.arange(n) % 4                    # 0, 1: sure from the start; 2: uncertain, then learnt; 3: never learnt
+    curves = {0: [0.99, 0.99, 0.99], 1: [0.99, 0.99, 0.99], 2: [0.55, 0.8, 0.95], 3: [0.05, 0.1, 0.08]}
+    early = np.array([curves[t] for t in kind])
+    probs = np.full((n, classes), 0.02 / (classes - 1))
+    probs[np.arange(n), labels] = 0.98                              # clean labels: no noise evident
+    scores = np.random.default_rng(0).random(n)
+    ratio = 0.9
+    k = num_kept(n, ratio)
+
+    def run(**kw):
+        return auto_indices(scores, labels, k, **{"probs": probs, "ratio": ratio, "rng": np.random.default_rng(1),
+                                                  "early_label_prob": early, **kw})
+
+    keep, d = run()
+    assert d["sampling"] == "dual" and d["dual_epochs"] == 3 and not d["noise_evident"]
+    assert len(keep) == k and set(kind[keep]) == {2}                 # only the uncertain-then-learnt samples
+    assert {c: int((labels[keep] == c).sum()) for c in range(classes)} == d["quotas"]   # class quotas as before
+    assert "DUAL's ratio-aware weights" in describe_sampling(d) and "first 3 epochs" in describe_sampling(d)
+    assert np.array_equal(np.sort(run()[0]), np.sort(keep))                            # seeded
+    # a sample without a record weighs its class's mean
+    held = np.arange(n) % 10 == 9
+    w = _dual_weights(np.where(held[:, None], np.nan, early), labels, ratio)
+    for c in range(classes):
+        members = (labels == c) & ~held
+        assert np.allclose(w[(labels == c) & held], w[members].mean())
+    # the rule as before: no record, an explicit within, below the band
+    assert run(early_label_prob=None)[1]["sampling"] == "random"
+    assert run(within="random")[1]["sampling"] == "random"
+    assert run(early_label_prob=np.full((n, 3), np.nan))[1]["sampling"] == "random"
+    for low, sampling in ((0.7, "stratified"), (0.8, "random")):
+        d = auto_indices(scores, labels, num_kept(n, low), probs=probs, ratio=low, rng=np.random.default_rng(1),
+                         early_label_prob=early)[1]
+        assert d["sampling"] == sampling and AUTO_STRATIFIED_FROM <= 0.8 < AUTO_HIGH_DUAL_FROM <= 0.9
+    # evident label noise (30% of the labels contradicted): a uniform sample of the trusted samples
+    noisy = probs.copy()
+    flip = np.arange(n) % 10 < 3
+    noisy[flip] = np.roll(noisy[flip], 1, axis=1)
+    keep, d = run(probs=noisy)
+    assert d["noise_evident"] and d["sampling"] == "random" and set(kind[keep]) > {2}
