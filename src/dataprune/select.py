@@ -55,9 +55,9 @@ AUTO_HIGH_SAMPLING = "random"
 # (methods.dual.beta_weights: a Beta density over the mean label probability that moves toward easy samples as the
 # ratio grows, times the uncertainty x difficulty over those epochs) instead of uniformly. Fitted on the full plan's
 # validation evidence (benchmarks/fit_budget.py --budget full, mnist5k clean / 10:1 / 50:1 x CNN and MLP, seeds
-# 10-18, 54 runs per ratio; docs/results/dual-high-2026-12-06): at ratio 0.9 +1.21 points of balanced validation
-# accuracy over the uniform sample (34 ahead by more than 0.5, 15 behind; seeds 10-13 +1.17, 14-18 +1.26; the 50:1 MLP
-# -4.3, the 10:1 / 50:1 CNN +5.9 / +4.1, the clean MLP +1.9), at 0.8 -0.35 (24 / 20): the band starts between. Under
+# 10-18, 54 runs per ratio; docs/results/dual-high-2026-12-06): at ratio 0.9 +1.35 points of balanced validation
+# accuracy over the uniform sample (34 ahead by more than 0.5, 15 behind; seeds 10-13 +1.46, 14-18 +1.26; the 50:1 MLP
+# -4.3, the 10:1 / 50:1 CNN +5.9 / +4.1, the clean MLP +1.9), at 0.8 -0.39 (24 / 20): the band starts between. Under
 # evident noise it was behind (20% symmetric, a separate DUAL surrogate's inputs: -2.3 / -2.9 at 0.9), so it is off.
 AUTO_HIGH_DUAL = True
 AUTO_HIGH_DUAL_FROM = 0.85
