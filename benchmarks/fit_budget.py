@@ -88,9 +88,7 @@ def evidence(setting, arch, seed, out, budget):
     tmp = path + ".tmp.npz"
     np.savez_compressed(tmp, scores=res.scores, probs=res.evidence["probs"], labels=res.labels, flipped=flipped,
                         features=res.evidence["features"], popts=json.dumps(popts), plan=res.provenance["plan"],
-                        cost=float(res.cost.get("cost_fraction") or np.nan), report=json.dumps(report),
-                        **({"early_label_prob": res.evidence["early_label_prob"]} if "early_label_prob" in res.evidence
-                           else {}))
+                        cost=float(res.cost.get("cost_fraction") or np.nan), report=json.dumps(report))
     os.replace(tmp, path)
     return path
 

@@ -285,7 +285,7 @@ def test_recommended_scores_carry_evidence_for_the_auto_policy(tmp_path, capsys)
     assert cli.main(["score", *DIGITS, "--method", "recommended", "--epochs", "2", "--checkpoints", "1,2",
                      "--out", sc, "--quiet"]) == 0
     meta = json.loads(open(sc + ".json").read())
-    assert meta["aux"]["arrays"] == ["disagreement", "early_label_prob", "features", "gradnorm", "probs"]
+    assert meta["aux"]["arrays"] == ["disagreement", "features", "gradnorm", "probs"]
     assert os.path.exists(str(tmp_path / "s.aux.npz"))
     # no --policy: the method's own (auto)
     assert cli.main(["select", *DIGITS, "--scores", sc, "--ratio", "0.5", "--out", keep]) == 0
@@ -297,9 +297,7 @@ def test_recommended_scores_carry_evidence_for_the_auto_policy(tmp_path, capsys)
     assert "off_centre" in kmeta["decisions"]          # the saved features reached the policy
     assert cli.main(["select", *DIGITS, "--scores", sc, "--ratio", "0.9", "--out", str(tmp_path / "k9.npy"),
                      "--quiet"]) == 0
-    d9 = json.loads(open(str(tmp_path / "k9.npy.json")).read())["decisions"]
-    # the saved record of the training pass reached the policy: DUAL's weights where noise is not evident
-    assert d9["sampling"] == ("random" if d9["noise_evident"] else "dual")
+    assert json.loads(open(str(tmp_path / "k9.npy.json")).read())["decisions"]["sampling"] == "random"
     # scores without evidence are refused for auto, with the way to get it; --evidence records it
     plain = str(tmp_path / "m.npy")
     assert cli.main(["score", *DIGITS, "--method", "moso", "--epochs", "2", "--checkpoints", "1,2",

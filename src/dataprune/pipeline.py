@@ -36,8 +36,6 @@ from .data import SubsetView, get_targets
 from .evidence import features as evidence_features
 from .evidence import holdout_indices, judge, judge_neighbour_mix, judge_neighbours, label_evidence, probe_epochs
 from .methods import call_method, get_method
-from .methods.dual import LabelProbRecorder
-from .methods.dual import segment_epochs as dual_segment_epochs
 from .methods.dynamics import DynamicsRecorder
 from .quotas import stratified_fraction
 from .train import TrainConfig, TrainResult, train
@@ -539,24 +537,18 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         recorder = DynamicsRecorder(len(fit_view)) \
             if wants_history and checkpoints is None else None
         fused = {s.name: s.fused(view, ck_epochs) for s in specs if plan.fused}
-        # DUAL's inputs for the auto policy's high ratios (select.AUTO_HIGH_DUAL): the training pass's label
-        # probabilities over its early segment, on plans of the recipe's whole schedule where they were validated.
-        early = min(dual_segment_epochs(config.epochs), epochs_trained) \
-            if evidence_for and plan.judges_trend and not fused and checkpoints is None else 0
-        early_recorder = LabelProbRecorder(len(fit_view), early) if early else None
-        early_record = None
         seed_everything(seed * 1000 + k)
         template = make_model()
         needs_training = checkpoints is None and (any(s.needs_checkpoints for s in specs) or history_methods
                                                   or fused or evidence_for)
         cks, history = checkpoints, None
-        saved = _saved_surrogate(work_dir, k, config, kept_epochs, seed, part, sview, plan, held,
-                                 early=early) if work_dir is not None and needs_training and not fused else None
+        saved = _saved_surrogate(work_dir, k, config, kept_epochs, seed, part, sview, plan, held) \
+            if work_dir is not None and needs_training and not fused else None
         if saved is not None:
             from .io import REUSED
 
             REUSED["surrogates"] += 1
-            cks, history, times, seen, early_record = saved
+            cks, history, times, seen = saved
             run.surrogate_seconds += times["train_seconds"]
             run.recorded_seconds += times["callback_seconds"]
             run.cpu["surrogate"] += times.get("train_cpu_seconds", times["train_seconds"])
@@ -565,8 +557,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         elif needs_training:
             seed_everything(seed * 1000 + k)
             model = make_model()
-            callbacks = ([recorder] if recorder else []) + ([early_recorder] if early_recorder else []) + \
-                list(fused.values())
+            callbacks = ([recorder] if recorder else []) + list(fused.values())
             # An annealed plan runs the whole schedule over its own epochs; otherwise the recipe's, stopped early.
             run_config = config.replace(epochs=epochs_trained) if plan.anneal else config
             result = train(model, fit_view, config=run_config, seed=seed * 1000 + k, device=device,
@@ -583,10 +574,8 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             run.surrogates.append(result)
             cks = result.checkpoints
             history = recorder.history() if recorder else None
-            early_record = early_recorder.result() if early_recorder else None
             if work_dir is not None and not fused:
-                _save_surrogate(work_dir, k, config, kept_epochs, seed, part, sview, plan, cks, history, result, held,
-                                early_record)
+                _save_surrogate(work_dir, k, config, kept_epochs, seed, part, sview, plan, cks, history, result, held)
         judged_cks = cks or []
         if probes:                            # the probes are judged, not scored
             scored = set(ck_epochs)
@@ -626,11 +615,6 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                                                              with_features=plan.reads_features(
                                                                  "evidence_features" in s.options),
                                                              evidence_checkpoints=judged_cks, **common)
-                if ev_report is not None and early_record is not None:
-                    # (N, E) over the scored view; NaN for the held-out samples the training pass never read
-                    full = np.full((len(view), early_record.shape[1]), np.nan, dtype=np.float32)
-                    full[fit] = early_record
-                    part_aux = {**part_aux, "early_label_prob": full}
             for key, arr in part_aux.items():
                 arr = np.asarray(arr)
                 run.aux.setdefault(s.name, {}).setdefault(
@@ -710,10 +694,8 @@ def _surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan, held=()
             "fingerprint": dataset_fingerprint(dataset)}
 
 
-def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, plan, held=(), early: int = 0):
-    """Checkpoints (and training record) of a surrogate an earlier run trained with the same settings, and its
-    record of the label probabilities over its first ``early`` epochs where asked for (one saved without it is
-    trained again: the kept set would differ from a fresh run's)."""
+def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, plan, held=()):
+    """Checkpoints (and training record) of a surrogate an earlier run trained with the same settings."""
     from . import distributed as dist
     from .trajectory import load_checkpoints
 
@@ -733,18 +715,7 @@ def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset
                 times = {k: meta[k] for k in ("train_seconds", "callback_seconds", "train_cpu_seconds",
                                               "callback_cpu_seconds") if k in meta}
                 times.setdefault("callback_seconds", 0.0)
-                early_record = None
-                if early:
-                    if meta.get("early_epochs") != early:
-                        raise ValueError(f"it has no record of the label probabilities over its first {early} "
-                                         "epochs")
-                    try:
-                        with np.load(path + ".early.npz") as f:
-                            early_record = f["label_prob"]
-                    except (OSError, KeyError, ValueError) as exc:
-                        raise ValueError("its record of the early label probabilities is missing or damaged "
-                                         f"({exc})") from exc
-                found = (cks, history, times, meta["samples_seen"], early_record)
+                found = (cks, history, times, meta["samples_seen"])
         except ValueError as exc:
             warnings.warn(f"the saved surrogate {path} cannot be used ({exc}); training it again",
                           RuntimeWarning, stacklevel=3)
@@ -752,8 +723,7 @@ def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset
     return dist.broadcast_object(found)
 
 
-def _save_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, plan, cks, history, result, held=(),
-                    early_record=None):
+def _save_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, plan, cks, history, result, held=()):
     from . import distributed as dist
     from .io import write_bytes
     from .trajectory import save_checkpoints
@@ -768,15 +738,8 @@ def _save_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset,
         buf = _io.BytesIO()
         np.savez_compressed(buf, **history.arrays())
         write_bytes(path + ".history.npz", buf.getvalue(), overwrite=True)
-    if early_record is not None:
-        import io as _io
-
-        buf = _io.BytesIO()
-        np.savez_compressed(buf, label_prob=early_record)
-        write_bytes(path + ".early.npz", buf.getvalue(), overwrite=True)
     save_checkpoints(cks, path, overwrite=True,
                      meta={"key": key, "history": history is not None, "train_seconds": result.train_seconds,
-                           "early_epochs": None if early_record is None else int(early_record.shape[1]),
                            "callback_seconds": result.callback_seconds, "train_cpu_seconds": result.train_cpu_seconds,
                            "callback_cpu_seconds": result.callback_cpu_seconds, "samples_seen": result.samples_seen})
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from .quotas import class_quotas, waterfill_quotas
 
-EVIDENCE = ("probs", "gradnorm", "disagreement", "label_prob", "features", "early_label_prob")
+EVIDENCE = ("probs", "gradnorm", "disagreement", "label_prob", "features")
 SAMPLINGS = ("top", "stratified")
 
 # The constants of the ``auto`` policy (the recommended default), all fitted on validation splits
@@ -49,18 +49,6 @@ NEIGHBOURS_NOISE_RULE = "confident"
 # How the trusted samples of a class are kept from AUTO_STRATIFIED_FROM on: "random" or
 # "stratified" (even over score strata).
 AUTO_HIGH_SAMPLING = "random"
-# ... and from AUTO_HIGH_DUAL_FROM, where label noise is not evident and the surrogate's training pass recorded each
-# sample's label probability over its early epochs (evidence ``early_label_prob``, (N, E), DUAL's segment: 3 of 10
-# epochs; full and head plans): each class's trusted samples are drawn with DUAL's ratio-aware weights
-# (methods.dual.beta_weights: a Beta density over the mean label probability that moves toward easy samples as the
-# ratio grows, times the uncertainty x difficulty over those epochs) instead of uniformly. Fitted on the full plan's
-# validation evidence (benchmarks/fit_budget.py --budget full, mnist5k clean / 10:1 / 50:1 x CNN and MLP, seeds
-# 10-18, 54 runs per ratio; docs/results/dual-high-2026-12-06): at ratio 0.9 +1.35 points of balanced validation
-# accuracy over the uniform sample (34 ahead by more than 0.5, 15 behind; seeds 10-13 +1.46, 14-18 +1.26; the 50:1 MLP
-# -4.3, the 10:1 / 50:1 CNN +5.9 / +4.1, the clean MLP +1.9), at 0.8 -0.39 (24 / 20): the band starts between. Under
-# evident noise it was behind (20% symmetric, a separate DUAL surrogate's inputs: -2.3 / -2.9 at 0.9), so it is off.
-AUTO_HIGH_DUAL = True
-AUTO_HIGH_DUAL_FROM = 0.85
 # ... and from AUTO_MID_FROM up to AUTO_STRATIFIED_FROM: an even sample across the class's score strata instead of its
 # highest scores. Fitted on the full plan's validation evidence (benchmarks/fit_budget.py --budget full, mnist5k,
 # clean / 10:1 / 20% and 40% symmetric and pair-flip noise x CNN and MLP, tuning seeds 10-13 noisy and 10-15 clean /
@@ -439,8 +427,7 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
                  stratified_from: float | None = None, strata: int = AUTO_STRATA, noise: str | None = None,
                  within: str = "auto", high: str | None = None, features=None,
                  centre_rule: bool | None = None, held_out_flagged: float | None = None,
-                 neighbours: float = 0.0, trusted_neighbours: int | None = None,
-                 early_label_prob=None) -> tuple[np.ndarray, dict]:
+                 neighbours: float = 0.0, trusted_neighbours: int | None = None) -> tuple[np.ndarray, dict]:
     """The ``auto`` policy (the recommended default): ``(kept indices, decisions)``.
 
     1. *Labels that look wrong*: :func:`confident_noise` (rule ``noise``, default
@@ -453,11 +440,7 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     3. *Within a class*: below ratio :data:`AUTO_MID_FROM` the highest scores; from it an even sample across
        ``strata`` score strata (:data:`AUTO_MID_SAMPLING`); from ``stratified_from`` (default
        :data:`AUTO_STRATIFIED_FROM`) on ``high`` (default :data:`AUTO_HIGH_SAMPLING`): a uniform random sample of the
-       trusted samples, or an even sample across the strata. Where label noise is not evident and
-       ``early_label_prob`` is given ((N, E): each sample's label probability in the surrogate's training pass over
-       its first E >= 2 epochs; NaN rows for samples it did not train on), from :data:`AUTO_HIGH_DUAL_FROM` the
-       random sample is drawn with DUAL's ratio-aware weights instead (:data:`AUTO_HIGH_DUAL`); a sample without a
-       record weighs its class's mean.
+       trusted samples, or an even sample across the strata.
 
     4. *Off-centre samples last* (with ``features``, (N, D) penultimate features of the surrogate,
        and ``centre_rule``, default :data:`AUTO_CENTRE_RULE`), where label noise is evident (confident
@@ -522,21 +505,12 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
     evident = noise != "none" and noise_evident(info["confident_share"], held_out_flagged)
     last = off_centre(features, labels, trusted) & trusted if (features is not None and centre_rule and evident) \
         else np.zeros(len(labels), bool)
-    early = None if early_label_prob is None else np.asarray(early_label_prob, dtype=np.float64)
-    if (within == "auto" and sampling == "random" and AUTO_HIGH_DUAL and ratio >= AUTO_HIGH_DUAL_FROM - 1e-12
-            and not evident and early is not None and early.ndim == 2 and early.shape[1] >= 2
-            and np.isfinite(early).all(1).any()):
-        sampling = "dual"
-        dual_weight = _dual_weights(early, labels, ratio)
 
     def pick(members, q):
         if sampling == "random":
             return rng.choice(members, size=q, replace=False)
         if sampling == "top":
             return members[_top(scores[members], q)]
-        if sampling == "dual":
-            w = dual_weight[members]
-            return rng.choice(members, size=q, replace=False, p=w / w.sum())
         return members[ccs_indices(scores[members], q, beta=0.0, strata=strata, rng=rng)]
 
     keep = []
@@ -566,29 +540,8 @@ def auto_indices(scores, labels, k, *, probs, ratio, rng, alpha: float | None = 
                  "noise_evident": bool(evident), "held_out_flagged": held_out_flagged,
                  "off_centre": int(last.sum()), "off_centre_kept": int(np.isin(keep, np.flatnonzero(last)).sum()),
                  "neighbours": neighbours, "trusted_neighbours": rounds if 0 < neighbours < 1 else 0,
-                 "strata": strata if sampling == "stratified" else None,
-                 "dual_epochs": int(early.shape[1]) if sampling == "dual" else None}
+                 "strata": strata if sampling == "stratified" else None}
     return keep, decisions
-
-
-def _dual_weights(early: np.ndarray, labels: np.ndarray, ratio: float) -> np.ndarray:
-    """DUAL's sampling weights per sample, class by class, from the label probabilities ``early`` (N, E) of the
-    training pass (:func:`dataprune.methods.dual.dual_terms`, one window over the E epochs up to its 10, and
-    :func:`~dataprune.methods.dual.beta_weights`, anchored on the class's own most uncertain samples). A sample with
-    no complete record (held out of the surrogate's training) weighs its class's mean."""
-    from .methods.dual import beta_weights, dual_terms
-
-    recorded = np.isfinite(early).all(1)
-    weight = np.zeros(len(labels))
-    for c in np.unique(labels):
-        rows = np.flatnonzero((labels == c) & recorded)
-        if not len(rows):
-            weight[labels == c] = 1.0
-            continue
-        score, mean_prob = dual_terms(early[rows].T, window=10)
-        weight[rows] = beta_weights(mean_prob, score, ratio)
-        weight[(labels == c) & ~recorded] = weight[rows].mean()
-    return weight
 
 
 @dataclass
@@ -651,7 +604,7 @@ def _auto(scores, k, ratio, labels, rng, evidence, noise=None, within="auto", ce
     return auto_indices(scores, labels, k, probs=evidence["probs"], ratio=ratio, rng=rng, noise=noise, within=within,
                         features=evidence.get("features"), centre_rule=centre_rule,
                         held_out_flagged=held_out_flagged, neighbours=neighbours,
-                        trusted_neighbours=trusted_neighbours, early_label_prob=evidence.get("early_label_prob"))
+                        trusted_neighbours=trusted_neighbours)
 
 
 def _dual(scores, k, ratio, labels, rng, evidence, c_d=4.0):
@@ -673,21 +626,18 @@ POLICIES: dict[str, PolicySpec] = {p.name: p for p in [
                needs_labels=True),
     PolicySpec("auto", _auto, "the recommended default: set aside the labels the surrogate contradicts (per "
                "class), equal class counts where sizes allow, top scores below ratio 0.6, score strata to 0.8, "
-               "a random sample from it (DUAL-weighted from 0.85 where noise is not evident)",
+               "a random sample from it",
                options=("noise", "within", "centre_rule", "held_out_flagged", "neighbours", "trusted_neighbours"),
                evidence=("probs",),
                needs_labels=True,
-               optional=("features", "early_label_prob")),
+               optional=("features",)),
     PolicySpec("dual", _dual, "DUAL's ratio-adaptive Beta sampling over the mean label probability "
                "(Cho et al. 2025)", options=("c_d",), evidence=("label_prob",)),
 ]}
 
 
 _SAMPLING_WORDS = {"top": "the highest scores", "random": "a uniformly random sample of the trusted samples",
-                   "stratified": "an even sample across {strata} score strata",
-                   "dual": "a sample of the trusted samples drawn with DUAL's ratio-aware weights (from the label "
-                           "probabilities of the surrogate's first {dual_epochs} epochs: uncertain ones, easier as "
-                           "the ratio grows)"}
+                   "stratified": "an even sample across {strata} score strata"}
 
 
 def describe_sampling(decisions: dict) -> str | None:
@@ -695,8 +645,7 @@ def describe_sampling(decisions: dict) -> str | None:
     sampling = decisions.get("sampling")
     if sampling is None:
         return None
-    return _SAMPLING_WORDS.get(sampling, sampling).format(strata=decisions.get("strata"),
-                                                          dual_epochs=decisions.get("dual_epochs"))
+    return _SAMPLING_WORDS.get(sampling, sampling).format(strata=decisions.get("strata"))
 
 
 def describe_neighbours(decisions: dict) -> str | None:

@@ -12,10 +12,7 @@ ratio grows, times the score.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import torch
 
 from .common import finalize
 from .dynamics import History, history_from_checkpoints
@@ -23,51 +20,6 @@ from .dynamics import History, history_from_checkpoints
 # The early segment the paper trains, as a share of the schedule (30 of 200 epochs), and the
 # fewest epochs that give a standard deviation worth the name on short recipes.
 SEGMENT, MIN_EPOCHS = 0.15, 3
-
-
-def segment_epochs(recipe_epochs: int) -> int:
-    """The epochs of DUAL's early segment on a recipe of ``recipe_epochs`` (:data:`SEGMENT`, at least
-    :data:`MIN_EPOCHS`, at most the recipe): 3 of 10, 30 of 200."""
-    return int(min(max(math.ceil(SEGMENT * recipe_epochs - 1e-9), MIN_EPOCHS), recipe_epochs))
-
-
-class LabelProbRecorder:
-    """Training callback: the probability of each sample's label in the training pass's own outputs over the
-    first ``epochs`` epochs (DUAL's inputs), for ``n`` samples (dataset positions of the training set).
-
-    Costs a softmax and a gather per batch, kept on the device until the epoch ends (no sync per step).
-    :meth:`result` is ``(n, epochs)`` float32, NaN where a sample was not presented in an epoch; under
-    ``torch.distributed`` (each rank sees its share of every batch) the ranks' records are combined.
-    """
-
-    def __init__(self, n: int, epochs: int):
-        self.n, self.epochs = int(n), int(epochs)
-        self._record = np.full((self.n, self.epochs), np.nan, dtype=np.float32)
-        self._pending: list = []
-
-    def on_batch_end(self, *, epoch, step, indices, logits, targets):
-        if epoch > self.epochs:
-            return
-        p = torch.softmax(logits.detach().float(), 1).gather(1, targets.view(-1, 1).long()).squeeze(1)
-        self._pending.append((epoch, np.asarray(indices), p))
-
-    def on_epoch_end(self, *, epoch, model=None, lr=None):
-        for e, idx, p in self._pending:
-            self._record[idx, e - 1] = p.cpu().numpy()
-        self._pending = []
-
-    def result(self) -> np.ndarray:
-        self.on_epoch_end(epoch=self.epochs)
-        from .. import distributed as dist
-
-        if dist.is_distributed():
-            seen = torch.from_numpy(np.isfinite(self._record).astype(np.float64))
-            total = torch.from_numpy(np.nan_to_num(self._record.astype(np.float64), nan=0.0))
-            dist.all_reduce_sum_([seen, total])
-            seen, total = seen.numpy(), total.numpy()
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return np.where(seen > 0, total / np.maximum(seen, 1), np.nan).astype(np.float32)
-        return self._record.copy()
 
 
 def dual_terms(target_prob: np.ndarray, window: int = 10) -> tuple[np.ndarray, np.ndarray]:
