@@ -52,13 +52,16 @@ def check_writable(path: str, *, overwrite: bool = False) -> None:
 def output_lock(path: str):
     """Hold an exclusive lock on ``path`` (through ``path + '.lock'``) while a run writes it or its
     partial results: a second run with the same output fails at once, naming the first. The lock
-    is released on exit, and by the operating system if the process dies."""
+    is released on exit, and by the operating system if the process dies. A folder it had to create is removed
+    again if the run left nothing in it (a run that failed before writing)."""
     import datetime
     import fcntl
     import sys
 
     lock_path = os.fspath(path) + ".lock"
-    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    folder = os.path.dirname(os.path.abspath(lock_path))
+    created = not os.path.isdir(folder)
+    os.makedirs(folder, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -76,6 +79,9 @@ def output_lock(path: str):
         with contextlib.suppress(OSError):
             os.remove(lock_path)
         os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):      # only if empty: rmdir refuses a folder with anything in it
+                os.rmdir(folder)
 
 
 @contextlib.contextmanager
