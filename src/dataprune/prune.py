@@ -437,7 +437,7 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
                   "holdout": holdout if needs_probs and checkpoints is None else 0.0,
                   "fingerprint": io.dataset_fingerprint(view, labels), "environment": io.environment()}
     return PruneResult(sel.keep, scores, labels, float(ratio), method, policy, dict(aux), decisions, cost,
-                       provenance, _class_names(train_set, label_key), train_set)
+                       provenance, _class_names(train_set), train_set)
 
 
 def _fresh(model):
@@ -485,17 +485,17 @@ def _probe(model: torch.nn.Module, view, labels, device) -> None:
     model.train(was)
 
 
-def _class_names(dataset, label_key=None):
+def _class_names(dataset):
     """The class names: a ``classes`` attribute (torchvision, image folders; through Subsets and views), or the
-    label column's ``ClassLabel`` names of a Hugging Face dataset; else None (the summary prints indices)."""
-    from .data.views import LABEL_KEYS
-
+    ``ClassLabel`` names of a Hugging Face dataset's label column, the field the wrapping view
+    (:class:`dataprune.data.views.PairView`) detected or was given; else None (the summary prints indices)."""
+    key = None
     while dataset is not None:
         names = getattr(dataset, "classes", None)
+        key = getattr(dataset, "label_key", key)
         features = getattr(dataset, "features", None)
-        if names is None and hasattr(features, "get"):
-            keys = [label_key] if isinstance(label_key, str) else [k for k in LABEL_KEYS if k in features]
-            names = getattr(features.get(keys[0]), "names", None) if keys else None
+        if names is None and isinstance(key, str) and hasattr(features, "get"):
+            names = getattr(features.get(key), "names", None)
         if names is not None:
             return list(names)
         dataset = getattr(dataset, "dataset", None)
