@@ -1055,16 +1055,12 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError,
-            OutputLockedError) as exc:
+            OutputLockedError, FloatingPointError) as exc:
         if os.environ.get("DATAPRUNE_DEBUG"):
             raise
         print(f"dataprune {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except FloatingPointError as exc:       # the recipe diverged (train() names the epoch and the learning rate)
-        if os.environ.get("DATAPRUNE_DEBUG"):
-            raise
-        print(f"dataprune {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        # 1: the run failed (a diverging recipe: train() names the epoch and the learning rate); 2: bad input
+        return 1 if isinstance(exc, FloatingPointError) else 2
     finally:
         from .distributed import shutdown
 
