@@ -93,6 +93,28 @@ def evidence(setting, arch, seed, out, budget):
     return path
 
 
+def shipped_options(e, seed):
+    """The auto policy's options for saved full-plan evidence ``e`` (a loaded ``evidence`` file) as the pipeline
+    gives them: the options saved with it, plus the neighbour mix where the surrogate was credible and
+    :func:`dataprune.evidence.judge_neighbour_mix` (the judgment the pipeline runs after scoring, which the saved
+    options predate) asks for it."""
+    from dataprune.evidence import holdout_indices, judge_neighbour_mix
+    from dataprune.pipeline import NEIGHBOURS_MIX
+    from dataprune.select import TRUSTED_NEIGHBOURS
+
+    given = json.loads(str(e["popts"]))
+    report = json.loads(str(e["report"])) if "report" in e else {}
+    if report.get("credible", "noise" not in given) is True:
+        labels = e["labels"]
+        judged = judge_neighbour_mix(e["probs"], e["features"].astype(np.float32), labels,
+                                     holdout_indices(labels, 0.1, seed * 1000),
+                                     {"credible": True, "held_out_flagged": given.get("held_out_flagged", 0)},
+                                     mix=NEIGHBOURS_MIX, seed=seed * 1000)
+        if judged.get("neighbours"):
+            given = {**given, "neighbours": NEIGHBOURS_MIX, "trusted_neighbours": TRUSTED_NEIGHBOURS}
+    return given
+
+
 def candidate(name, e, ratio, seed, ref=None):
     """``NAME[:WITHIN]``: a noise rule (or ``auto`` / ``centre``), optionally with how the trusted samples of a class
     are kept (``within``: ``top``, ``random``, ``stratified``; default the policy's own by ratio). Where the evidence

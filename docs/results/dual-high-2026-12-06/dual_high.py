@@ -8,7 +8,6 @@ on the validation samples with clean labels.
 """
 
 import csv
-import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -26,7 +25,6 @@ def job(folder, setting, arch, seed, ratios):
     torch.set_num_threads(1)
     import fit_budget
     from dataprune.evaluate import retrain
-    from dataprune.evidence import holdout_indices, judge_neighbour_mix
     from dataprune.select import selection
     from dynamic import clean_val
     from fit_default import _make, _split
@@ -34,16 +32,7 @@ def job(folder, setting, arch, seed, ratios):
     split = _split(setting)
     val = clean_val(split)
     e = dict(np.load(os.path.join(folder, "evidence", f"{setting}-{arch}-seed{seed}.npz")))
-    given = json.loads(str(e["popts"]))
-    report = json.loads(str(e["report"])) if "report" in e else {}
-    if report.get("credible", "noise" not in given) is True:      # the shipped gate, as the pipeline runs it
-        labels = e["labels"]
-        judged = judge_neighbour_mix(e["probs"], e["features"].astype(np.float32), labels,
-                                     holdout_indices(labels, 0.1, seed * 1000),
-                                     {"credible": True, "held_out_flagged": given.get("held_out_flagged", 0)},
-                                     mix=0.5, seed=seed * 1000)
-        if judged.get("neighbours"):
-            given = {**given, "neighbours": 0.5, "trusted_neighbours": 1}
+    given = fit_budget.shipped_options(e, seed)       # the shipped neighbour gate, as the pipeline runs it
     rows = []
     for name in ("uniform", "dual"):
         extra = {"early_label_prob": e["early_label_prob"]} if name == "dual" else {}
