@@ -45,6 +45,23 @@ RATIOS = (0.5, 0.7, 0.9)
 CANDIDATES = ("auto", "confident", "adaptive_rate", "centre")
 
 
+def append_rows(futures, path):
+    """Append the rows (lists of dicts) of ``futures`` to the CSV file ``path`` as each finishes, flushed, with a
+    header where the file is empty (so an interrupted evaluation keeps what finished); yields each future's rows."""
+    with open(path, "a", newline="") as f:
+        writer = None
+        for fut in as_completed(futures):
+            rows = fut.result()
+            for row in rows:
+                if writer is None:
+                    writer = csv.DictWriter(f, fieldnames=list(row))
+                    if f.tell() == 0:
+                        writer.writeheader()
+                writer.writerow(row)
+                f.flush()
+            yield rows
+
+
 def _budget(text):
     return None if text == "full" else float(text)
 
@@ -289,18 +306,8 @@ def main():
         names = args.candidates.split(",")
         ratios = tuple(float(r) for r in args.ratios.split(","))
         futs = [ex.submit(evaluate, s, a, seed, names, args.out, ratios, args.reference) for s, a, seed in jobs]
-        write_header = not os.path.exists(csv_path)
-        with open(csv_path, "a", newline="") as f:
-            w = None
-            for fut in as_completed(futs):
-                for row in fut.result():
-                    if w is None:
-                        w = csv.DictWriter(f, fieldnames=list(row))
-                        if write_header:
-                            w.writeheader()
-                    w.writerow(row)
-                    f.flush()
-                print(row["setting"], row["arch"], row["seed"], "done", flush=True)
+        for rows in append_rows(futs, csv_path):
+            print(rows[-1]["setting"], rows[-1]["arch"], rows[-1]["seed"], "done", flush=True)
 
 
 if __name__ == "__main__":

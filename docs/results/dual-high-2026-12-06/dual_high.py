@@ -7,10 +7,9 @@ on the validation samples with clean labels.
     python docs/results/dual-high-2026-12-06/dual_high.py runs/fit-full clean-cnn-10,lt50-mlp-14 eval.csv 0.8,0.9
 """
 
-import csv
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -49,17 +48,12 @@ def job(folder, setting, arch, seed, ratios):
 
 def main(folder, grid, out, ratios):
     jobs = [g.rsplit("-", 2) for g in grid.split(",")]          # setting-arch-seed
-    with ProcessPoolExecutor(2) as ex, open(out, "a", newline="") as f:
+    import fit_budget
+
+    with ProcessPoolExecutor(2) as ex:
         futs = [ex.submit(job, folder, s, a, int(seed), tuple(map(float, ratios.split(",")))) for s, a, seed in jobs]
-        writer = None
-        for fut in as_completed(futs):
-            for row in fut.result():
-                if writer is None:
-                    writer = csv.DictWriter(f, fieldnames=list(row))
-                    if f.tell() == 0:
-                        writer.writeheader()
-                writer.writerow(row)
-                f.flush()
+        for _ in fit_budget.append_rows(futs, out):
+            pass
 
 
 if __name__ == "__main__":

@@ -15,10 +15,9 @@ subset is retrained with the recipe and scored on the validation samples with cl
         shipped,dualw eval.csv 0.9
 """
 
-import csv
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -89,18 +88,13 @@ def job(folder, setting, arch, seed, names, ratios):
 
 def main(folder, grid, names, out, ratios):
     jobs = [g.rsplit("-", 2) for g in grid.split(",")]          # setting-arch-seed
-    with ProcessPoolExecutor(2) as ex, open(out, "a", newline="") as f:
+    import fit_budget
+
+    with ProcessPoolExecutor(2) as ex:
         futs = [ex.submit(job, folder, s, a, int(seed), names.split(","), tuple(map(float, ratios.split(","))))
                 for s, a, seed in jobs]
-        writer = None
-        for fut in as_completed(futs):
-            for row in fut.result():
-                if writer is None:
-                    writer = csv.DictWriter(f, fieldnames=list(row))
-                    if f.tell() == 0:
-                        writer.writeheader()
-                writer.writerow(row)
-                f.flush()
+        for _ in fit_budget.append_rows(futs, out):
+            pass
 
 
 if __name__ == "__main__":
