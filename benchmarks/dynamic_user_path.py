@@ -111,7 +111,8 @@ def one_run(root, method, seed, args):
         row["wrong_set_aside"] = round(float(aside[wrong].mean()), 4) if wrong.any() else None
         if method == "dynamic":
             ev = pruner.evidence_decision
-            row["evidence"] = {k: ev.get(k) for k in ("credible", "explained", "spread", "flagged_share")}
+            row["evidence"] = {k: ev.get(k) for k in ("credible", "explained", "spread", "flagged_share",
+                                                      "window_moved", "why")}
             probs = pruner.evidence["probs"]
             agree = probs.argmax(1) == train.targets
             row["evidence"].update({"agree": round(float(agree.mean()), 4),

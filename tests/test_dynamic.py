@@ -564,3 +564,51 @@ def test_head_records_written_in_bulk_equal_records_written_every_step(monkeypat
     assert np.array_equal(scores_a, scores_b) and np.array_equal(probs_a, probs_b)
     assert np.array_equal(loss_a, loss_b, equal_nan=True)
     assert np.isfinite(scores_a).sum() > 0 and len(set(seen_a[-1])) < 240      # it scored and pruned
+
+
+def test_a_run_still_learning_in_its_window_keeps_labels_it_flags_but_not_wrong_ones():
+    """Between the window's last two epochs a run still learning comes to predict as labelled the samples it
+    flagged as fast as the ones it was unsure of: its flags were not learnt yet, and nothing is set aside. Wrong
+    labels it flagged stay flagged while it learns the rest: they are set aside."""
+    rng = np.random.default_rng(4)
+    n, c = 400, 10
+    y = np.arange(n) % c
+    kind = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])         # 0 right, 1 predicted as another class, 2 unsure
+    other = (y + 1) % c
+
+    def probs_of(target, top):
+        p = np.full((n, c), (1 - top[:, None]) / (c - 1))
+        p[np.arange(n), target] = top
+        return p
+
+    resolves = rng.random(n) < 0.7                           # learnt by the last epoch of the window
+
+    def judged(labels, before, after):
+        pruner = DynamicPruner(ArrayDataset(torch.zeros(n, 2), labels), model=_mlp(d=2, classes=c), epochs=10,
+                               ratio=0.3, method="dynamic")
+        seen = np.ones(n, bool)
+        pruner._before = pruner._mistakes(before, seen)
+        pruner._probs_sum = before + after
+        pruner._probs_count[:] = 2
+        pruner._judge_labels(after, seen)
+        pruner.close()
+        return pruner
+
+    # Clean labels, the run still learning: what it got wrong (confidently or not) it learns at the same rate.
+    before = probs_of(np.where(kind == 0, y, other), np.where(kind == 2, 0.3, 0.8))
+    after = probs_of(np.where((kind == 0) | resolves, y, other), np.where(kind == 2, 0.3, 0.8))
+    learning = judged(y, before, after)
+    d = learning.evidence_decision
+    m = d["window_moved"]
+    assert m["flagged"] >= 20 and m["flags_resolved"] >= 0.8 * m["unsure_resolved"]
+    assert m["accuracy_after"] - m["accuracy_before"] >= 0.1
+    assert d["flagged_share"] > 0.05 and d["confidence"] >= 0.36       # credible on the other tests ...
+    assert not d["credible"] and not learning.suspect.any() and "still learning" in d["why"]   # ... not this one
+    # The same flags as wrong labels (the run predicts the true class all along): they stay flagged, set aside.
+    noisy = np.where(kind == 1, other, y)
+    before = probs_of(np.where(kind == 2, other, y), np.where(kind == 2, 0.3, 0.8))
+    after = probs_of(np.where((kind == 2) & ~resolves, other, y), np.where(kind == 2, 0.3, 0.8))
+    noise = judged(noisy, before, after)
+    d = noise.evidence_decision
+    assert d["window_moved"]["flags_resolved"] == 0.0 and d["credible"] and "why" not in d
+    assert (noise.suspect == (kind == 1)).all()

@@ -45,11 +45,12 @@ Methods
     schedule, read on the full data), samples whose label the run's own
     predictions contradict (:func:`dataprune.select.confident_noise` on the window's mean probabilities)
     are set aside for the rest of the run, unless the run has collapsed onto a few classes
-    (:func:`dataprune.evidence.spread`) or is unsure of its predictions (:data:`CREDIBLE_CONFIDENCE`): then
-    nothing is set aside and ``evidence_decision["why"]`` says so. How many labels it contradicts is no test:
-    under 40% symmetric noise a good run contradicts nearly half. It prunes to the last epoch (``delta``
-    :data:`DYNAMIC_DELTA` = 1, fitted on validation splits; InfoBatch's annealing, 0.875, gave no better
-    accuracy for 5-7 points less of the passes skipped).
+    (:func:`dataprune.evidence.spread`), is unsure of its predictions (:data:`CREDIBLE_CONFIDENCE`), or is still
+    learning in the window (its accuracy rising fast and its flags learnt as fast as its other mistakes,
+    :data:`STILL_LEARNING_RATE`): then nothing is set aside and ``evidence_decision["why"]`` says so. How many
+    labels it contradicts is no test: under 40% symmetric noise a good run contradicts nearly half. It prunes to
+    the last epoch (``delta`` :data:`DYNAMIC_DELTA` = 1, fitted on validation splits; InfoBatch's annealing,
+    0.875, gave no better accuracy for 5-7 points less of the passes skipped).
 ``random_dynamic``
     The floor: each pruned epoch keeps a uniformly random share ``1 - ratio``, weight 1; InfoBatch's annealing.
 
@@ -172,6 +173,37 @@ CLASS_FLAG_FACTOR = 2.0
 # disagreements (select rule "confident_argmax") instead: +0.13 (lowest -1.27); with 0.35, +0.36 over 24 cells
 # (lowest -0.71; lt50 / pair40 and the slower recipe not run).
 CLASS_UNLEARNT_FACTOR = 0.2
+# dynamic: a run still learning in the window is not credible either (nothing set aside): over the samples both of
+# the window's last two epochs read, its training-pass accuracy rose by at least STILL_LEARNING_RISE, and of the
+# samples it got wrong in the earlier epoch, those confident learning flagged came to be predicted as labelled at
+# STILL_LEARNING_RATE or more times the rate of the others (its unsure mistakes), on at least evidence.FLAGS_MIN
+# flags: its flags behave like samples it has not learnt yet, not like wrong labels (which a run comes to predict
+# as labelled only by memorising them, slowly this early). The static judge's test (evidence.flags_resolved), read
+# here on the training pass instead of held-out samples: there a run memorises wrong labels as it goes, so the rate
+# is higher than the static judge's (FLAGS_LEARNT_RATE 0.5) and the rise must be large. Checked with
+# benchmarks/fit_dynamic_credibility.py on validation splits of mnist5k, balanced accuracy on the clean-label
+# validation samples, no test set read (docs/results/still-learning-2026-12-06): over the 72 cells of the
+# credibility grid (the rule fires in 9: clean and long-tail cells, and lt10 + sym20 CNN, whose flags were half
+# clean) +0.10 per cell against setting aside, lowest -1.04; out of sample, a recipe with 4x fewer steps per epoch
+# (batch 128, 24 cells, fires in 5, none noisy) +0.03, lowest -0.78; a 40-epoch recipe (24 cells) fires in none:
+# there the MLP under 40% noise memorises its flags at 0.76-0.89 of the unsure rate, but its accuracy rises by
+# 0.02-0.035 an epoch, and under 20% noise a 10-epoch CNN's rise reached 0.12 with flags at 0.49-0.65 of the
+# unsure rate: each condition alone would have kept wrong labels. In accuracy the test is neutral; what it fixes is
+# a still-learning run setting aside clean labels as wrong (the user's path: a folder of clean digit PNGs, an MLP
+# at lr 0.05 for 8 epochs, 17-30% of the data set aside).
+STILL_LEARNING_RISE = 0.1
+STILL_LEARNING_RATE = 0.8
+
+
+def still_learning(moved: dict) -> bool:
+    """Whether a run's window reads as still learning (:data:`STILL_LEARNING_RISE`, :data:`STILL_LEARNING_RATE`)
+    from :meth:`DynamicPruner._still_learning`'s figures."""
+    from .evidence import FLAGS_MIN
+
+    if moved["flagged"] < FLAGS_MIN or not moved["unsure_resolved"]:
+        return False
+    return moved["accuracy_after"] - moved["accuracy_before"] >= STILL_LEARNING_RISE and \
+        moved["flags_resolved"] >= STILL_LEARNING_RATE * moved["unsure_resolved"]
 
 
 class IndexedDataset(Dataset):
@@ -288,6 +320,7 @@ class DynamicPruner:
         self._unit_weights = True
         self._epoch_lr = 1.0
         self._open = False                                  # records of a drawn epoch not yet folded in
+        self._before = None                                 # the window's last epoch but one: its mistakes
         self.candidate_factor = CANDIDATE_FACTOR
         self.records = None
         if method == "dynamic":
@@ -519,8 +552,10 @@ class DynamicPruner:
                     self._probs_sum = np.zeros(probs.shape, dtype=np.float64)
                 self._probs_sum[seen] += probs[seen]
                 self._probs_count[seen] += 1
+                if self.epoch == stop - 2:                # the window's last epoch but one: what it got wrong
+                    self._before = self._mistakes(probs, seen)
                 if self.epoch == stop - 1:
-                    self._judge_labels()
+                    self._judge_labels(probs, seen)
 
     def evidence_epochs(self) -> tuple[int, int]:
         """``dynamic``: the 0-based epochs ``[start, stop)`` whose probabilities are the label evidence."""
@@ -528,7 +563,37 @@ class DynamicPruner:
         stop = max(start + 1, math.ceil(EVIDENCE_WINDOW[1] * self.epochs))
         return min(start, self.epochs - 1), min(stop, self.epochs)
 
-    def _judge_labels(self):
+    def _mistakes(self, probs, seen) -> dict:
+        """An epoch's training-pass mistakes (for the still-learning test): which samples confident learning flags
+        and which others it predicts as another class, over the samples it read, and its accuracy on them."""
+        from .select import confident_noise
+
+        labels = self.labels[seen]
+        flagged = np.zeros(len(self.labels), bool)
+        flagged[np.flatnonzero(seen)] = confident_noise(probs[seen], labels, "confident")["suspect"]
+        wrong = np.zeros(len(self.labels), bool)
+        wrong[np.flatnonzero(seen)] = probs[seen].argmax(1) != labels
+        return {"seen": seen.copy(), "flagged": flagged, "unsure": wrong & ~flagged,
+                "accuracy": float(1.0 - wrong[seen].mean())}
+
+    def _still_learning(self, last, last_seen) -> dict | None:
+        """How the window's last epoch fares on the mistakes of the epoch before it (``evidence.flags_resolved``
+        read on the training pass): the accuracy rise over the samples both read, and the share of the flagged /
+        of the other mistakes now predicted as labelled. None for a window of one epoch."""
+        before = self._before
+        if before is None or last is None:
+            return None
+        both = before["seen"] & last_seen
+        right = np.zeros(len(self.labels), bool)
+        right[np.flatnonzero(last_seen)] = last[last_seen].argmax(1) == self.labels[last_seen]
+        flagged, unsure = before["flagged"] & both, before["unsure"] & both
+        return {"accuracy_before": round(float(1.0 - (flagged | unsure)[both].mean()), 4),
+                "accuracy_after": round(float(right[both].mean()), 4), "samples": int(both.sum()),
+                "flagged": int(flagged.sum()), "unsure": int(unsure.sum()),
+                "flags_resolved": round(float(right[flagged].mean()), 4) if flagged.any() else None,
+                "unsure_resolved": round(float(right[unsure].mean()), 4) if unsure.any() else None}
+
+    def _judge_labels(self, last=None, last_seen=None):
         from .evidence import COLLAPSED_SPREAD, spread
         from .select import confident_noise
 
@@ -551,7 +616,9 @@ class DynamicPruner:
         spread_ = spread(predicted, labels)
         explained = float(((predicted == labels) | info["suspect"]).mean())
         confidence = float(probs[seen].max(1).mean())
-        credible = bool(spread_ >= COLLAPSED_SPREAD and confidence >= CREDIBLE_CONFIDENCE)
+        moved = self._still_learning(last, last_seen)
+        learning = moved is not None and still_learning(moved)
+        credible = bool(spread_ >= COLLAPSED_SPREAD and confidence >= CREDIBLE_CONFIDENCE and not learning)
         start, stop = self.evidence_epochs()
         epochs = list(range(start + 1, stop + 1))
         self.evidence_decision = {"flagged_share": share, "spread": round(spread_, 4), "credible": credible,
@@ -560,16 +627,27 @@ class DynamicPruner:
                                   "classes_kept_whole": trusted,
                                   "set_aside_share": float(suspect.mean()) if credible else 0.0,
                                   "evidence_epochs": epochs}
+        if moved is not None:
+            self.evidence_decision["window_moved"] = moved
         if spread_ < COLLAPSED_SPREAD:
             self.evidence_decision["why"] = (
                 f"the run's predictions over epochs {epochs} had collapsed onto few classes: they spread over "
                 f"{spread_:.0%} of the classes the labels spread over, needs {COLLAPSED_SPREAD:.0%}; no label was "
                 "set aside")
-        elif not credible:
+        elif confidence < CREDIBLE_CONFIDENCE:
             self.evidence_decision["why"] = (
                 f"the run was not sure of its predictions over epochs {epochs}: mean top class probability "
                 f"{confidence:.2f}, needs {CREDIBLE_CONFIDENCE:.2f}. It had not learnt the task well enough to tell "
                 f"wrong labels from hard samples, so the {share:.1%} of labels it contradicted were kept; a model "
                 "or recipe that learns faster (more steps per epoch), or a longer schedule, would judge them")
+        elif learning:
+            self.evidence_decision["why"] = (
+                f"the run was still learning over epochs {epochs}: its training-pass accuracy rose from "
+                f"{moved['accuracy_before']:.0%} at epoch {epochs[-2]} to {moved['accuracy_after']:.0%} at epoch "
+                f"{epochs[-1]}, and of the {moved['flagged']} samples it flagged at epoch {epochs[-2]} it came to "
+                f"predict {moved['flags_resolved']:.0%} as labelled, about as many as of the ones it was unsure of "
+                f"({moved['unsure_resolved']:.0%}): its flags were samples it had not learnt yet, so the {share:.1%} "
+                "of labels it contradicted were kept; a longer schedule, or a recipe that learns faster, would "
+                "judge them")
         if credible:
             self.suspect[np.flatnonzero(seen)[suspect]] = True
