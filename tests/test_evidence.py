@@ -148,7 +148,13 @@ def test_holdout_zero_reads_the_early_segment_and_says_it_could_not_judge():
     ds = _blobs(n=300)
     res = dp.prune(lambda: nn.Sequential(nn.Linear(6, 3)), ds, ratio=0.5, epochs=4, batch_size=32, holdout=0)
     assert res.decisions["evidence"]["credible"] is None and res.decisions["evidence"]["held_out"] == 0
-    assert "could not be judged" in res.summary()
+    assert "could not be judged" in res.summary() and "none were asked for" in res.summary()
+    # the checkpoints of the user's own run: no held-out share for that reason, said so (it once blamed the size
+    # of the training set)
+    run = dp.train(nn.Sequential(nn.Linear(6, 3)), ds, epochs=2, batch_size=32, checkpoint_epochs=[1, 2])
+    given = dp.prune(lambda: nn.Sequential(nn.Linear(6, 3)), ds, ratio=0.5, checkpoints=run.checkpoints)
+    assert given.decisions["evidence"]["credible"] is None
+    assert "the checkpoints were given" in given.summary() and "fewer than" not in given.summary()
     with pytest.raises(ValueError, match="holdout must be"):
         dp.prune(lambda: nn.Sequential(nn.Linear(6, 3)), ds, ratio=0.5, epochs=4, holdout=1.5)
 

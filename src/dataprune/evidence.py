@@ -206,8 +206,14 @@ def evidence_positions(epochs, held_accuracy=None, trained_accuracy=None, n_held
     return sorted(order[start:start + EVIDENCE_CHECKPOINTS])
 
 
+# Why a judgment has no held-out samples when the checkpoints come from the user's own run (judge's ``given``).
+GIVEN_CHECKPOINTS = ("the checkpoints were given: the run they come from trained on every sample, so none is held "
+                     "out to test it on; a surrogate that dataprune trains itself holds a share out and is judged "
+                     "on it")
+
+
 def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, device=None,
-          num_workers: int = 0, trend: bool = True) -> dict:
+          num_workers: int = 0, trend: bool = True, given: bool = False) -> dict:
     """Where to read the label evidence and whether it is credible, from the held-out samples ``held``
     (positions of ``dataset``, the deterministic view, that the surrogate did not train on): a report
     with ``evidence_epochs`` (the checkpoints to read), held-out and trained-on accuracy per checkpoint,
@@ -217,7 +223,8 @@ def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, devi
     ``trend``: whether a held-out accuracy still rising at the last checkpoint makes the evidence not credible
     (the surrogate has not finished learning). True for a run of the recipe's whole schedule, where it was
     validated; a budget plan that stops early is still learning by design and is judged by what it explains
-    (:data:`CREDIBLE_EXPLAINED`) and its spread alone, as a plan of one checkpoint always was."""
+    (:data:`CREDIBLE_EXPLAINED`) and its spread alone, as a plan of one checkpoint always was. ``given``: the
+    checkpoints come from the user's own run (the reason there are no held-out samples, :data:`GIVEN_CHECKPOINTS`)."""
     cks = as_checkpoints(checkpoints)
     if not cks:
         raise ValueError("label evidence needs the surrogate's checkpoints")
@@ -229,8 +236,10 @@ def judge(model, checkpoints, dataset, *, held=None, batch_size: int = 512, devi
     if not len(held):
         use = evidence_positions(epochs)
         report.update({"evidence_epochs": [epochs[k] for k in use], "credible": None,
-                       "why": f"no held-out samples (the training set gives fewer than {HOLDOUT_MIN}, or none were "
-                              "asked for): whether the surrogate had learnt the task could not be judged; the "
+                       "why": "no held-out samples (" + (GIVEN_CHECKPOINTS if given else
+                                                            f"the training set gives fewer than {HOLDOUT_MIN}, or none "
+                                                            "were asked for") +
+                              "): whether the surrogate had learnt the task could not be judged; the "
                               "evidence is read at the start of its schedule"})
         return report
     held_probs = _probs(model, cks, SubsetView(dataset, held), **common)

@@ -588,7 +588,7 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
         if any(s.name in evidence_for for s in specs):
             t0, c0 = time.perf_counter(), time.process_time()
             report = judge(template, judged_cks, sview, held=held, batch_size=batch_size, device=device,
-                           num_workers=num_workers, trend=plan.judges_trend)
+                           num_workers=num_workers, trend=plan.judges_trend, given=checkpoints is not None)
             judged = (time.perf_counter() - t0, time.process_time() - c0)
             if plan.neighbours and any(plan.reads_features("evidence_features" in s.options) for s in specs
                                        if s.name in evidence_for):

@@ -388,7 +388,7 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
         t0, c0 = time.perf_counter(), time.process_time()
         with logits_view(model):
             report = judge(model, cks, view, batch_size=score_batch_size, device=device,
-                           num_workers=num_workers) if needs_probs else None
+                           num_workers=num_workers, given=True) if needs_probs else None
             scores, aux = scores_with_evidence(spec, model, cks, view, report=report, options=options,
                                                batch_size=score_batch_size, device=device, seed=seed,
                                                progress=progress, num_workers=num_workers)
