@@ -305,3 +305,20 @@ def test_image_folder_nested_hidden_and_other_files(tmp_path, capsys):
                                           "--image-size", "8", "--ratio", "0.5", "--out", str(tmp_path / "o")])
     cli._load_split(args, need_test=False)
     assert "note: 2 files under train/ are not images and were not read (1 .json, 1 .txt)" in capsys.readouterr().err
+
+
+def test_mnist_drawn_as_digits_follows_the_digits_recipe():
+    """mnist_as_digits (the digits-like validation family): the ink box stretched to 32x32, 4x4 blocks counted."""
+    from dataprune.data.builtin import mnist_as_digits
+
+    square = np.zeros((28, 28), np.uint8)
+    square[4:24, 6:20] = 255                                  # a solid box: every block full
+    bar = np.zeros((28, 28), np.uint8)
+    bar[4:24, 13:15] = 255                                    # a "1": 20 tall, 2 wide -> widened to 10, centred
+    blank = np.zeros((28, 28), np.uint8)
+    out = mnist_as_digits(np.stack([square, bar, blank]))
+    assert out.shape == (3, 8, 8) and out.dtype == np.uint8
+    assert (out[0] == 16).all() and (out[2] == 0).all()
+    assert (out[1][:, [0, 1, 6, 7]] == 0).all()               # the widening margins stay blank ...
+    assert (out[1][:, 3:5].sum(axis=1) >= 16).all()           # ... the stroke runs the full height, in the middle
+    assert (out[1] == out[1][:, ::-1]).all()                  # and is centred

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from ..quotas import stratified_split
 from .augment import flip_crop, get_augmentation
-from .builtin import load_digits, load_mnist5k
+from .builtin import load_digits, load_mnist5k, load_mnist5k_8x8
 from .cifar import load_cifar
 from .core import ArrayDataset, NpyDataset, SubsetView, get_targets, iter_batches
 from .imagefolder import ImageFolderDataset, load_imagefolder
@@ -126,6 +126,9 @@ DATASETS: dict[str, _Entry] = {
     "digits": _Entry(lambda root, o: load_digits(), 10, (1, 8, 8), None, False,
                      "scikit-learn's 1,797 8x8 digits (1,438 train / 359 test)",
                      {"batch_size": 32, "lr": 0.05}),
+    "mnist5k-8x8": _Entry(lambda root, o: load_mnist5k_8x8(), 10, (1, 8, 8), None, False,
+                          "mnist5k drawn as the digits set was (8x8 counts of a 32x32 bitmap): a digits-like set "
+                          "for fitting without digits", {"batch_size": 32, "lr": 0.05}),
     "cifar10": _Entry(lambda root, o: load_cifar("cifar10", root), 10, (3, 32, 32), "flip_crop", True,
                       "CIFAR-10 python batches under --data-root", {"batch_size": 128, "lr": 0.1}),
     "cifar100": _Entry(lambda root, o: load_cifar("cifar100", root), 100, (3, 32, 32), "flip_crop", True,
