@@ -189,7 +189,7 @@ def test_symmetric_noise_flips_exactly_and_never_to_the_same_class():
 
 
 def test_unknown_names_list_valid_ones():
-    with pytest.raises(ValueError, match="valid names: mnist5k, digits, cifar10"):
+    with pytest.raises(ValueError, match="valid names: mnist5k, digits, mnist5k-8x8, cifar10"):
         load_dataset("mnist")
     from dataprune.models import build_model
 

@@ -6,7 +6,6 @@ thresholds is printed for the grid. Runs nothing.
     python docs/results/still-learning-2026-12-06/table.py
 """
 
-import json
 import os
 import sys
 
@@ -14,19 +13,12 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "src"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "benchmarks"))
 import dataprune.dynamic as dyn  # noqa: E402
+from fit_dynamic_credibility import _read as load  # noqa: E402  (rows of a JSON lines file, by key)
 
 CELL = ("setting", "arch", "seed", "lr")
 OLD = os.path.join(HERE, "..", "fit-dynamic-credibility-2026-12-04")
-
-
-def load(path, key):
-    rows = {}
-    if os.path.exists(path):
-        for line in open(path):
-            r = json.loads(line)
-            rows[tuple(r[k] for k in key)] = r
-    return rows
 
 
 def grid_full():

