@@ -565,7 +565,7 @@ class DynamicPruner:
 
     def _mistakes(self, probs, seen) -> dict:
         """An epoch's training-pass mistakes (for the still-learning test): which samples confident learning flags
-        and which others it predicts as another class, over the samples it read, and its accuracy on them."""
+        and which others it predicts as another class, over the samples it read."""
         from .select import confident_noise
 
         labels = self.labels[seen]
@@ -573,8 +573,7 @@ class DynamicPruner:
         flagged[np.flatnonzero(seen)] = confident_noise(probs[seen], labels, "confident")["suspect"]
         wrong = np.zeros(len(self.labels), bool)
         wrong[np.flatnonzero(seen)] = probs[seen].argmax(1) != labels
-        return {"seen": seen.copy(), "flagged": flagged, "unsure": wrong & ~flagged,
-                "accuracy": float(1.0 - wrong[seen].mean())}
+        return {"seen": seen.copy(), "flagged": flagged, "unsure": wrong & ~flagged}
 
     def _still_learning(self, last, last_seen) -> dict | None:
         """How the window's last epoch fares on the mistakes of the epoch before it (``evidence.flags_resolved``
@@ -645,8 +644,8 @@ class DynamicPruner:
                 f"the run was still learning over epochs {epochs}: its training-pass accuracy rose from "
                 f"{moved['accuracy_before']:.0%} at epoch {epochs[-2]} to {moved['accuracy_after']:.0%} at epoch "
                 f"{epochs[-1]}, and of the {moved['flagged']} samples it flagged at epoch {epochs[-2]} it came to "
-                f"predict {moved['flags_resolved']:.0%} as labelled, about as many as of the ones it was unsure of "
-                f"({moved['unsure_resolved']:.0%}): its flags were samples it had not learnt yet, so the {share:.1%} "
+                f"predict {moved['flags_resolved']:.0%} as labelled, against {moved['unsure_resolved']:.0%} of the "
+                f"ones it was unsure of: flags learnt that fast were samples it had not learnt yet, so the {share:.1%} "
                 "of labels it contradicted were kept; a longer schedule, or a recipe that learns faster, would "
                 "judge them")
         if credible:
