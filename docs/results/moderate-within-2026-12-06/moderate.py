@@ -1,5 +1,5 @@
-"""Moderate-DS within each class's trusted samples at high ratios under label noise (features of the full plan's evidence) against the
-shipped uniform sample; validation splits only."""
+"""Moderate-DS within each class's trusted samples at high ratios under label noise (the full plan's penultimate
+features) against the shipped uniform sample; validation splits only."""
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
