@@ -23,3 +23,31 @@ def test_gpu_check_runs_tiny_on_cpu(tmp_path):
                 "prune_default_cost_measured", "prune_budget_cost_measured"):
         assert out[key] is not None and out[key] > 0, key
     assert out["prune_budget_seconds"] < out["prune_default_seconds"]
+
+
+def test_the_digits_like_fitting_family_has_digits_shape_size_and_recipe(monkeypatch):
+    """DATAPRUNE_FIT_FAMILY=digits-like: 8x8 counts, 45% of every class (1,440 / 360 after the validation split, as
+    digits has 1,438 training images), a long tail as short as digits' own (144 -> 14), digits' 15-epoch recipe."""
+    import importlib
+
+    import numpy as np
+
+    from dataprune.data import get_targets
+
+    monkeypatch.setenv("DATAPRUNE_FIT_FAMILY", "digits-like")
+    sys.modules.pop("fit_default", None)
+    fit_default = importlib.import_module("fit_default")
+    try:
+        assert fit_default.EPOCHS == 15
+        clean, tail = fit_default._split("clean"), fit_default._split("lt10")
+        assert clean.input_shape == (1, 8, 8) and (len(clean.train), len(clean.val)) == (1440, 360)
+        counts = np.bincount(get_targets(tail.train))
+        assert counts[0] == 144 and counts[-1] == 14
+        x, _ = clean.train[0]
+        assert tuple(x.shape) == (1, 8, 8)
+        monkeypatch.setenv("DATAPRUNE_FIT_FAMILY", "cifar")
+        sys.modules.pop("fit_default", None)
+        with pytest.raises(SystemExit, match="valid mnist5k, digits-like"):
+            importlib.import_module("fit_default")
+    finally:
+        sys.modules.pop("fit_default", None)             # the next importer reads the environment afresh
