@@ -564,21 +564,21 @@ class DynamicPruner:
         return min(start, self.epochs - 1), min(stop, self.epochs)
 
     def _mistakes(self, probs, seen) -> dict:
-        """An epoch's training-pass mistakes (for the still-learning test): which samples confident learning flags
-        and which others it predicts as another class, over the samples it read."""
-        from .select import confident_noise
+        """An epoch's training-pass mistakes over the samples it read (for the still-learning test):
+        :func:`dataprune.evidence.mistakes` as masks over the whole set."""
+        from .evidence import mistakes
 
-        labels = self.labels[seen]
-        flagged = np.zeros(len(self.labels), bool)
-        flagged[np.flatnonzero(seen)] = confident_noise(probs[seen], labels, "confident")["suspect"]
-        wrong = np.zeros(len(self.labels), bool)
-        wrong[np.flatnonzero(seen)] = probs[seen].argmax(1) != labels
-        return {"seen": seen.copy(), "flagged": flagged, "unsure": wrong & ~flagged}
+        rows = np.flatnonzero(seen)
+        flagged, unsure = np.zeros(len(self.labels), bool), np.zeros(len(self.labels), bool)
+        flagged[rows], unsure[rows] = mistakes(probs[seen], self.labels[seen])
+        return {"seen": seen.copy(), "flagged": flagged, "unsure": unsure}
 
     def _still_learning(self, last, last_seen) -> dict | None:
         """How the window's last epoch fares on the mistakes of the epoch before it (``evidence.flags_resolved``
         read on the training pass): the accuracy rise over the samples both read, and the share of the flagged /
         of the other mistakes now predicted as labelled. None for a window of one epoch."""
+        from .evidence import resolved
+
         before = self._before
         if before is None or last is None:
             return None
@@ -586,11 +586,10 @@ class DynamicPruner:
         right = np.zeros(len(self.labels), bool)
         right[np.flatnonzero(last_seen)] = last[last_seen].argmax(1) == self.labels[last_seen]
         flagged, unsure = before["flagged"] & both, before["unsure"] & both
+        moved = {k: v if v is None or isinstance(v, int) else round(v, 4)
+                 for k, v in resolved(flagged, unsure, right).items()}
         return {"accuracy_before": round(float(1.0 - (flagged | unsure)[both].mean()), 4),
-                "accuracy_after": round(float(right[both].mean()), 4), "samples": int(both.sum()),
-                "flagged": int(flagged.sum()), "unsure": int(unsure.sum()),
-                "flags_resolved": round(float(right[flagged].mean()), 4) if flagged.any() else None,
-                "unsure_resolved": round(float(right[unsure].mean()), 4) if unsure.any() else None}
+                "accuracy_after": round(float(right[both].mean()), 4), "samples": int(both.sum()), **moved}
 
     def _judge_labels(self, last=None, last_seen=None):
         from .evidence import COLLAPSED_SPREAD, spread

@@ -487,12 +487,24 @@ def flags_resolved(before, after, labels) -> dict:
     wrong, and ``flags_resolved`` / ``unsure_resolved``, the share of each predicted as labelled by ``after`` (None
     where there were none). Flags resolving at a small fraction of the rate of its unsure mistakes are not samples
     it has not learnt yet (:data:`FLAGS_LEARNT_RATE`)."""
+    labels = np.asarray(labels)
+    flagged, unsure = mistakes(before, labels)
+    return resolved(flagged, unsure, np.asarray(after).argmax(1) == labels)
+
+
+def mistakes(probs, labels) -> tuple[np.ndarray, np.ndarray]:
+    """``(flagged, unsure)`` boolean masks of a model's mistakes from its class probabilities ``probs`` (N, C): the
+    samples confident learning flags, and the others it predicts as another class than their label."""
     from .select import confident_noise
 
     labels = np.asarray(labels)
-    flagged = confident_noise(before, labels, "confident")["suspect"]
-    unsure = (np.asarray(before).argmax(1) != labels) & ~flagged
-    right = np.asarray(after).argmax(1) == labels
+    flagged = confident_noise(probs, labels, "confident")["suspect"]
+    return flagged, (np.asarray(probs).argmax(1) != labels) & ~flagged
+
+
+def resolved(flagged, unsure, right) -> dict:
+    """:func:`flags_resolved`'s figures from the earlier mistakes (:func:`mistakes`) and ``right``, which samples the
+    later model predicts as labelled."""
     return {"flagged": int(flagged.sum()), "unsure": int(unsure.sum()),
             "flags_resolved": float(right[flagged].mean()) if flagged.any() else None,
             "unsure_resolved": float(right[unsure].mean()) if unsure.any() else None}
