@@ -612,3 +612,120 @@ def test_a_run_still_learning_in_its_window_keeps_labels_it_flags_but_not_wrong_
     d = noise.evidence_decision
     assert d["window_moved"]["flags_resolved"] == 0.0 and d["credible"] and "why" not in d
     assert (noise.suspect == (kind == 1)).all()
+
+
+def _stretched_loop(pruner, model, opt, sched, loader, epochs, lrs, orders):
+    for epoch in epochs:
+        pruner.set_epoch(epoch)
+        orders.append(pruner.order.copy())
+        for idx, x, y in loader:
+            logits = model(x)
+            loss = pruner.update(idx, F.cross_entropy(logits, y, reduction="none"), logits=logits, targets=y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            lrs.append(opt.param_groups[0]["lr"])
+
+
+def test_a_per_step_scheduler_stretched_over_pruned_epochs_ends_where_the_full_run_ends():
+    """OneCycleLR built for the full data's steps: stepped plainly, a pruned run stops part way through it; through
+    pruner.stretch every epoch covers its own part of the schedule and the run ends at its last step."""
+    x, y = _blobs(n=200)
+    epochs = 6
+    lrs = {}
+    for stretched in (False, True):
+        model = _mlp()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        pruner = DynamicPruner(ArrayDataset(x, y), model=model, epochs=epochs, ratio=0.5, method="random_dynamic",
+                               delta=1.0, optimizer=opt)
+        loader = DataLoader(pruner.dataset, batch_sampler=pruner.batch_sampler(16))
+        total = epochs * 13                                       # 13 batches of 16 in the full data
+        inner = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=total)
+        sched = pruner.stretch(inner, loader, total) if stretched else inner
+        lrs[stretched] = []
+        _stretched_loop(pruner, model, opt, sched, loader, range(epochs), lrs[stretched], [])
+    ref_opt = torch.optim.SGD(_mlp().parameters(), lr=0.1)
+    ref_sched = torch.optim.lr_scheduler.OneCycleLR(ref_opt, max_lr=0.1, total_steps=total)
+    ref = [ref_opt.param_groups[0]["lr"]]
+    for _ in range(total):
+        ref_opt.step()
+        ref_sched.step()
+        ref.append(ref_opt.param_groups[0]["lr"])
+    assert len(lrs[True]) == len(lrs[False]) == 6 * 7                           # 100 of 200 samples an epoch
+    assert lrs[False][-1] == pytest.approx(ref[42]) and lrs[False][-1] > 0.05   # plainly: stopped near the peak
+    assert inner.last_epoch == total and lrs[True][-1] == pytest.approx(ref[-1]) and ref[-1] < 1e-4
+    # after the j-th of an epoch's n batches the schedule stands where the full run's would: step 13 (e + j / n)
+    step = 0
+    for e, n in enumerate([7] * 6):
+        for j in range(1, n + 1):
+            assert lrs[True][step] == pytest.approx(ref[round(total * (e + j / n) / epochs)])
+            step += 1
+
+
+def test_a_stretched_scheduler_refuses_more_steps_than_the_epoch_has_batches():
+    x, y = _blobs(n=64)
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    pruner = DynamicPruner(ArrayDataset(x, y), model=model, epochs=2, ratio=0.5, method="random_dynamic")
+    loader = DataLoader(pruner.dataset, batch_sampler=pruner.batch_sampler(16))
+    sched = pruner.stretch(torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=8), loader, 8)
+    for _ in range(2):                                            # 32 of 64 samples: 2 batches
+        opt.step()
+        sched.step()
+    with pytest.raises(ValueError, match="stepped 3 times in epoch 0, which has 2 batches"):
+        sched.step()
+    with pytest.raises(ValueError, match="total_steps must be"):
+        pruner.stretch(torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=8), loader, 0)
+
+
+def test_a_run_resumed_from_state_dict_draws_and_scores_as_the_uninterrupted_run():
+    """Saved mid-way through dynamic's evidence window (epochs 1-2 of 10) with torch.save and read back with
+    weights_only=True: the same kept set every epoch, scores, set-aside labels, decision and learning rates."""
+    import io
+
+    x, y = _blobs(n=300, classes=3)
+    noisy = y.copy()
+    noisy[::10] = (y[::10] + 1) % 3
+
+    def make():
+        model = _mlp()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        pruner = DynamicPruner(ArrayDataset(x, noisy), model=model, epochs=10, ratio=0.3, method="dynamic", seed=4,
+                               optimizer=opt)
+        loader = DataLoader(pruner.dataset, batch_sampler=pruner.batch_sampler(16))
+        total = 10 * len(loader)
+        sched = pruner.stretch(torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=total), loader, total)
+        return model, opt, pruner, loader, sched
+
+    model, opt, pruner, loader, sched = make()
+    lrs, orders = [], []
+    torch.manual_seed(1)
+    _stretched_loop(pruner, model, opt, sched, loader, range(10), lrs, orders)
+    pruner.end_epoch()
+    assert pruner.evidence_decision["credible"] and pruner.suspect.sum() >= 15
+
+    model, opt, first, loader, sched = make()
+    lrs2, orders2 = [], []
+    torch.manual_seed(1)
+    _stretched_loop(first, model, opt, sched, loader, range(2), lrs2, orders2)
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "pruner": first.state_dict()}, buf)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=True)
+    model, opt, resumed, loader, sched = make()
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["opt"])
+    sched.load_state_dict(saved["sched"])
+    resumed.load_state_dict(saved["pruner"])
+    _stretched_loop(resumed, model, opt, sched, loader, range(2, 10), lrs2, orders2)
+    resumed.end_epoch()
+    assert all(np.array_equal(a, b) for a, b in zip(orders, orders2, strict=True))
+    assert np.allclose(lrs, lrs2)
+    assert np.allclose(pruner.scores, resumed.scores) and np.array_equal(pruner.suspect, resumed.suspect)
+    assert pruner.evidence_decision == resumed.evidence_decision
+    assert pruner.saved_fraction == resumed.saved_fraction
+    other = DynamicPruner(ArrayDataset(x, noisy), model=_mlp(), epochs=10, ratio=0.5, method="dynamic", seed=4)
+    with pytest.raises(ValueError, match="ratio 0.3 saved, 0.5 here"):
+        other.load_state_dict(saved["pruner"])

@@ -260,6 +260,72 @@ class EpochSampler(Sampler):
         return len(self.pruner.shard())
 
 
+class StretchedScheduler:
+    """:meth:`DynamicPruner.stretch`: a learning-rate scheduler built for the full data's steps, stepped along a
+    pruned run's progress through its epochs.
+
+    A pruned epoch has fewer batches than a full one, so a scheduler stepped once per batch (``OneCycleLR``,
+    a per-step cosine, warm-up) and built with ``total_steps = epochs x full-data batches`` would stop part way:
+    the run ends at the high learning rates of its middle. Each :meth:`step` here advances the wrapped scheduler
+    to ``round(total_steps x (epoch + j / n) / epochs)`` after the ``j``-th of the epoch's ``n`` batches (``n``
+    is ``len(loader)``, read when the epoch begins), so every epoch covers the same part of the schedule as it
+    would on the full data and the run ends at its last step, whatever was skipped. A pruned epoch therefore
+    advances the schedule by more than one step per batch (the wrapped scheduler is stepped several times); an
+    epoch stepped fewer times than it has batches (gradient accumulation) catches up when the next one begins.
+    """
+
+    def __init__(self, pruner: DynamicPruner, scheduler, loader, total_steps: int):
+        if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
+            raise ValueError(f"total_steps must be the integer number of steps the scheduler was built for "
+                             f"(epochs x full-data batches per epoch), got {total_steps!r}")
+        if not hasattr(scheduler, "step") or not hasattr(scheduler, "last_epoch"):
+            raise TypeError(f"expected a torch.optim.lr_scheduler scheduler stepped per batch, got "
+                            f"{type(scheduler).__name__}")
+        try:
+            len(loader)
+        except TypeError:
+            raise TypeError(f"loader must have a length (the DataLoader over pruner.dataset, or "
+                            f"pruner.batch_sampler(B)); got {type(loader).__name__}") from None
+        self.pruner, self.scheduler, self.loader, self.total_steps = pruner, scheduler, loader, int(total_steps)
+        self._start = int(scheduler.last_epoch)            # the wrapped scheduler's steps before the run
+        self._epoch, self._batch, self._batches = None, 0, 1
+
+    def _target(self, epoch: float) -> int:
+        return self._start + int(round(self.total_steps * min(epoch / self.pruner.epochs, 1.0)))
+
+    def _advance(self, to: int) -> None:
+        while self.scheduler.last_epoch < to:
+            self.scheduler.step()
+
+    def step(self) -> None:
+        """Call once per optimizer step, as you would call the wrapped scheduler's ``step()``."""
+        epoch = self.pruner.epoch
+        if epoch != self._epoch:
+            self._advance(self._target(epoch))              # catch up where the last epoch stepped fewer times
+            self._epoch, self._batch, self._batches = epoch, 0, max(len(self.loader), 1)
+        self._batch += 1
+        if self._batch > self._batches:
+            raise ValueError(f"the scheduler was stepped {self._batch} times in epoch {epoch}, which has "
+                             f"{self._batches} batches (len(loader)): step it once per optimizer step, with the "
+                             "loader that reads pruner.dataset")
+        self._advance(self._target(epoch + self._batch / self._batches))
+
+    def get_last_lr(self) -> list:
+        return self.scheduler.get_last_lr()
+
+    def state_dict(self) -> dict:
+        return {"scheduler": self.scheduler.state_dict(), "start": self._start, "epoch": self._epoch,
+                "batch": self._batch, "batches": self._batches, "total_steps": self.total_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["total_steps"] != self.total_steps:
+            raise ValueError(f"the saved scheduler stretched {state['total_steps']} steps, this one "
+                             f"{self.total_steps}")
+        self.scheduler.load_state_dict(state["scheduler"])
+        self._start, self._epoch, self._batch, self._batches = \
+            state["start"], state["epoch"], state["batch"], state["batches"]
+
+
 class DynamicPruner:
     """Prune while training; see the module docstring for the loop and the methods.
 
@@ -442,6 +508,65 @@ class DynamicPruner:
         changes every epoch, and a tail of 2-3 samples at batch 32 can wreck a trained model. For
         ``DataLoader(pruner.dataset, batch_sampler=pruner.batch_sampler(32))``."""
         return EpochBatchSampler(self, batch_size)
+
+    def stretch(self, scheduler, loader, total_steps: int) -> StretchedScheduler:
+        """A scheduler stepped per batch, built for the full data (``total_steps`` = epochs x full-data batches
+        per epoch, as for an unpruned run), stepped along this run's progress instead: every epoch covers the
+        part of the schedule it would on the full data, so the run ends at the schedule's end. Call the
+        returned object's ``step()`` once per optimizer step::
+
+            steps = E * math.ceil(len(train_set) / B)           # as for the unpruned run
+            sched = pruner.stretch(OneCycleLR(opt, 0.1, total_steps=steps), loader, steps)
+
+        ``loader``: anything whose ``len()`` is the current epoch's number of batches (the DataLoader over
+        ``pruner.dataset``, or ``pruner.batch_sampler(B)``), read when each epoch begins. (``len(loader)`` before
+        the loop is the full data's only for ``dynamic`` and ``infobatch``, which read all of epoch 0;
+        ``random_dynamic`` prunes from epoch 0.) A scheduler stepped per epoch needs none of this."""
+        return StretchedScheduler(self, scheduler, loader, total_steps)
+
+    # What state_dict() holds: numpy arrays as tensors (torch.load(weights_only=True) reads them back).
+    _STATE_ARRAYS = ("latest_loss", "_score", "_scored", "_probs_sum", "_probs_count", "suspect")
+
+    def state_dict(self) -> dict:
+        """The pruner's state at an epoch boundary, for resuming a long run: ``torch.save({"model": ...,
+        "pruner": pruner.state_dict()}, path)`` after the epoch's last step, then build the pruner as before
+        and ``load_state_dict`` before the next ``set_epoch``. The epoch in progress is closed first (its
+        records folded into the scores), as :meth:`set_epoch` would."""
+        self.end_epoch()
+        state = {"version": 1, "method": self.method, "n": len(self.labels), "epochs": self.epochs,
+                 "ratio": self.ratio, "seed": self.seed, "delta": self.delta, "epoch": self.epoch,
+                 "kept_counts": list(self.kept_counts), "passes": int(self.passes),
+                 "evidence_decision": self.evidence_decision, "candidate_factor": self.candidate_factor,
+                 "labels": torch.from_numpy(self.labels)}
+        for name in self._STATE_ARRAYS:
+            value = getattr(self, name)
+            state[name] = None if value is None else torch.from_numpy(np.ascontiguousarray(value))
+        state["before"] = None if self._before is None else \
+            {k: torch.from_numpy(v) for k, v in self._before.items()}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from :meth:`state_dict`: the pruner must be built for the same data, method, epochs, ratio,
+        seed and delta; the next ``set_epoch(e)`` draws epoch ``e`` as the uninterrupted run would."""
+        mine = {"method": self.method, "n": len(self.labels), "epochs": self.epochs, "ratio": self.ratio,
+                "seed": self.seed, "delta": self.delta}
+        differ = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
+        if differ:
+            raise ValueError("the saved pruner state was made for another run: " + "; ".join(
+                f"{k} {saved!r} saved, {now!r} here" for k, (saved, now) in differ.items()))
+        if not np.array_equal(state["labels"].numpy(), self.labels):
+            raise ValueError("the saved pruner state was made for a dataset with other labels (same length)")
+        for name in self._STATE_ARRAYS:
+            value = state[name]
+            setattr(self, name, None if value is None else value.numpy().copy())
+        self._before = None if state["before"] is None else {k: v.numpy().copy() for k, v in state["before"].items()}
+        self.evidence_decision = dict(state["evidence_decision"])
+        self.kept_counts, self.passes = list(state["kept_counts"]), int(state["passes"])
+        self.candidate_factor = state["candidate_factor"]
+        # The next set_epoch draws afresh from the loaded state (None: no epoch of this process drawn yet).
+        self.epoch, self._open, self._step_losses = None, False, []
+        if self.records is not None:
+            self.records.discard()                     # nothing recorded before the resume counts
 
     def close(self) -> None:
         """Remove the forward hook (``dynamic``)."""

@@ -135,6 +135,10 @@ class HeadRecords:
         self.delta[idx] = delta.cpu().numpy()
         self.p[idx] = p.cpu().numpy()
 
+    def discard(self):
+        """Drop the batches kept since the last flush (a resumed run's records start afresh)."""
+        self._pending, self._pending_bytes = [], 0
+
     def allocate(self, width: int, classes: int):
         n = self.n
         if self.cache_mb is not None and n * (width + 2 * classes) * 4 > self.cache_mb * 2 ** 20:
