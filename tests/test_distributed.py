@@ -140,7 +140,8 @@ def _pruned_run(method):
     train(net, ds, epochs=8, batch_size=16, lr=0.1, seed=5, pruner=pruner)
     scores = pruner.scores
     pruner.close()
-    return kept, np.where(np.isfinite(scores), scores, 0.0), pruner.saved_fraction
+    state = {f"state_{k}": v.numpy() for k, v in pruner.state_dict().items() if isinstance(v, torch.Tensor)}
+    return kept, np.where(np.isfinite(scores), scores, 0.0), pruner.saved_fraction, state
 
 
 def _pruner_worker(rank, world, init_file, out_dir, method):
@@ -149,8 +150,8 @@ def _pruner_worker(rank, world, init_file, out_dir, method):
     _stage(rank, out_dir, f"joined-{method}")
     ok = False
     try:
-        kept, scores, saved = _pruned_run(method)
-        np.savez(os.path.join(out_dir, f"{method}{rank}.npz"), scores=scores, saved=saved,
+        kept, scores, saved, state = _pruned_run(method)
+        np.savez(os.path.join(out_dir, f"{method}{rank}.npz"), scores=scores, saved=saved, **state,
                  kept=np.array([np.pad(k, (0, N - len(k)), constant_values=-1) for k in kept]))
         ok = True
     finally:
@@ -160,7 +161,7 @@ def _pruner_worker(rank, world, init_file, out_dir, method):
 def test_dynamic_pruning_under_two_gloo_processes_matches_one(tmp_path):
     for method in ("infobatch", "random_dynamic", "dynamic"):
         _spawn(_pruner_worker, (2, str(tmp_path / f"init-{method}"), str(tmp_path), method), str(tmp_path))
-        kept, scores, saved = _pruned_run(method)
+        kept, scores, saved, state = _pruned_run(method)
         ref = np.array([np.pad(k, (0, N - len(k)), constant_values=-1) for k in kept])
         for rank in (0, 1):
             got = np.load(tmp_path / f"{method}{rank}.npz")
@@ -168,3 +169,7 @@ def test_dynamic_pruning_under_two_gloo_processes_matches_one(tmp_path):
             assert float(got["saved"]) == saved
             err = np.max(np.abs(got["scores"] - scores)) / np.max(np.abs(scores))
             assert err <= 1e-6, f"{method}, rank {rank}: scores differ by {err:.1e}"
+            for key, value in state.items():        # the state to save for a resume: any rank's is the run's
+                a, b = np.nan_to_num(got[key].astype(np.float64)), np.nan_to_num(value.astype(np.float64))
+                assert np.max(np.abs(a - b), initial=0) <= 1e-6 * max(np.max(np.abs(b), initial=0), 1e-12), \
+                    f"{method}, rank {rank}: {key} differs from one process's"
