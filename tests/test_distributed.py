@@ -173,3 +173,71 @@ def test_dynamic_pruning_under_two_gloo_processes_matches_one(tmp_path):
                 a, b = np.nan_to_num(got[key].astype(np.float64)), np.nan_to_num(value.astype(np.float64))
                 assert np.max(np.abs(a - b), initial=0) <= 1e-6 * max(np.max(np.abs(b), initial=0), 1e-12), \
                     f"{method}, rank {rank}: {key} differs from one process's"
+
+
+class _NcclAlone:
+    """torch.distributed as dataprune sees it under a default group of NCCL alone: host data (CPU tensors,
+    pickled objects) on the default group fails as NCCL fails; a group passed explicitly (the gloo one
+    dataprune makes for host data) works."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def get_backend(self, group=None):
+        return "nccl" if group is None else self._real.get_backend(group)
+
+    def all_reduce(self, tensor, *args, group=None, **kw):
+        if group is None and tensor.device.type == "cpu":
+            raise RuntimeError("No backend type associated with device type cpu")
+        return self._real.all_reduce(tensor, *args, group=group, **kw)
+
+    def all_gather_object(self, out, obj, group=None):
+        if group is None:
+            raise RuntimeError("all_gather_object on the NCCL group without a device set")
+        return self._real.all_gather_object(out, obj, group=group)
+
+    def broadcast_object_list(self, box, src=0, group=None, **kw):
+        if group is None:
+            raise RuntimeError("broadcast_object_list on the NCCL group without a device set")
+        return self._real.broadcast_object_list(box, src=src, group=group, **kw)
+
+
+def _nccl_alone_worker(rank, world, init_file, out_dir):
+    import dataprune.distributed as dpdist
+
+    torch.set_num_threads(1)
+    model, cks, ds = _setup()
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    dpdist.dist = _NcclAlone(dist)                      # dataprune's view only: DDP itself runs on gloo
+    _stage(rank, out_dir, "joined-nccl")
+    ok = False
+    try:
+        got = _scores(model, cks, ds)
+        kept, scores, saved, _ = _pruned_run("dynamic")
+        np.savez(os.path.join(out_dir, f"nccl{rank}.npz"), scores=scores, saved=saved,
+                 kept=np.array([np.pad(k, (0, N - len(k)), constant_values=-1) for k in kept]),
+                 **{f"static_{k}": v for k, v in got.items()}, host_group=dpdist.host_group() is not None)
+        ok = True
+    finally:
+        dpdist.dist = dist
+        _leave(rank, out_dir, ok)
+
+
+def test_host_data_goes_over_a_gloo_group_where_the_default_group_is_nccl_alone(tmp_path):
+    """On GPUs torchrun joins NCCL, which reduces device tensors only: the pruner's per-epoch sums (numpy on
+    the host), the scorer's additivity check and the gathered per-sample results used the default group and
+    would fail there. They go over a gloo group made for host data; results equal one process's."""
+    _spawn(_nccl_alone_worker, (2, str(tmp_path / "init-nccl"), str(tmp_path)), str(tmp_path))
+    kept, scores, saved, _ = _pruned_run("dynamic")
+    ref_static = _scores(*_setup())
+    ref = np.array([np.pad(k, (0, N - len(k)), constant_values=-1) for k in kept])
+    for rank in (0, 1):
+        got = np.load(tmp_path / f"nccl{rank}.npz")
+        assert bool(got["host_group"])
+        assert np.array_equal(got["kept"], ref) and float(got["saved"]) == saved
+        assert np.max(np.abs(got["scores"] - scores)) <= 1e-6 * np.max(np.abs(scores))
+        for k, v in ref_static.items():
+            assert np.max(np.abs(got[f"static_{k}"] - v)) <= 1e-6 * np.max(np.abs(v)), k

@@ -48,12 +48,37 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
+_HOST_GROUP: tuple | None = None        # (the default group it was made for, the gloo group)
+
+
+def _backend() -> str:
+    return str(dist.get_backend()).lower()
+
+
+def host_group():
+    """The process group for collectives of host data (CPU tensors, pickled objects): the default group where
+    its backend handles CPU tensors (gloo, or ``"cpu:gloo,cuda:nccl"``); under NCCL alone, which reduces device
+    tensors only ("No backend type associated with device type cpu"), a gloo group over the same ranks, made
+    once. Every rank reaches it at the same collective, so every rank makes it at the same point."""
+    global _HOST_GROUP
+    if "gloo" in _backend():
+        return None
+    world = dist.group.WORLD
+    if _HOST_GROUP is None or _HOST_GROUP[0] is not world:
+        _HOST_GROUP = (world, dist.new_group(backend="gloo"))
+    return _HOST_GROUP[1]
+
+
 def all_reduce_sum_(tensors) -> None:
-    """Sum tensors across ranks in place (a no-op in one process)."""
+    """Sum tensors across ranks in place (a no-op in one process): CPU tensors over :func:`host_group`, device
+    tensors over NCCL, or through the host where the backend is gloo alone."""
     if not is_distributed():
         return
+    nccl = "nccl" in _backend()
     for t in tensors:
-        if dist.get_backend() == "nccl" or t.device.type == "cpu":
+        if t.device.type == "cpu":
+            dist.all_reduce(t, group=host_group())
+        elif nccl:
             dist.all_reduce(t)
         else:  # gloo with CUDA tensors: reduce on the CPU
             host = t.cpu()
@@ -66,7 +91,7 @@ def gather_blocks(local: np.ndarray, n: int) -> np.ndarray:
     if not is_distributed():
         return local
     blocks = [None] * world_size()
-    dist.all_gather_object(blocks, np.asarray(local))
+    dist.all_gather_object(blocks, np.asarray(local), group=host_group())
     out = np.concatenate(blocks)
     if len(out) != n:
         raise RuntimeError(f"gathered {len(out)} per-sample results for {n} samples")
@@ -84,9 +109,11 @@ def shutdown(ok: bool = True) -> None:
     end the peer with SIGABRT. After an error no barrier (the other ranks may be gone)."""
     if not (dist.is_available() and dist.is_initialized()):
         return
+    global _HOST_GROUP
     if ok:
         dist.barrier()
     dist.destroy_process_group()
+    _HOST_GROUP = None
 
 
 def gather_objects(obj) -> list:
@@ -94,7 +121,7 @@ def gather_objects(obj) -> list:
     if not is_distributed():
         return [obj]
     out = [None] * world_size()
-    dist.all_gather_object(out, obj)
+    dist.all_gather_object(out, obj, group=host_group())
     return out
 
 
@@ -103,7 +130,7 @@ def broadcast_object(obj, src: int = 0):
     if not is_distributed():
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=src)
+    dist.broadcast_object_list(box, src=src, group=host_group())
     return box[0]
 
 
