@@ -729,3 +729,69 @@ def test_a_run_resumed_from_state_dict_draws_and_scores_as_the_uninterrupted_run
     other = DynamicPruner(ArrayDataset(x, noisy), model=_mlp(), epochs=10, ratio=0.5, method="dynamic", seed=4)
     with pytest.raises(ValueError, match="ratio 0.3 saved, 0.5 here"):
         other.load_state_dict(saved["pruner"])
+
+
+def _mixup_loop(pruner, model, epochs, targets_of, mix=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    pruner.optimizer = opt
+    loader = DataLoader(pruner.dataset, batch_sampler=pruner.batch_sampler(16))
+    for epoch in range(epochs):
+        pruner.set_epoch(epoch)
+        for idx, x, y in loader:
+            t = targets_of(y)
+            if mix:                                           # mixup with a partner from the same batch
+                lam = float(torch.distributions.Beta(0.4, 0.4).sample())
+                perm = torch.randperm(len(x), generator=g)
+                x, t = lam * x + (1 - lam) * x[perm], lam * t + (1 - lam) * t[perm]
+            logits = model(x)
+            losses = F.cross_entropy(logits, t, reduction="none")
+            loss = pruner.update(idx, losses, logits=logits, targets=t)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    pruner.end_epoch()
+
+
+def test_target_distributions_score_as_class_indices_and_mixup_sets_no_label_aside():
+    """(B, C) targets (mixup / cutmix) are the gradient's softmax - t: one-hot distributions give the class
+    indices' scores exactly; mixed inputs are no evidence about one label, so nothing is set aside, while the
+    same run on smoothed (unmixed) distributions sets aside the 10% wrong labels."""
+    x, y = _blobs(n=300, classes=3)
+    runs = {}
+    for kind in ("indices", "onehot"):
+        model = _mlp()
+        pruner = DynamicPruner(ArrayDataset(x, y), model=model, epochs=6, ratio=0.5, method="dynamic", seed=2)
+        _mixup_loop(pruner, model, 6, (lambda t: t) if kind == "indices" else (lambda t: F.one_hot(t, 3).float()))
+        runs[kind] = pruner
+    assert runs["indices"].suspect.sum() == 0 and runs["indices"].evidence_decision["credible"]
+    assert np.allclose(runs["indices"].scores, runs["onehot"].scores, rtol=1e-5, atol=1e-8)
+    assert runs["indices"].kept_counts == runs["onehot"].kept_counts
+    noisy = y.copy()
+    noisy[::10] = (y[::10] + 1) % 3
+    for mix in (False, True):
+        torch.manual_seed(0)
+        model = _mlp()
+        torch.manual_seed(1)
+        pruner = DynamicPruner(ArrayDataset(x, noisy), model=model, epochs=10, ratio=0.3, method="dynamic")
+        _mixup_loop(pruner, model, 10, lambda t: F.one_hot(t, 3).float() * 0.9 + 0.1 / 3, mix=mix)
+        d = pruner.evidence_decision
+        if mix:
+            assert pruner.suspect.sum() == 0 and not d["credible"] and "target distributions" in d["why"]
+            assert np.isfinite(pruner.scores).all()
+        else:                                                 # smoothed labels: read as the labels
+            assert d["credible"] and pruner.suspect[::10].sum() >= 15
+            assert pruner.suspect[np.arange(300) % 10 > 0].sum() <= 3
+
+
+def test_targets_neither_class_indices_nor_distributions_are_refused_at_the_step():
+    x, y = _blobs(n=64)
+    model = _mlp()
+    pruner = DynamicPruner(ArrayDataset(x, y), model=model, epochs=2, ratio=0.5, method="dynamic")
+    logits = model(x[:8])
+    losses = F.cross_entropy(logits, torch.as_tensor(y[:8]), reduction="none")
+    with pytest.raises(ValueError, match=r"targets of shape \(8,\) \(torch.float32\) for a batch of 8: expected"):
+        pruner.update(torch.arange(8), losses, logits=logits, targets=torch.as_tensor(y[:8]).float())
+    model(x[:8])
+    with pytest.raises(ValueError, match=r"targets of shape \(8, 2\)"):
+        pruner.update(torch.arange(8), losses, logits=logits, targets=torch.zeros(8, 2))

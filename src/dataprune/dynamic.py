@@ -387,6 +387,7 @@ class DynamicPruner:
         self._epoch_lr = 1.0
         self._open = False                                  # records of a drawn epoch not yet folded in
         self._before = None                                 # the window's last epoch but one: its mistakes
+        self._mixed = None                                  # whether update() got mixed target distributions
         self.candidate_factor = CANDIDATE_FACTOR
         self.records = None
         if method == "dynamic":
@@ -441,7 +442,12 @@ class DynamicPruner:
                targets: torch.Tensor | None = None) -> torch.Tensor:
         """Record the batch and return the loss to back-propagate: the mean of ``losses`` (B,), each
         weighted by its sample's weight this epoch. ``logits`` may be the model's output itself (a Hugging Face
-        ``ModelOutput``: its ``logits`` field is read)."""
+        ``ModelOutput``: its ``logits`` field is read). ``targets`` (``dynamic``): the batch's class indices (B,),
+        or the target distributions it was trained on (B, C); the head terms use their gradient (softmax -
+        target). Distributions that mix samples (mixup, cutmix: a row's largest weight not on its own label, or
+        its weight differing between rows) mean no label is set aside: the predictions of mixed inputs are no
+        evidence about one label. One-hot or smoothed distributions (the same weight on every row's label) are
+        read as the labels. With mixup pass the mixed distributions, not one partner's class indices."""
         logits = None if logits is None else logits_of(logits)
         idx_np = idx.detach().cpu().numpy() if isinstance(idx, torch.Tensor) else np.asarray(idx)
         idx_np = idx_np.astype(np.int64, copy=False)
@@ -456,6 +462,14 @@ class DynamicPruner:
         if self.method == "dynamic":
             if logits is None or targets is None:
                 raise ValueError("method 'dynamic' needs logits= and targets= in update()")
+            if torch.is_tensor(targets) and targets.dim() == 2 and targets.shape == logits.shape:
+                # Target distributions: mixed (mixup, cutmix) unless every row puts its largest weight on the
+                # sample's own label, the same weight in every row (one-hot, or smoothed labels). Kept as a
+                # device tensor: no synchronisation per step.
+                own_label = torch.as_tensor(self.labels[idx_np], device=targets.device)
+                own = targets.gather(1, own_label[:, None])
+                mixed = (targets.argmax(1) != own_label).any() | (own.max() - own.min() > 1e-6)
+                self._mixed = mixed if self._mixed is None else self._mixed | mixed
             if not self.records.record(idx_np, logits, targets):
                 raise ValueError("method 'dynamic' reads the classifier head's (B, D) input from the forward pass "
                                  "of the logits passed to update(); call update() right after model(x)")
@@ -537,6 +551,7 @@ class DynamicPruner:
                  "ratio": self.ratio, "seed": self.seed, "delta": self.delta, "epoch": self.epoch,
                  "kept_counts": list(self.kept_counts), "passes": int(self.passes),
                  "evidence_decision": self.evidence_decision, "candidate_factor": self.candidate_factor,
+                 "mixed": None if self._mixed is None else bool(self._mixed),
                  "labels": torch.from_numpy(self.labels)}
         for name in self._STATE_ARRAYS:
             value = getattr(self, name)
@@ -563,6 +578,7 @@ class DynamicPruner:
         self.evidence_decision = dict(state["evidence_decision"])
         self.kept_counts, self.passes = list(state["kept_counts"]), int(state["passes"])
         self.candidate_factor = state["candidate_factor"]
+        self._mixed = None if state["mixed"] is None else torch.tensor(state["mixed"])
         # The next set_epoch draws afresh from the loaded state (None: no epoch of this process drawn yet).
         self.epoch, self._open, self._step_losses = None, False, []
         if self.records is not None:
@@ -741,7 +757,9 @@ class DynamicPruner:
         confidence = float(probs[seen].max(1).mean())
         moved = self._still_learning(last, last_seen)
         learning = moved is not None and still_learning(moved)
-        credible = bool(spread_ >= COLLAPSED_SPREAD and confidence >= CREDIBLE_CONFIDENCE and not learning)
+        soft = self._mixed is not None and bool(self._mixed)        # mixup / cutmix: inputs were mixed
+        credible = bool(spread_ >= COLLAPSED_SPREAD and confidence >= CREDIBLE_CONFIDENCE and not learning
+                        and not soft)
         start, stop = self.evidence_epochs()
         epochs = list(range(start + 1, stop + 1))
         self.evidence_decision = {"flagged_share": share, "spread": round(spread_, 4), "credible": credible,
@@ -752,7 +770,13 @@ class DynamicPruner:
                                   "evidence_epochs": epochs}
         if moved is not None:
             self.evidence_decision["window_moved"] = moved
-        if spread_ < COLLAPSED_SPREAD:
+        if soft:
+            self.evidence_decision["why"] = (
+                f"the run trained on target distributions over epochs {epochs} (update() got (B, C) targets: mixup, "
+                "cutmix or labels given as distributions): its predictions of mixed inputs say nothing about one "
+                "sample's own label, so no label was set aside. The scores still rank the samples (their class-wise "
+                "MoSo terms use the gradient of the targets given)")
+        elif spread_ < COLLAPSED_SPREAD:
             self.evidence_decision["why"] = (
                 f"the run's predictions over epochs {epochs} had collapsed onto few classes: they spread over "
                 f"{spread_:.0%} of the classes the labels spread over, needs {COLLAPSED_SPREAD:.0%}; no label was "

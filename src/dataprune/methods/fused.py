@@ -112,6 +112,15 @@ class HeadRecords:
             raise ValueError(f"the classifier's input has shape {tuple(a.shape)} for a batch of {len(idx)}; "
                              f"{self.what} needs (B, D) from the forward pass of the logits it is given")
         self._captured = None
+        targets = torch.as_tensor(targets)
+        soft = targets.dim() == 2
+        if soft and (targets.shape != logits.shape or not targets.is_floating_point()):
+            raise ValueError(f"targets of shape {tuple(targets.shape)} ({targets.dtype}) for logits of shape "
+                             f"{tuple(logits.shape)}: expected class indices (B,) or target distributions (B, C) as "
+                             "floats (mixup / cutmix / smoothed labels)")
+        if not soft and (targets.shape != (len(idx),) or targets.is_floating_point() or targets.dtype == torch.bool):
+            raise ValueError(f"targets of shape {tuple(targets.shape)} ({targets.dtype}) for a batch of {len(idx)}: "
+                             "expected integer class indices (B,), or target distributions (B, C) as floats")
         self._pending.append((np.asarray(idx, dtype=np.int64), a.detach(), logits.detach(), targets.detach()))
         self._pending_bytes += len(idx) * (a.shape[1] + logits.shape[1]) * 4
         if self._pending_bytes >= FLUSH_MB * 2 ** 20:
@@ -125,10 +134,15 @@ class HeadRecords:
         idx = np.concatenate([b[0] for b in self._pending])
         a = torch.cat([b[1] for b in self._pending]).float()
         p = torch.softmax(torch.cat([b[2] for b in self._pending]).float(), 1)
-        targets = torch.cat([b[3] for b in self._pending]).to(p.device)
+        if all(b[3].dim() == 1 for b in self._pending):
+            targets = torch.cat([b[3] for b in self._pending]).to(p.device)
+            delta = p.clone()
+            delta[torch.arange(len(targets), device=p.device), targets] -= 1
+        else:                               # target distributions: the gradient of their cross-entropy is p - t
+            delta = p - torch.cat([b[3].float() if b[3].dim() == 2 else
+                                   torch.nn.functional.one_hot(b[3].long(), p.shape[1]).float()
+                                   for b in self._pending]).to(p.device)
         self._pending, self._pending_bytes = [], 0
-        delta = p.clone()
-        delta[torch.arange(len(targets), device=p.device), targets] -= 1
         if self.a is None:
             self.allocate(a.shape[1], p.shape[1])
         self.a[idx] = a.cpu().numpy()
