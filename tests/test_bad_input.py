@@ -174,3 +174,27 @@ def test_items_dataprune_cannot_batch_are_named_before_training(item, match):
     with pytest.raises((TypeError, IndexError), match=match):
         dp.prune(make, Items(), ratio=0.5, epochs=1, batch_size=8)
     assert not built                                     # refused before any model was built
+
+
+def test_a_stream_is_refused_with_what_to_do_by_prune_train_and_the_pruner():
+    """An IterableDataset (or anything without indexing and a length) cannot be pruned by index: a specific
+    message instead of "object of type ... has no len()" from deep inside."""
+    from torch.utils.data import IterableDataset
+
+    import dataprune as dp
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            for i in range(10):
+                yield torch.randn(4), i % 2
+
+    model = torch.nn.Linear(4, 2)
+    match = r"Stream is not a map-style dataset \(indexable, with a length\).*Write the samples out first"
+    with pytest.raises(TypeError, match=match):
+        dp.prune(model, Stream(), ratio=0.5, epochs=1)
+    with pytest.raises(TypeError, match=match):
+        dp.DynamicPruner(Stream(), model=model, epochs=2)
+    with pytest.raises(TypeError, match=match):
+        dp.train(model, Stream(), epochs=1)
+    with pytest.raises(TypeError, match=r"generator is not a map-style dataset"):
+        dp.prune(model, ((torch.randn(4), i % 2) for i in range(10)), ratio=0.5, epochs=1)

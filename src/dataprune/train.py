@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from . import distributed as dist_utils
 from .data import as_pairs, get_augmentation, get_targets, iter_batches
 from .data.core import BatchReader
+from .data.views import check_map_style
 from .trajectory import Checkpoint, snapshot
 from .utils import check_logits, model_dtype, progress_bar, resolve_device, takes_logits
 
@@ -340,6 +341,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
 
 def _pairs(dataset, input_key, label_key):
     """``dataset`` read as (input, label) pairs: dict items through :func:`dataprune.data.as_pairs`."""
+    check_map_style(dataset)
     if len(dataset) == 0 and input_key is None and label_key is None:
         return dataset                               # the callers' own checks name the empty set
     return as_pairs(dataset, input_key=input_key, label_key=label_key)

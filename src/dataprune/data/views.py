@@ -46,6 +46,19 @@ def check_item(x, y, where: str = "item 0") -> None:
                         "the class names to 0..C-1 (e.g. {name: i for i, name in enumerate(sorted(names))})")
 
 
+def check_map_style(dataset) -> None:
+    """A ``TypeError`` that says what to do where ``dataset`` is a stream (``torch.utils.data.IterableDataset``,
+    a Hugging Face ``IterableDataset``, a generator) rather than indexable with a length: pruning keeps samples
+    by their index and every method reads each sample several times."""
+    if isinstance(dataset, torch.utils.data.IterableDataset) or not (hasattr(dataset, "__getitem__")
+                                                                     and hasattr(dataset, "__len__")):
+        raise TypeError(f"{type(dataset).__name__} is not a map-style dataset (indexable, with a length): dataprune "
+                        "keeps samples by their index and reads each several times, which a stream cannot give. "
+                        "Write the samples out first (e.g. a Hugging Face Dataset, arrays for "
+                        "dataprune.data.ArrayDataset, the npy or imagefolder layouts), or pass the map-style "
+                        "dataset the stream reads from")
+
+
 def _first_item(dataset):
     if len(dataset) == 0:
         raise ValueError("the dataset is empty")
@@ -155,6 +168,7 @@ class PairView(Dataset):
 def as_pairs(dataset, *, input_key=None, label_key=None):
     """``dataset`` as dataprune reads it: unchanged when its items are already ``(input, label)`` pairs
     (or it has ``get_batch``), else a :class:`PairView` (dict items: keys detected or given)."""
+    check_map_style(dataset)
     if input_key is None and label_key is None:
         if hasattr(dataset, "get_batch") or isinstance(dataset, PairView):
             return dataset                           # (a view already: no item read to find out)
