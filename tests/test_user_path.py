@@ -99,6 +99,18 @@ def test_dict_items_and_hugging_face_datasets():
     renamed = named.rename_column("label", "cls")
     assert dp.prune(_mlp, renamed, ratio=0.6, method="moso_class", epochs=2, batch_size=32,
                     label_key="cls").class_names == names
+
+    class Wrap(torch.utils.data.Dataset):                # a user's wrapper that keeps its dataset as .base
+        def __init__(self, base):
+            self.base = base
+
+        def __len__(self):
+            return len(self.base)
+
+        def __getitem__(self, i):
+            return self.base[i]
+
+    assert dp.prune(_mlp, Wrap(named), ratio=0.6, method="moso_class", epochs=2, batch_size=32).class_names == names
     # Keys that cannot be detected are named in the error, with what to pass.
     odd = DictSet(x, y, keys=("pixels", "cls"))
     with pytest.raises(KeyError, match=r"fields are \['pixels', 'cls', 'id'\]; pass input_key=\.\.\. and label_key"):

@@ -488,9 +488,12 @@ def _probe(model: torch.nn.Module, view, labels, device) -> None:
 def _class_names(dataset):
     """The class names: a ``classes`` attribute (torchvision, image folders; through Subsets and views), or the
     ``ClassLabel`` names of a Hugging Face dataset's label column, the field the wrapping view
-    (:class:`dataprune.data.views.PairView`) detected or was given; else None (the summary prints indices)."""
+    (:class:`dataprune.data.views.PairView`) detected or was given; else None (the summary prints indices).
+    Wrappers are followed through the attributes :data:`WRAPPED` (a Subset's ``dataset``, a user's ``base``...)."""
     key = None
-    while dataset is not None:
+    for _ in range(16):                             # (a wrapper that refers to itself ends the walk)
+        if dataset is None:
+            break
         names = getattr(dataset, "classes", None)
         key = getattr(dataset, "label_key", key)
         features = getattr(dataset, "features", None)
@@ -498,8 +501,14 @@ def _class_names(dataset):
             names = getattr(features.get(key), "names", None)
         if names is not None:
             return list(names)
-        dataset = getattr(dataset, "dataset", None)
+        dataset = next((inner for inner in (getattr(dataset, a, None) for a in WRAPPED)
+                        if hasattr(inner, "__getitem__") and hasattr(inner, "__len__")
+                        and not isinstance(inner, (np.ndarray, torch.Tensor))), None)
     return None
+
+
+# Attributes under which a wrapping dataset keeps the one it wraps, for the class names.
+WRAPPED = ("dataset", "base", "ds", "data_source")
 
 
 def sample_paths(dataset):
