@@ -74,6 +74,14 @@ from .train import _batches
 from .utils import logits_of
 
 METHODS = ("infobatch", "dynamic", "random_dynamic")
+# Rows per block where dynamic works through (N, C) arrays (ImageNet: 1.28M x 1000 probabilities).
+ROW_BLOCK = 1 << 14
+
+
+def _blocks(n: int):
+    return [(a, min(a + ROW_BLOCK, n)) for a in range(0, n, ROW_BLOCK)]
+
+
 # One line each for `dataprune list`.
 SUMMARIES = {
     "infobatch": "InfoBatch: skip a random share r of the below-mean-loss samples, up-weight the rest of them "
@@ -507,7 +515,10 @@ class DynamicPruner:
         if self._probs_sum is None:
             return {}
         count = np.maximum(self._probs_count, 1)[:, None]
-        return {"probs": (self._probs_sum / count).astype(np.float32)}
+        out = np.empty(self._probs_sum.shape, dtype=np.float32)
+        for a, b in _blocks(len(out)):
+            out[a:b] = self._probs_sum[a:b] / count[a:b]
+        return {"probs": out}
 
     def steps_in_epoch(self, batch_size: int, drop_last: bool = False) -> int:
         """Optimizer steps this epoch on this rank (for a scheduler stepped per batch), reading it with
@@ -679,9 +690,9 @@ class DynamicPruner:
             contrib, sq = classwise_head_terms(rec.a, rec.delta, self.groups, len(self.classes), local,
                                                bias=rec.bias, reduce=dist.sum_arrays if shared else None)
             contrib = (contrib if RANK_BY == "alignment" else np.sqrt(sq)) * self._epoch_lr
-            probs = np.where(local[:, None], rec.p, 0.0)
-            if shared:                                   # every sample was trained on by one rank
-                contrib, probs = dist.sum_arrays([contrib, probs])
+            if shared:                                   # a sample two ranks read (a padded shard): their mean
+                contrib, = dist.sum_arrays([contrib])
+                contrib = contrib / np.maximum(count, 1)
             first = seen & ~self._scored
             again = seen & self._scored
             self._score[first] = contrib[first]
@@ -689,14 +700,33 @@ class DynamicPruner:
             self._scored |= seen
             start, stop = self.evidence_epochs()
             if start <= self.epoch < stop:
+                probs = self._epoch_probs(local, count if shared else None)
                 if self._probs_sum is None:
                     self._probs_sum = np.zeros(probs.shape, dtype=np.float64)
-                self._probs_sum[seen] += probs[seen]
+                for a, b in _blocks(n):
+                    rows = a + np.flatnonzero(seen[a:b])
+                    self._probs_sum[rows] += probs[rows]
                 self._probs_count[seen] += 1
                 if self.epoch == stop - 2:                # the window's last epoch but one: what it got wrong
                     self._before = self._mistakes(probs, seen)
                 if self.epoch == stop - 1:
                     self._judge_labels(probs, seen)
+
+    def _epoch_probs(self, local, count=None) -> np.ndarray:
+        """(N, C) float32: the epoch's training-pass probabilities of the samples it read (0 elsewhere), every
+        rank's rows where ``count`` (how many ranks read each sample) is given. In one process, where the epoch
+        read every sample (the evidence window reads the full data), the records themselves: no copy."""
+        p = self.records.p
+        if count is None and local.all():
+            return p
+        out = np.zeros(p.shape, dtype=np.float32)
+        for a, b in _blocks(len(local)):
+            block = np.where(local[a:b, None], p[a:b], 0.0)
+            if count is not None:                        # blocks of rows: no (N, C) float64 all at once
+                block, = dist.sum_arrays([block])
+                block = block / np.maximum(count[a:b, None], 1)
+            out[a:b] = block
+        return out
 
     def evidence_epochs(self) -> tuple[int, int]:
         """``dynamic``: the 0-based epochs ``[start, stop)`` whose probabilities are the label evidence."""
@@ -711,7 +741,7 @@ class DynamicPruner:
 
         rows = np.flatnonzero(seen)
         flagged, unsure = np.zeros(len(self.labels), bool), np.zeros(len(self.labels), bool)
-        flagged[rows], unsure[rows] = mistakes(probs[seen], self.labels[seen])
+        flagged[rows], unsure[rows] = mistakes(probs if seen.all() else probs[seen], self.labels[seen])
         return {"seen": seen.copy(), "flagged": flagged, "unsure": unsure}
 
     def _still_learning(self, last, last_seen) -> dict | None:
@@ -725,7 +755,8 @@ class DynamicPruner:
             return None
         both = before["seen"] & last_seen
         right = np.zeros(len(self.labels), bool)
-        right[np.flatnonzero(last_seen)] = last[last_seen].argmax(1) == self.labels[last_seen]
+        right[np.flatnonzero(last_seen)] = (last if last_seen.all() else last[last_seen]).argmax(1) == \
+            self.labels[last_seen]
         flagged, unsure = before["flagged"] & both, before["unsure"] & both
         moved = {k: v if v is None or isinstance(v, int) else round(v, 4)
                  for k, v in resolved(flagged, unsure, right).items()}
@@ -740,21 +771,28 @@ class DynamicPruner:
         if not seen.any():
             return
         probs = self.evidence["probs"]
+        if not seen.all():
+            probs = probs[seen]
         labels = self.labels[seen]
-        info = confident_noise(probs[seen], labels, EVIDENCE_RULE)
+        info = confident_noise(probs, labels, EVIDENCE_RULE)
         suspect = info["suspect"].copy()
         share = float(suspect.mean())
-        rates = {int(c): float(suspect[labels == c].mean()) for c in np.unique(labels)}
+        rates = info["rate"]                             # each label's share flagged
         trusted = [c for c, r in rates.items() if CLASS_FLAG_FACTOR is not None and r > CLASS_FLAG_FACTOR * share]
         if CLASS_UNLEARNT_FACTOR is not None:
-            own = {int(c): float(probs[seen][labels == c, c].mean()) for c in np.unique(labels)}
+            # each label's mean probability of itself (one pass over the rows, the classes' members in order)
+            own_p = probs[np.arange(len(labels)), labels]
+            order = np.argsort(labels, kind="stable")
+            classes, starts = np.unique(labels[order], return_index=True)
+            own = {int(c): float(part.mean()) for c, part in zip(classes, np.split(own_p[order], starts[1:]),
+                                                                  strict=True)}
             top = max(own.values())
             trusted = sorted(set(trusted) | {c for c, t in own.items() if t < CLASS_UNLEARNT_FACTOR * top})
         suspect[np.isin(labels, trusted)] = False
-        predicted = probs[seen].argmax(1)
+        predicted = probs.argmax(1)
         spread_ = spread(predicted, labels)
         explained = float(((predicted == labels) | info["suspect"]).mean())
-        confidence = float(probs[seen].max(1).mean())
+        confidence = float(probs.max(1).mean())
         moved = self._still_learning(last, last_seen)
         learning = moved is not None and still_learning(moved)
         soft = self._mixed is not None and bool(self._mixed)        # mixup / cutmix: inputs were mixed

@@ -236,7 +236,9 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
     """
     if rule not in NOISE_RULES:
         raise ValueError(f"unknown noise rule {rule!r}; valid: {', '.join(NOISE_RULES)}")
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = np.asarray(probs)
+    if not np.issubdtype(probs.dtype, np.floating):
+        probs = probs.astype(np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     n, c = probs.shape
     if labels.shape != (n,):
@@ -245,37 +247,51 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
         raise ValueError(f"labels go up to {labels.max()} but probs has only {c} classes")
     thresholds = np.full(c, np.inf)
     for j in np.unique(labels):
-        thresholds[j] = max(probs[labels == j, j].mean(), 1e-12)
-    above = probs >= thresholds[None, :]
-    masked = np.where(above, probs, -np.inf)
-    confident = np.where(above.any(1), masked.argmax(1), -1)
+        thresholds[j] = max(np.asarray(probs[labels == j, j], dtype=np.float64).mean(), 1e-12)
+    divisor = np.where(np.isfinite(thresholds), thresholds, 1.0)[None, :]
+    # Row by row in blocks of ROW_BLOCK, in float64: the (N, C) temporaries stay one block's size (ImageNet:
+    # 1.28M x 1000 probabilities), with the values an all-at-once pass gives.
+    confident, margin, cmargin = np.empty(n, np.int64), np.empty(n), np.empty(n)
+    by_calibrated, not_argmax = np.empty(n, bool), np.empty(n, bool)
+    for a in range(0, n, ROW_BLOCK):
+        p, lab = np.asarray(probs[a:a + ROW_BLOCK], dtype=np.float64), labels[a:a + ROW_BLOCK]
+        above = p >= thresholds[None, :]
+        confident[a:a + ROW_BLOCK] = np.where(above.any(1), np.where(above, p, -np.inf).argmax(1), -1)
+        scaled = p / divisor
+        by_calibrated[a:a + ROW_BLOCK] = scaled.argmax(1) != lab
+        cmargin[a:a + ROW_BLOCK] = _label_margin(scaled, lab)
+        margin[a:a + ROW_BLOCK] = _label_margin(p, lab)
+        not_argmax[a:a + ROW_BLOCK] = p.argmax(1) != lab
     by_confident = (confident >= 0) & (confident != labels)
-    scaled = probs / np.where(np.isfinite(thresholds), thresholds, 1.0)[None, :]
-    by_calibrated = scaled.argmax(1) != labels
     if rule == "confident":
         suspect = by_confident
     elif rule == "confident_argmax":
-        suspect = by_confident & (probs.argmax(1) != labels)
+        suspect = by_confident & not_argmax
     elif rule == "argmax":
-        suspect = probs.argmax(1) != labels
+        suspect = not_argmax
     elif rule == "calibrated":
         suspect = by_calibrated
     elif rule == "rate":
-        suspect = _by_rate(scaled, labels, confident, by_calibrated)
+        suspect = _by_rate(cmargin, labels, confident, by_calibrated)
     elif rule in ("adaptive", "adaptive_rate"):
         if by_calibrated.mean() >= UNCREDIBLE_FROM:
             # A surrogate that contradicts most labels has not learnt the task (too short a run, too
             # little data): its opinion is no evidence. Only the confident flags remain, if credible.
             suspect = by_confident if by_confident.mean() < UNCREDIBLE_FROM else np.zeros(n, bool)
         elif noise_evident(by_confident.mean(), held_out_flagged):
-            suspect = by_calibrated if rule == "adaptive" else _by_rate(scaled, labels, confident, by_calibrated)
+            suspect = by_calibrated if rule == "adaptive" else _by_rate(cmargin, labels, confident, by_calibrated)
         else:
             suspect = by_confident
     else:
         suspect = np.zeros(n, bool)
-    margin = _label_margin(probs, labels)
-    rate = {int(j): float(suspect[labels == j].mean()) for j in np.unique(labels)}
+    counts = np.bincount(labels, minlength=c)
+    flagged = np.bincount(labels, weights=suspect, minlength=c)
+    rate = {int(j): float(flagged[j] / counts[j]) for j in np.flatnonzero(counts)}
     return {"suspect": suspect, "margin": margin, "rate": rate, "confident_share": float(by_confident.mean())}
+
+
+# confident_noise works through (N, C) probabilities this many rows at a time.
+ROW_BLOCK = 1 << 14
 
 
 def _label_margin(p, labels):
@@ -286,7 +302,7 @@ def _label_margin(p, labels):
     return p[rows, labels] - others.max(1)
 
 
-def _by_rate(scaled, labels, confident, by_calibrated):
+def _by_rate(cmargin, labels, confident, by_calibrated):
     """The ``"rate"`` rule: per labelled class i, confident learning's estimate of how many of its labels are
     wrong -- its size times the share of its *confidently counted* samples that are confidently another class
     (the calibrated confident joint of Northcutt et al.) -- and that many of the calibrated rule's flags, the
@@ -294,7 +310,6 @@ def _by_rate(scaled, labels, confident, by_calibrated):
     largest other class's). A short surrogate's calibrated rule also flags hard clean samples it has not learnt
     yet; the estimated count keeps the least suspicious of them."""
     n = len(labels)
-    cmargin = _label_margin(scaled, labels)
     suspect = np.zeros(n, bool)
     for j in np.unique(labels):
         members = np.flatnonzero(labels == j)
