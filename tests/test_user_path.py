@@ -392,3 +392,40 @@ def test_token_ids_reach_an_embedding_model_as_integers():
     np.testing.assert_array_equal(a.keep, b.keep)
     assert ArrayDataset(tok, y)[0][0].dtype == torch.int64
     assert ArrayDataset(tok.to(torch.uint8), y)[0][0].dtype == torch.float32      # uint8 is an image: scaled
+
+
+def test_class_means_that_do_not_fit_in_memory_fall_back_to_the_head_plan_or_say_what_to_do(monkeypatch, tmp_path):
+    """Class-wise MoSo over all parameters keeps one mean gradient per class (ImageNet-1k with a ResNet-50:
+    ~300 GB). Where that exceeds the free memory, dp.prune and `dataprune score` score the classifier head (plan
+    head: the same scores as asking for params='last_layer') and say why; a direct call says what to do."""
+    import json
+
+    import dataprune.grads.terms as terms
+    from dataprune import cli
+    from dataprune.methods.moso_variants import classwise_score
+    from dataprune.pipeline import PlanMemoryWarning
+
+    x, y = _blobs(n=120)
+    ds = ArrayDataset(x, y)
+    params = sum(p.numel() for p in _mlp().parameters())                        # 8*16+16 + 16*3+3 = 195
+    assert terms.group_means_bytes(3, params) == 3 * 195 * 12
+    ref = dp.prune(_mlp, ds, ratio=0.5, epochs=3, batch_size=32, options={"params": "last_layer"})
+    full = dp.prune(_mlp, ds, ratio=0.5, epochs=3, batch_size=32)
+    assert "plan_memory" not in full.decisions and full.provenance["plan"] == "full"
+    monkeypatch.setattr(terms, "available_memory", lambda device: 3 * 195 * 12)     # 80% of it does not fit
+    with pytest.warns(PlanMemoryWarning, match=r"3 classes x 195 parameters = 0.0 GiB, more than 80% of the"):
+        res = dp.prune(_mlp, ds, ratio=0.5, epochs=3, batch_size=32)
+    assert res.provenance["plan"] == "head" and "plan head scores the classifier head" in res.decisions["plan_memory"]
+    assert np.array_equal(res.scores, ref.scores) and np.array_equal(res.keep, ref.keep)
+    with pytest.raises(terms.ScoringMemoryError, match=r"one mean gradient per class: 3 classes x 195 parameters.*"
+                                                       r"params='last_layer'"):
+        classwise_score(_mlp(), [(_mlp().state_dict(), 0.1)], ds)
+    monkeypatch.setattr(terms, "available_memory", lambda device: 10 ** 12)
+    assert np.isfinite(classwise_score(_mlp(), [(_mlp().state_dict(), 0.1)], ds)).all()
+    # the command line: the same switch, in the log and the scores' sidecar
+    monkeypatch.setattr(terms, "available_memory", lambda device: 1000)
+    out = str(tmp_path / "s.npy")
+    assert cli.main(["score", "--dataset", "digits", "--train-limit", "200", "--model", "mlp", "--epochs", "2",
+                     "--checkpoints", "1,2", "--out", out, "--quiet"]) == 0
+    meta = json.load(open(out + ".json"))
+    assert "plan head scores the classifier head" in meta["plan_memory"]

@@ -684,7 +684,7 @@ def cmd_score(args, log):
     from . import io
     from .evidence import HOLDOUT, judged_by_neighbours
     from .methods import get_method
-    from .pipeline import advice_text, budget_advice, resolve_plan, surrogate_scores
+    from .pipeline import advice_text, budget_advice, plan_for_memory, resolve_plan, surrogate_scores
     from .trajectory import load_checkpoints
 
     if not args.out.endswith(".npy"):
@@ -711,6 +711,12 @@ def cmd_score(args, log):
                                      checkpoint_epochs=epochs, options=options, partitions=args.partitions,
                                      checkpoints_given=checkpoints is not None)
     needs_probs = needs_probs or args.evidence
+    memory_note = None
+    if checkpoints is None:                    # the full plan where it fits in memory, else the head plan
+        plan, memory_note = plan_for_memory(plan, args.method, options=options, budget=args.budget, model=make(),
+                                            num_classes=split.num_classes, device=args.device)
+        if memory_note:
+            log(memory_note)
     # One expected cost, the one the plan was chosen by, in the log and in the sidecar.
     expected = plan.expected_cost(cfg.epochs, epochs, evidence=needs_probs, history=spec.history is not None,
                                   records_evidence="evidence_epochs" in spec.options) \
@@ -747,6 +753,8 @@ def cmd_score(args, log):
             if args.budget is not None and checkpoints is None else None
         if advice:
             meta["evidence_advice"] = advice
+        if memory_note:
+            meta["plan_memory"] = memory_note
         io.save_array(args.out, scores, meta, overwrite=args.force)
         if not args.work_dir:
             io.PartStore(work_dir, {}).clear()

@@ -381,6 +381,38 @@ def resolve_plan(method: str, *, budget: float | None, recipe_epochs: int, check
     return plan, evidence
 
 
+class PlanMemoryWarning(UserWarning):
+    """The full plan would not fit in memory: a cheaper plan scores instead (:func:`plan_for_memory`)."""
+
+
+def plan_for_memory(plan: Plan, method: str, *, options: dict | None, budget: float | None, model: torch.nn.Module,
+                    num_classes: int, device=None) -> tuple[Plan, str | None]:
+    """``(plan, why)``: the head plan where the full plan's class-wise scoring over all parameters would not fit in
+    memory (one mean gradient per class, :func:`dataprune.grads.terms.check_group_memory`: ImageNet-1k with a
+    ResNet-50 needs about 307 GB) and no budget or ``params`` option was given; else ``plan`` and None. The head
+    plan keeps one mean gradient of the classifier head per class instead (1,000 x 1,000 x 2,049 float64 x 2:
+    33 GB at ImageNet-1k)."""
+    from .grads.terms import MEMORY_SHARE, available_memory, group_means_bytes
+    from .methods import get_method
+    from .methods.moso_variants import classwise_score, normalized_score
+
+    spec = get_method(method)
+    if plan is not FULL or budget is not None or "params" in (options or {}) or num_classes < 2 \
+            or spec.fn not in (classwise_score, normalized_score):
+        return plan, None
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    need = group_means_bytes(num_classes, params, model_dtype=dtype)
+    free = available_memory(device)
+    if free is None or need <= MEMORY_SHARE * free:
+        return plan, None
+    head = PLAN_NAMES["head"]
+    return head, (f"the full plan's class-wise scoring over all parameters keeps one mean gradient per class: "
+                  f"{num_classes:,} classes x {params:,} parameters = {need / 2 ** 30:.1f} GiB, more than "
+                  f"{MEMORY_SHARE:.0%} of the {free / 2 ** 30:.1f} GiB free; plan {head.name} scores the classifier "
+                  "head instead (budget= or params= choose otherwise)")
+
+
 def partition(labels: np.ndarray, parts: int, seed: int = 0) -> list[np.ndarray]:
     """Split positions into ``parts`` disjoint, class-stratified, seeded parts (sorted indices)."""
     if parts < 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io as _io
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -334,7 +335,7 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
     """
     from .data.views import as_pairs, deterministic_view
     from .evidence import HOLDOUT, apply_credibility
-    from .pipeline import resolve_plan
+    from .pipeline import PlanMemoryWarning, plan_for_memory, resolve_plan
     from .select import _check
     from .trajectory import default_checkpoint_epochs
 
@@ -373,6 +374,7 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
                                      checkpoint_epochs=checkpoint_epochs, policy=policy, options=options,
                                      checkpoints_given=checkpoints is not None)
     needs_evidence = list(POLICIES[policy].evidence)
+    memory_note = None
     if any(e != "probs" for e in needs_evidence) and not spec.aux:
         raise ValueError(f"policy {policy!r} needs the evidence {needs_evidence}, which method {method!r} does not "
                          "record")
@@ -402,7 +404,13 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
         ck_info = [{"epoch": c.epoch, "lr": c.lr} for c in cks]
         plan = None
     else:
-        _probe(_fresh(model), view, labels, device)
+        probe = _fresh(model)
+        _probe(probe, view, labels, device)
+        plan, why = plan_for_memory(plan, method, options=options, budget=budget, model=probe,
+                                    num_classes=len(np.unique(labels)), device=device)
+        if why:
+            memory_note = why
+            warnings.warn(why, PlanMemoryWarning, stacklevel=2)
         stage(f"{plan.describe(cfg.epochs, checkpoint_epochs)}; scoring with {method}", progress)
         run = surrogate_scores([method], train_set, lambda: _fresh(model), config=cfg,
                                checkpoint_epochs=checkpoint_epochs, plan=plan, seed=seed, device=device,
@@ -430,6 +438,8 @@ def prune(model: torch.nn.Module, train_set, *, ratio: float, method: str = RECO
     stage(f"selecting: pruning ratio {ratio:g} of {len(labels)} samples, policy {policy}", progress)
     sel = selection(scores, ratio, labels=labels, policy=policy, seed=seed, **popts, **aux)
     decisions = {**sel.decisions, **extra, "view": view_kind}
+    if memory_note:
+        decisions["plan_memory"] = memory_note
     provenance = {"options": {k: repr(v) if not isinstance(v, (int, float, str, bool, type(None), list)) else v
                               for k, v in options.items()},
                   "policy_options": dict(policy_options or {}), "seed": seed, "recipe": dict(cfg.__dict__),

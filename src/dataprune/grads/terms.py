@@ -24,6 +24,54 @@ from .engine import BACKENDS, NonFiniteLossWarning, cross_entropy, gradient_sum,
 from .lastlayer import CACHE_MB, last_layer_terms
 
 ACCUMULATE = {"float64": torch.float64, "float32": torch.float32}
+# Scoring over all parameters with groups (class-wise MoSo) keeps one mean gradient per group: the sums in the
+# accumulation dtype, divided in place into the means, and their copy in the model's dtype for the per-sample dot
+# products. At most this share of the free memory may go to them (the passes need the rest).
+MEMORY_SHARE = 0.8
+
+
+class ScoringMemoryError(MemoryError):
+    """Class-wise scoring over all parameters would not fit: one mean gradient per class."""
+
+
+def available_memory(device) -> int | None:
+    """Bytes free for new tensors on ``device``: CUDA's free memory, else the host's ``MemAvailable`` (Linux);
+    None where it cannot be read."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def group_means_bytes(num_groups: int, num_params: int, *, accumulate=torch.float64,
+                      model_dtype=torch.float32) -> int:
+    """Bytes of the per-group mean gradients over ``num_params`` parameters (see :data:`MEMORY_SHARE`)."""
+    acc = torch.finfo(accumulate).bits // 8
+    own = torch.finfo(model_dtype).bits // 8
+    return num_groups * num_params * (acc + (own if model_dtype != accumulate else 0))
+
+
+def check_group_memory(num_groups: int, num_params: int, device, *, accumulate=torch.float64,
+                       model_dtype=torch.float32) -> None:
+    """A :class:`ScoringMemoryError` saying what to do where the per-group mean gradients would take more than
+    :data:`MEMORY_SHARE` of the free memory (ImageNet-1k: 1,000 classes x 25.6M ResNet-50 parameters x 12 bytes
+    = 307 GB), instead of an out-of-memory error part way through."""
+    need = group_means_bytes(num_groups, num_params, accumulate=accumulate, model_dtype=model_dtype)
+    free = available_memory(device)
+    if free is not None and need > MEMORY_SHARE * free:
+        raise ScoringMemoryError(
+            f"class-wise scoring over all parameters keeps one mean gradient per class: {num_groups:,} classes x "
+            f"{num_params:,} parameters = {need / 2 ** 30:.1f} GiB, more than {MEMORY_SHARE:.0%} of the "
+            f"{free / 2 ** 30:.1f} GiB free on {resolve_device(device)}. Score the classifier head instead "
+            "(params='last_layer'; dp.prune, `dataprune prune` and `dataprune score` switch to the head plan "
+            "themselves when no budget or params is given), or accumulate in float32 (accumulate='float32')")
 
 
 @dataclass(frozen=True)
@@ -170,13 +218,17 @@ def checkpoint_terms(work: torch.nn.Module, dataset, options: TermOptions, *, ne
         select_params(work, options.params, example=example_batch(dataset, device, dtype))
     common = dict(loss_fn=options.loss, batch_size=options.batch_size, device=device,
                   num_workers=options.num_workers, progress=options.progress)
+    if num_groups > 1:
+        check_group_memory(num_groups, sum(p.numel() for p in sel.params), device, accumulate=options.acc_dtype,
+                           model_dtype=dtype)
     # Pass 1: the (group) gradient sums, by ordinary batched backward passes.
     sums, counts, bad = gradient_sum(work, dataset, local, sel, groups=groups, num_groups=num_groups,
                                      dtype=options.acc_dtype, desc=f"{desc} mean gradient", **common)
     counts_t = torch.as_tensor(counts, dtype=options.acc_dtype, device=device)
     dist.all_reduce_sum_(list(sums.values()) + [counts_t])
     counts = counts_t.cpu().numpy().round().astype(np.int64)
-    means = {k: v / counts_t.clamp_min(1).view((-1,) + (1,) * (v.dim() - 1)) for k, v in sums.items()}
+    # (in place: the sums are not read again, and at one mean gradient per class a second copy is what runs out)
+    means = {k: v.div_(counts_t.clamp_min(1).view((-1,) + (1,) * (v.dim() - 1))) for k, v in sums.items()}
     vectors = {k: v.to(dtype) for k, v in means.items()}
     # Pass 2: per-sample squared norms and dot products with the (group) mean gradient.
     terms = per_sample_terms(work, dataset, local, sel, vectors=vectors, groups=groups, need_sq=need_sq,
