@@ -71,16 +71,9 @@ from .data import get_targets
 from .data.views import as_pairs
 from .quotas import waterfill_quotas
 from .train import _batches
-from .utils import logits_of
+from .utils import logits_of, row_blocks
 
 METHODS = ("infobatch", "dynamic", "random_dynamic")
-# Rows per block where dynamic works through (N, C) arrays (ImageNet: 1.28M x 1000 probabilities).
-ROW_BLOCK = 1 << 14
-
-
-def _blocks(n: int):
-    return [(a, min(a + ROW_BLOCK, n)) for a in range(0, n, ROW_BLOCK)]
-
 
 # One line each for `dataprune list`.
 SUMMARIES = {
@@ -516,7 +509,7 @@ class DynamicPruner:
             return {}
         count = np.maximum(self._probs_count, 1)[:, None]
         out = np.empty(self._probs_sum.shape, dtype=np.float32)
-        for a, b in _blocks(len(out)):
+        for a, b in row_blocks(len(out)):
             out[a:b] = self._probs_sum[a:b] / count[a:b]
         return {"probs": out}
 
@@ -703,7 +696,7 @@ class DynamicPruner:
                 probs = self._epoch_probs(local, count if shared else None)
                 if self._probs_sum is None:
                     self._probs_sum = np.zeros(probs.shape, dtype=np.float64)
-                for a, b in _blocks(n):
+                for a, b in row_blocks(n):
                     rows = a + np.flatnonzero(seen[a:b])
                     self._probs_sum[rows] += probs[rows]
                 self._probs_count[seen] += 1
@@ -720,7 +713,7 @@ class DynamicPruner:
         if count is None and local.all():
             return p
         out = np.zeros(p.shape, dtype=np.float32)
-        for a, b in _blocks(len(local)):
+        for a, b in row_blocks(len(local)):
             block = np.where(local[a:b, None], p[a:b], 0.0)
             if count is not None:                        # blocks of rows: no (N, C) float64 all at once
                 block, = dist.sum_arrays([block])

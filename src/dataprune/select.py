@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .quotas import class_quotas, waterfill_quotas
+from .utils import row_blocks
 
 EVIDENCE = ("probs", "gradnorm", "disagreement", "label_prob", "features")
 SAMPLINGS = ("top", "stratified")
@@ -249,19 +250,19 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
     for j in np.unique(labels):
         thresholds[j] = max(np.asarray(probs[labels == j, j], dtype=np.float64).mean(), 1e-12)
     divisor = np.where(np.isfinite(thresholds), thresholds, 1.0)[None, :]
-    # Row by row in blocks of ROW_BLOCK, in float64: the (N, C) temporaries stay one block's size (ImageNet:
+    # Row by row in blocks (utils.ROW_BLOCK), in float64: the (N, C) temporaries stay one block's size (ImageNet:
     # 1.28M x 1000 probabilities), with the values an all-at-once pass gives.
     confident, margin, cmargin = np.empty(n, np.int64), np.empty(n), np.empty(n)
     by_calibrated, not_argmax = np.empty(n, bool), np.empty(n, bool)
-    for a in range(0, n, ROW_BLOCK):
-        p, lab = np.asarray(probs[a:a + ROW_BLOCK], dtype=np.float64), labels[a:a + ROW_BLOCK]
+    for a, b in row_blocks(n):
+        p, lab = np.asarray(probs[a:b], dtype=np.float64), labels[a:b]
         above = p >= thresholds[None, :]
-        confident[a:a + ROW_BLOCK] = np.where(above.any(1), np.where(above, p, -np.inf).argmax(1), -1)
+        confident[a:b] = np.where(above.any(1), np.where(above, p, -np.inf).argmax(1), -1)
         scaled = p / divisor
-        by_calibrated[a:a + ROW_BLOCK] = scaled.argmax(1) != lab
-        cmargin[a:a + ROW_BLOCK] = _label_margin(scaled, lab)
-        margin[a:a + ROW_BLOCK] = _label_margin(p, lab)
-        not_argmax[a:a + ROW_BLOCK] = p.argmax(1) != lab
+        by_calibrated[a:b] = scaled.argmax(1) != lab
+        cmargin[a:b] = _label_margin(scaled, lab)
+        margin[a:b] = _label_margin(p, lab)
+        not_argmax[a:b] = p.argmax(1) != lab
     by_confident = (confident >= 0) & (confident != labels)
     if rule == "confident":
         suspect = by_confident
@@ -288,10 +289,6 @@ def confident_noise(probs: np.ndarray, labels: np.ndarray, rule: str = "confiden
     flagged = np.bincount(labels, weights=suspect, minlength=c)
     rate = {int(j): float(flagged[j] / counts[j]) for j in np.flatnonzero(counts)}
     return {"suspect": suspect, "margin": margin, "rate": rate, "confident_share": float(by_confident.mean())}
-
-
-# confident_noise works through (N, C) probabilities this many rows at a time.
-ROW_BLOCK = 1 << 14
 
 
 def _label_margin(p, labels):

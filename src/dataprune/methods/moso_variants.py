@@ -36,6 +36,7 @@ import numpy as np
 from ..data import get_targets
 from ..evidence import FEATURE_DIMS, as_evidence_features, early_checkpoints
 from ..grads.terms import TermOptions, checkpoint_terms
+from ..utils import row_blocks
 from .common import finalize, load_checkpoint, resumable_terms, setup_run
 
 AUX = ("probs", "gradnorm", "disagreement")
@@ -93,14 +94,21 @@ def classwise_terms(model, checkpoints, dataset, *, kind: str = "class", work_di
             contrib = np.where(sq > 0, contrib / np.sqrt(np.maximum(sq, 1e-300)), 0.0)
         score += ck.lr * contrib
         gradnorm += ck.lr * np.sqrt(sq)
-        p = np.nan_to_num(terms.probs.astype(np.float64), nan=0.0)
-        if k in early:
-            probs = p if probs is None else probs + p
-        wrong += np.where(ok, p.argmax(1) != labels, 1.0)
+        if k in early and probs is None:
+            probs = np.zeros(terms.probs.shape)
+        # In blocks of rows: at ImageNet-1k an (N, C) float64 copy is 10 GB.
+        for a, b in row_blocks(n):
+            p = np.nan_to_num(terms.probs[a:b].astype(np.float64), nan=0.0)
+            if k in early:
+                probs[a:b] += p
+            wrong[a:b] += np.where(ok[a:b], p.argmax(1) != labels[a:b], 1.0)
     score = finalize(score, bad, method=f"moso_{'class' if kind == 'class' else 'norm'}")
     if bad:
         gradnorm[sorted(bad)] = np.inf
-    aux = {"probs": (probs / len(early)).astype(np.float32), "gradnorm": gradnorm, "disagreement": wrong / len(cks)}
+    mean = np.empty(probs.shape, dtype=np.float32)
+    for a, b in row_blocks(n):
+        mean[a:b] = probs[a:b] / len(early)
+    aux = {"probs": mean, "gradnorm": gradnorm, "disagreement": wrong / len(cks)}
     if features is not None:
         aux["features"] = features
     return score, aux
