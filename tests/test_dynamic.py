@@ -27,6 +27,16 @@ def _mlp(d=8, classes=3, bias=True):
     return nn.Sequential(nn.Linear(d, 16), nn.ReLU(), nn.Linear(16, classes, bias=bias))
 
 
+def _step(pruner, model, opt, idx, x, targets):
+    """One step of a user's loop: the per-sample losses through pruner.update, then backward and step."""
+    logits = model(x)
+    loss = pruner.update(idx, F.cross_entropy(logits, targets, reduction="none"), logits=logits, targets=targets)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+
+
 def _loop(pruner, model, epochs, batch_size=16, num_workers=0, lr=0.1, on_epoch=None):
     """A user's loop; ``on_epoch(epoch)`` runs right after each epoch's draw. Every step's loss must be finite."""
     opt = torch.optim.SGD(model.parameters(), lr=lr)
@@ -39,12 +49,7 @@ def _loop(pruner, model, epochs, batch_size=16, num_workers=0, lr=0.1, on_epoch=
             on_epoch(epoch)
         seen = []
         for idx, x, y in loader:
-            logits = model(x)
-            loss = pruner.update(idx, F.cross_entropy(logits, y, reduction="none"), logits=logits, targets=y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            assert torch.isfinite(loss)
+            assert torch.isfinite(_step(pruner, model, opt, idx, x, y))
             seen += idx.tolist()
         seen_per_epoch.append(seen)
     return seen_per_epoch
@@ -619,11 +624,7 @@ def _stretched_loop(pruner, model, opt, sched, loader, epochs, lrs, orders):
         pruner.set_epoch(epoch)
         orders.append(pruner.order.copy())
         for idx, x, y in loader:
-            logits = model(x)
-            loss = pruner.update(idx, F.cross_entropy(logits, y, reduction="none"), logits=logits, targets=y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            _step(pruner, model, opt, idx, x, y)
             sched.step()
             lrs.append(opt.param_groups[0]["lr"])
 
@@ -744,12 +745,7 @@ def _mixup_loop(pruner, model, epochs, targets_of, mix=False, seed=0):
                 lam = float(torch.distributions.Beta(0.4, 0.4).sample())
                 perm = torch.randperm(len(x), generator=g)
                 x, t = lam * x + (1 - lam) * x[perm], lam * t + (1 - lam) * t[perm]
-            logits = model(x)
-            losses = F.cross_entropy(logits, t, reduction="none")
-            loss = pruner.update(idx, losses, logits=logits, targets=t)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            _step(pruner, model, opt, idx, x, t)
     pruner.end_epoch()
 
 
