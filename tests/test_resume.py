@@ -82,3 +82,42 @@ def test_corrupt_or_stale_partials_are_recomputed(tmp_path):
     # other weights under the same file names: not reused
     other = [(cks[1][0], 0.1), (cks[0][0], 0.05)]
     assert np.allclose(moso.score(model, other, ds, work_dir=str(work)), moso.score(model, other, ds))
+
+
+def test_a_surrogate_killed_part_way_resumes_from_its_last_saved_epoch(tmp_path, monkeypatch):
+    """dp.prune with a work_dir: the surrogate's training state is kept (here after every epoch); killed in epoch 4
+    of 6, the same call trains epochs 4-6 only and gives the uninterrupted run's scores; the progress file goes
+    once the surrogate is saved."""
+    import torch.nn.functional as F
+
+    import dataprune as dp
+
+    monkeypatch.setattr(sys.modules["dataprune.train"], "RESUME_EVERY_S", 0.0)
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(150) % 3
+    ds = ArrayDataset(torch.randn(150, 6, generator=g) + 2 * torch.nn.functional.one_hot(y, 6).float(), y.numpy())
+    calls = {"n": 0, "stop_at": None}
+
+    def loss_fn(z, t):
+        calls["n"] += 1
+        if calls["n"] == calls["stop_at"]:
+            raise KeyboardInterrupt
+        return F.cross_entropy(z, t, reduction="none")
+
+    def make():
+        return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+
+    kw = dict(ratio=0.5, epochs=6, batch_size=16, loss_fn=loss_fn)
+    whole = dp.prune(make, ds, work_dir=str(tmp_path / "a"), **kw)
+    whole_calls = calls["n"]
+    calls.update(n=0, stop_at=30)                            # part way through the surrogate's training
+    with pytest.raises(KeyboardInterrupt):
+        dp.prune(make, ds, work_dir=str(tmp_path / "b"), **kw)
+    progress = tmp_path / "b" / "surrogate-part0.pt.progress"
+    saved = torch.load(progress, weights_only=True)
+    assert saved["epoch"] >= 2
+    calls.update(n=0, stop_at=None)
+    resumed = dp.prune(make, ds, work_dir=str(tmp_path / "b"), **kw)
+    assert calls["n"] == whole_calls - saved["step"]          # the saved epochs' steps are not trained again
+    assert np.array_equal(whole.scores, resumed.scores) and np.array_equal(whole.keep, resumed.keep)
+    assert not progress.exists()

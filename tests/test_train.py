@@ -117,3 +117,63 @@ def test_config_validation():
         train(_model(), _data(), epochz=3)
     with pytest.raises(ValueError, match="lr must be > 0"):
         TrainConfig(lr=0)
+
+
+class _Killer:
+    """A callback with a record (so the run may resume) that ends the process-like run at an epoch's end."""
+
+    def __init__(self, at=None):
+        self.at, self.seen, self.ran = at, [], []          # ran: the epochs this process trained (not saved)
+
+    def on_epoch_end(self, *, epoch, model=None, lr=None):
+        self.seen.append(epoch)
+        self.ran.append(epoch)
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+    def state_dict(self):
+        return {"seen": list(self.seen)}
+
+    def load_state_dict(self, state):
+        self.seen = list(state["seen"])
+
+
+def test_a_killed_run_resumes_from_its_saved_epoch_and_ends_as_the_uninterrupted_run(tmp_path, monkeypatch):
+    """Dropout, augmentation and momentum: every random generator and the optimizer's state come back; the
+    checkpoints, history, step count, the callbacks' records and the final weights equal the run never stopped."""
+    import sys
+
+    from dataprune.methods.dynamics import DynamicsRecorder
+
+    monkeypatch.setattr(sys.modules["dataprune.train"], "RESUME_EVERY_S", 0.0)                 # write after every epoch
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (90,), generator=g)
+    ds = ArrayDataset(torch.randn(90, 1, 8, 8, generator=g) + y.view(-1, 1, 1, 1).float(), y.numpy())
+
+    def model():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 3))
+
+    kw = dict(epochs=6, batch_size=16, lr=0.1, momentum=0.9, augment="flip_crop", checkpoint_epochs=[1, 3, 6], seed=4)
+    whole_rec, whole_kill = DynamicsRecorder(90), _Killer()
+    whole = train(model(), ds, callbacks=[whole_rec, whole_kill], **kw)
+    path, key = str(tmp_path / "progress.pt"), {"run": "a"}
+    with pytest.raises(KeyboardInterrupt):
+        train(model(), ds, callbacks=[DynamicsRecorder(90), _Killer(at=4)], resume_file=path, resume_key=key, **kw)
+    assert torch.load(path, weights_only=True)["epoch"] == 3                # saved after epoch 3, killed in 4
+    rec, kill = DynamicsRecorder(90), _Killer()
+    resumed = train(model(), ds, callbacks=[rec, kill], resume_file=path, resume_key=key, **kw)
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert [c.epoch for c in resumed.checkpoints] == [1, 3, 6]
+    for a, b in zip(whole.checkpoints, resumed.checkpoints, strict=True):
+        assert a.lr == b.lr and all(torch.equal(a.state[k], b.state[k]) for k in a.state)
+    assert [h["loss"] for h in whole.history] == [h["loss"] for h in resumed.history]
+    assert (whole.steps, whole.samples_seen) == (resumed.steps, resumed.samples_seen)
+    assert kill.seen == whole_kill.seen == [1, 2, 3, 4, 5, 6] and kill.ran == [4, 5, 6]
+    for field in ("correct", "margin", "change"):
+        np.testing.assert_array_equal(whole_rec.history().arrays()[field], rec.history().arrays()[field])
+    # another run's file (another key) is not read: the run starts from epoch 1
+    other = _Killer()
+    train(model(), ds, callbacks=[DynamicsRecorder(90), other], resume_file=path, resume_key={"run": "b"}, **kw)
+    assert other.ran == [1, 2, 3, 4, 5, 6]

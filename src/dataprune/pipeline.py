@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .data import SubsetView, get_targets
+from .distributed import rank
 from .evidence import features as evidence_features
 from .evidence import holdout_indices, judge, judge_neighbour_mix, judge_neighbours, label_evidence, probe_epochs
 from .methods import call_method, get_method
@@ -592,12 +593,20 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             callbacks = ([recorder] if recorder else []) + list(fused.values())
             # An annealed plan runs the whole schedule over its own epochs; otherwise the recipe's, stopped early.
             run_config = config.replace(epochs=epochs_trained) if plan.anneal else config
+            # A long surrogate killed part way resumes from its last saved epoch (train(resume_file=)).
+            progress_file = None if work_dir is None or fused else \
+                os.path.join(work_dir, f"surrogate-part{k}.pt.progress")
+            progress_key = None if progress_file is None else json.loads(json.dumps(
+                _surrogate_key(config, kept_epochs, seed, part, sview, plan, held)))
+            if progress_file is not None:
+                os.makedirs(work_dir, exist_ok=True)
             result = train(model, fit_view, config=run_config, seed=seed * 1000 + k, device=device,
                            checkpoint_epochs=kept_epochs, callbacks=callbacks,
                            stop_after=None if plan.anneal else epochs_trained,
                            loss_fn=loss_fn,
                            num_workers=num_workers, progress=progress,
-                           desc=f"surrogate{'' if partitions == 1 else f' {k + 1}/{partitions}'}")
+                           desc=f"surrogate{'' if partitions == 1 else f' {k + 1}/{partitions}'}",
+                           resume_file=progress_file, resume_key=progress_key)
             run.surrogate_seconds += result.train_seconds
             run.recorded_seconds += result.callback_seconds
             run.cpu["surrogate"] += result.train_cpu_seconds
@@ -608,6 +617,8 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             history = recorder.history() if recorder else None
             if work_dir is not None and not fused:
                 _save_surrogate(work_dir, k, config, kept_epochs, seed, part, sview, plan, cks, history, result, held)
+                if rank() == 0 and os.path.exists(progress_file):
+                    os.remove(progress_file)             # the finished surrogate replaces its progress
         judged_cks = cks or []
         if probes:                            # the probes are judged, not scored
             scored = set(ck_epochs)

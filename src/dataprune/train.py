@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -168,7 +169,8 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
           reference_size: int | None = None, seed: int = 0, device=None,
           checkpoint_epochs=(), callbacks=(), num_workers: int = 0, progress: bool = False,
           desc: str = "train", stop_after: int | None = None, loss_fn=None, pruner=None,
-          input_key=None, label_key=None, **overrides) -> TrainResult:
+          input_key=None, label_key=None, resume_file: str | None = None, resume_key=None,
+          **overrides) -> TrainResult:
     """Train ``model`` on ``dataset`` (or on ``dataset[indices]``) with the recipe ``config``.
 
     Parameters
@@ -200,6 +202,12 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         For a dataset of dict items (Hugging Face): the input and label fields; detected when not given
         (``image``, ``pixel_values``, ``input_ids``...; ``label``, ``labels``, ``y``...), as in
         :func:`dataprune.prune`.
+    resume_file : str, optional
+        Keep the run's state there (model, optimizer, random generators, checkpoints and history so far, the
+        callbacks' records), written atomically after an epoch at most every :data:`RESUME_EVERY_S` seconds; a
+        run started again with the same file and ``resume_key`` continues after the saved epoch and ends as the
+        uninterrupted run would. A file of other settings (another key) is ignored and overwritten. Not with a
+        pruner, or with callbacks that have no ``state_dict()`` (then nothing is saved).
     """
     cfg = (config or TrainConfig()).replace(**overrides)
     dataset = _pairs(dataset, input_key, label_key)
@@ -244,6 +252,11 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
             raise ValueError("length='steps' fixes the number of steps; a pruner shortens epochs instead")
 
     model = model.to(device)
+    resumable = resume_file is not None and pruner is None and \
+        all(hasattr(cb, "state_dict") and hasattr(cb, "load_state_dict") for cb in callbacks)
+    saved = _load_progress(resume_file, resume_key) if resumable else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
     net = dist_utils.wrap_ddp(model, device) if world > 1 else model
     # Weight decay on every parameter, as the reference recipes do (BN and biases included).
     params = [p for p in model.parameters() if p.requires_grad]
@@ -255,6 +268,19 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         checkpoints.append(snapshot(model, cosine_lr(cfg.lr, 0, epochs, cfg.min_lr), 0))
     step, seen_total, t0, c0 = 0, 0, time.perf_counter(), time.process_time()
     cb_time = [0.0, 0.0]
+    first, before = 1, {"seconds": 0.0, "cpu_seconds": 0.0, "callback_seconds": 0.0, "callback_cpu_seconds": 0.0}
+    if saved is not None:
+        opt.load_state_dict(saved["optimizer"])
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        checkpoints = [Checkpoint(c["state"], c["lr"], c["epoch"], c["meta"]) for c in saved["checkpoints"]]
+        history, step, seen_total = list(saved["history"]), saved["step"], saved["seen_total"]
+        for cb, state in zip(callbacks, saved["callbacks"], strict=True):
+            cb.load_state_dict(state)
+        first, before = saved["epoch"] + 1, saved["times"]
+    last_save = time.perf_counter()
 
     def call(name, **kw):
         for cb in callbacks:
@@ -267,10 +293,12 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
 
     amp = autocast_context(cfg.precision, device)
     scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+    if saved is not None and scaler is not None and saved.get("scaler") is not None:
+        scaler.load_state_dict(saved["scaler"])
     call("on_train_begin", model=model)
     # Floating inputs are cast to the model's dtype (a bfloat16 or float64 model).
     reader = BatchReader(dataset, num_workers=num_workers, device=device, dtype=model_dtype(model))
-    bar = progress_bar(range(1, last + 1), desc=desc, enabled=progress and rank == 0, unit="epoch")
+    bar = progress_bar(range(first, last + 1), desc=desc, enabled=progress and rank == 0, unit="epoch")
     for epoch in bar:
         lr = cosine_lr(cfg.lr, epoch - 1, epochs, cfg.min_lr)
         for group in opt.param_groups:
@@ -332,11 +360,59 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         if epoch in checkpoint_epochs:
             checkpoints.append(snapshot(model, lr, epoch))
         call("on_epoch_end", epoch=epoch, model=model, lr=lr)
+        if resumable and epoch < last and time.perf_counter() - last_save >= RESUME_EVERY_S:
+            times = {"seconds": before["seconds"] + time.perf_counter() - t0,
+                     "cpu_seconds": before["cpu_seconds"] + time.process_time() - c0,
+                     "callback_seconds": before["callback_seconds"] + cb_time[0],
+                     "callback_cpu_seconds": before["callback_cpu_seconds"] + cb_time[1]}
+            if rank == 0:
+                _save_progress(resume_file, resume_key, epoch=epoch, model=model, opt=opt, gen=gen, scaler=scaler,
+                               checkpoints=checkpoints, history=history, step=step, seen_total=seen_total,
+                               callbacks=callbacks, times=times)
+            last_save = time.perf_counter()
     reader.close()
     if pruner is not None:
         pruner.end_epoch()                           # folds the last epoch's records into the scores
-    return TrainResult(model, checkpoints, history, step, time.perf_counter() - t0, cb_time[0], seen_total,
-                       time.process_time() - c0, cb_time[1])
+    return TrainResult(model, checkpoints, history, step, before["seconds"] + time.perf_counter() - t0,
+                       before["callback_seconds"] + cb_time[0], seen_total,
+                       before["cpu_seconds"] + time.process_time() - c0, before["callback_cpu_seconds"] + cb_time[1])
+
+
+# train(resume_file=): the run's state is written after an epoch when this many seconds passed since the last write
+# (a short run writes none; an ImageNet epoch always does).
+RESUME_EVERY_S = 60.0
+
+
+def _save_progress(path, key, *, epoch, model, opt, gen, scaler, checkpoints, history, step, seen_total, callbacks,
+                   times):
+    import io as _io
+
+    from .io import write_bytes
+
+    state = {"key": key, "epoch": int(epoch), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+             "optimizer": opt.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+             "checkpoints": [{"state": c.state, "lr": c.lr, "epoch": c.epoch, "meta": c.meta} for c in checkpoints],
+             "history": history, "step": int(step), "seen_total": int(seen_total),
+             "callbacks": [cb.state_dict() for cb in callbacks], "times": times,
+             "scaler": None if scaler is None else scaler.state_dict()}
+    buf = _io.BytesIO()
+    torch.save(state, buf)
+    write_bytes(path, buf.getvalue(), overwrite=True)
+
+
+def _load_progress(path, key):
+    """The state :func:`_save_progress` wrote for ``key``, or None (no file, another run's, unreadable)."""
+    import os
+
+    if not os.path.isfile(path):
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:                         # a damaged file is no reason to fail: train from the start
+        warnings.warn(f"cannot resume from {path} ({exc}); training from the start", RuntimeWarning, stacklevel=3)
+        return None
+    return state if isinstance(state, dict) and state.get("key") == key else None
 
 
 def _pairs(dataset, input_key, label_key):

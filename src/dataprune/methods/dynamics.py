@@ -81,6 +81,16 @@ class DynamicsRecorder:
     def on_epoch_end(self, *, epoch, model=None, lr=None):
         self._flush()
 
+    def state_dict(self) -> dict:
+        """The record so far, as tensors (for a resumed training run: :func:`dataprune.train`'s ``resume_file``)."""
+        self._flush()
+        return {"rows": [{k: torch.from_numpy(v.copy()) for k, v in row.items()} for row in self.rows],
+                "prev": self._prev}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = [{k: v.numpy().copy() for k, v in row.items()} for row in state["rows"]]
+        self._prev, self._pending = state["prev"], []
+
     def _flush(self):
         if not self._pending:
             return
