@@ -791,3 +791,41 @@ def test_targets_neither_class_indices_nor_distributions_are_refused_at_the_step
     model(x[:8])
     with pytest.raises(ValueError, match=r"targets of shape \(8, 2\)"):
         pruner.update(torch.arange(8), losses, logits=logits, targets=torch.zeros(8, 2))
+
+
+def test_cli_train_with_dynamic_pruning_killed_part_way_resumes_to_the_same_checkpoints_and_scores(tmp_path,
+                                                                                                  monkeypatch, capsys):
+    """`dataprune train --dynamic` keeps OUT.progress (here after every epoch); interrupted in epoch 4 of 6 it says
+    the same command resumes, and that command trains epochs 4-6 to the uninterrupted run's checkpoints and
+    scores (the pruner's state included), then removes the progress file."""
+    import sys
+
+    from dataprune import cli, load_checkpoints
+
+    monkeypatch.setattr(sys.modules["dataprune.train"], "RESUME_EVERY_S", 0.0)
+    args = ["train", "--dataset", "digits", "--train-limit", "300", "--label-noise", "0.2", "--epochs", "6",
+            "--checkpoints", "2,4,6", "--dynamic", "dynamic", "--ratio", "0.5", "--quiet"]
+    assert cli.main([*args, "--out", str(tmp_path / "whole.pt")]) == 0
+    draw = DynamicPruner._draw
+    drawn = []
+
+    def interrupted(self, rng):
+        drawn.append(self.epoch)
+        if self.epoch == 3 and kill["on"]:
+            raise KeyboardInterrupt
+        return draw(self, rng)
+
+    kill = {"on": True}
+    monkeypatch.setattr(DynamicPruner, "_draw", interrupted)
+    out = tmp_path / "run.pt"
+    assert cli.main([*args, "--out", str(out)]) == 130
+    assert "the same command resumes from it" in capsys.readouterr().err
+    assert (tmp_path / "run.pt.progress").exists() and not out.exists()
+    kill["on"], drawn[:] = False, []
+    assert cli.main([*args, "--out", str(out)]) == 0
+    assert drawn == [0, 3, 4, 5]                       # the pruner built (epoch 0), then epochs 4-6 (0-based 3-5)
+    assert not (tmp_path / "run.pt.progress").exists()
+    a, b = load_checkpoints(tmp_path / "whole.pt")[0], load_checkpoints(out)[0]
+    assert [c.epoch for c in a] == [c.epoch for c in b] == [2, 4, 6]
+    assert all(torch.equal(x.state[k], y.state[k]) for x, y in zip(a, b, strict=True) for k in x.state)
+    assert np.array_equal(np.load(tmp_path / "whole.pt.scores.npy"), np.load(tmp_path / "run.pt.scores.npy"))

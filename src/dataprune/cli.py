@@ -644,8 +644,14 @@ def cmd_train(args, log):
         if args.dynamic:
             pruner = DynamicPruner(split.train, model=model, epochs=cfg.epochs, ratio=args.ratio, method=args.dynamic,
                                    seed=args.seed)
+        # Killed part way, the same command continues after the last epoch written to OUT.progress.
+        key = json.loads(json.dumps({**_dataset_meta(args, split), "model": args.model, "recipe": dict(cfg.__dict__),
+                                     "seed": args.seed, "checkpoints": epochs, "dynamic": args.dynamic,
+                                     "ratio": args.ratio if args.dynamic else None,
+                                     "fingerprint": dataset_fingerprint(split.train)}, default=str))
         res = train(model, split.train, config=cfg, seed=args.seed, device=args.device, checkpoint_epochs=epochs,
-                    num_workers=args.num_workers, progress=not args.quiet, pruner=pruner)
+                    num_workers=args.num_workers, progress=not args.quiet, pruner=pruner,
+                    resume_file=args.out + ".progress", resume_key=key)
         if dist.rank() != 0:
             return
         meta = {**_dataset_meta(args, split), "model": args.model, "recipe": dict(cfg.__dict__), "seed": args.seed,
@@ -674,6 +680,8 @@ def cmd_train(args, log):
                            f"{100 * ev['flagged_share']:.1f}%, or hardly recognised: not yet learnt, not noise)"
                            if whole else ""))
         save_checkpoints(res.checkpoints, args.out, overwrite=args.force, meta=meta)
+        if os.path.exists(args.out + ".progress"):
+            os.remove(args.out + ".progress")
     log(f"trained {cfg.epochs} epochs in {res.seconds:.1f}s (final train accuracy "
         f"{res.history[-1]['train_acc']:.3f}); saved {len(res.checkpoints)} checkpoints "
         f"(epochs {[c.epoch for c in res.checkpoints]}) to {args.out}")
@@ -1022,7 +1030,7 @@ COMMANDS = {"demo": cmd_demo, "bench": cmd_bench, "train": cmd_train, "score": c
 
 
 # Commands that keep finished work on disk and pick it up when run again with the same arguments.
-RESUMABLE = ("demo", "bench", "score", "prune")
+RESUMABLE = ("demo", "bench", "score", "prune", "train")
 
 
 def main(argv=None) -> int:

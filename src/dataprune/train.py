@@ -206,8 +206,8 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         Keep the run's state there (model, optimizer, random generators, checkpoints and history so far, the
         callbacks' records), written atomically after an epoch at most every :data:`RESUME_EVERY_S` seconds; a
         run started again with the same file and ``resume_key`` continues after the saved epoch and ends as the
-        uninterrupted run would. A file of other settings (another key) is ignored and overwritten. Not with a
-        pruner, or with callbacks that have no ``state_dict()`` (then nothing is saved).
+        uninterrupted run would (a ``pruner``'s state included). A file of other settings (another key) is
+        ignored and overwritten. Callbacks without ``state_dict()`` / ``load_state_dict()``: nothing is saved.
     """
     cfg = (config or TrainConfig()).replace(**overrides)
     dataset = _pairs(dataset, input_key, label_key)
@@ -252,11 +252,13 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
             raise ValueError("length='steps' fixes the number of steps; a pruner shortens epochs instead")
 
     model = model.to(device)
-    resumable = resume_file is not None and pruner is None and \
+    resumable = resume_file is not None and \
         all(hasattr(cb, "state_dict") and hasattr(cb, "load_state_dict") for cb in callbacks)
     saved = _load_progress(resume_file, resume_key) if resumable else None
     if saved is not None:
         model.load_state_dict(saved["model"])
+        if pruner is not None:
+            pruner.load_state_dict(saved["pruner"])
     net = dist_utils.wrap_ddp(model, device) if world > 1 else model
     # Weight decay on every parameter, as the reference recipes do (BN and biases included).
     params = [p for p in model.parameters() if p.requires_grad]
@@ -360,6 +362,8 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         if epoch in checkpoint_epochs:
             checkpoints.append(snapshot(model, lr, epoch))
         call("on_epoch_end", epoch=epoch, model=model, lr=lr)
+        if pruner is not None:
+            pruner.end_epoch()            # as the next set_epoch would, on every rank: no collective later
         if resumable and epoch < last and time.perf_counter() - last_save >= RESUME_EVERY_S:
             times = {"seconds": before["seconds"] + time.perf_counter() - t0,
                      "cpu_seconds": before["cpu_seconds"] + time.process_time() - c0,
@@ -368,7 +372,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
             if rank == 0:
                 _save_progress(resume_file, resume_key, epoch=epoch, model=model, opt=opt, gen=gen, scaler=scaler,
                                checkpoints=checkpoints, history=history, step=step, seen_total=seen_total,
-                               callbacks=callbacks, times=times)
+                               callbacks=callbacks, times=times, pruner=pruner)
             last_save = time.perf_counter()
     reader.close()
     if pruner is not None:
@@ -384,7 +388,7 @@ RESUME_EVERY_S = 60.0
 
 
 def _save_progress(path, key, *, epoch, model, opt, gen, scaler, checkpoints, history, step, seen_total, callbacks,
-                   times):
+                   times, pruner=None):
     import io as _io
 
     from .io import write_bytes
@@ -395,7 +399,8 @@ def _save_progress(path, key, *, epoch, model, opt, gen, scaler, checkpoints, hi
              "checkpoints": [{"state": c.state, "lr": c.lr, "epoch": c.epoch, "meta": c.meta} for c in checkpoints],
              "history": history, "step": int(step), "seen_total": int(seen_total),
              "callbacks": [cb.state_dict() for cb in callbacks], "times": times,
-             "scaler": None if scaler is None else scaler.state_dict()}
+             "scaler": None if scaler is None else scaler.state_dict(),
+             "pruner": None if pruner is None else pruner.state_dict()}
     buf = _io.BytesIO()
     torch.save(state, buf)
     write_bytes(path, buf.getvalue(), overwrite=True)
