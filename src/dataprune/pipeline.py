@@ -598,8 +598,6 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
                 os.path.join(work_dir, f"surrogate-part{k}.pt.progress")
             progress_key = None if progress_file is None else json.loads(json.dumps(
                 _surrogate_key(config, kept_epochs, seed, part, sview, plan, held)))
-            if progress_file is not None:
-                os.makedirs(work_dir, exist_ok=True)
             result = train(model, fit_view, config=run_config, seed=seed * 1000 + k, device=device,
                            checkpoint_epochs=kept_epochs, callbacks=callbacks,
                            stop_after=None if plan.anneal else epochs_trained,

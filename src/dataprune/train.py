@@ -20,6 +20,7 @@ a shared machine does not inflate.
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -403,13 +404,12 @@ def _save_progress(path, key, *, epoch, model, opt, gen, scaler, checkpoints, hi
              "pruner": None if pruner is None else pruner.state_dict()}
     buf = _io.BytesIO()
     torch.save(state, buf)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)     # (made when first written, not before)
     write_bytes(path, buf.getvalue(), overwrite=True)
 
 
 def _load_progress(path, key):
     """The state :func:`_save_progress` wrote for ``key``, or None (no file, another run's, unreadable)."""
-    import os
-
     if not os.path.isfile(path):
         return None
     try:
