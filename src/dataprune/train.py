@@ -35,7 +35,7 @@ from .data import as_pairs, get_augmentation, get_targets, iter_batches
 from .data.core import BatchReader
 from .data.views import check_map_style
 from .trajectory import Checkpoint, snapshot
-from .utils import check_logits, model_dtype, progress_bar, resolve_device, takes_logits
+from .utils import check_logits, model_dtype, progress_bar, resolve_device, stage, takes_logits
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -283,6 +283,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         for cb, state in zip(callbacks, saved["callbacks"], strict=True):
             cb.load_state_dict(state)
         first, before = saved["epoch"] + 1, saved["times"]
+        stage(f"resuming after epoch {saved['epoch']} of {last}, saved in {resume_file}", rank == 0)
     last_save = time.perf_counter()
 
     def call(name, **kw):
