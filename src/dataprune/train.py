@@ -302,7 +302,8 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
     call("on_train_begin", model=model)
     # Floating inputs are cast to the model's dtype (a bfloat16 or float64 model).
     reader = BatchReader(dataset, num_workers=num_workers, device=device, dtype=model_dtype(model))
-    bar = progress_bar(range(first, last + 1), desc=desc, enabled=progress and rank == 0, unit="epoch")
+    bar = progress_bar(range(first, last + 1), desc=desc, enabled=progress and rank == 0, unit="epoch", total=last,
+                       initial=first - 1)
     for epoch in bar:
         lr = cosine_lr(cfg.lr, epoch - 1, epochs, cfg.min_lr)
         for group in opt.param_groups:

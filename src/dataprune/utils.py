@@ -159,9 +159,9 @@ class _LogLines(_Quiet):
     """Off a terminal: one log line on stderr per step of a stage (an epoch), and for a stage counted in
     samples, a line at its end -- so a run redirected to a file says what it is doing."""
 
-    def __init__(self, iterable, desc, total, unit):
+    def __init__(self, iterable, desc, total, unit, initial=0):
         super().__init__(iterable if iterable is not None else range(0))
-        self.desc, self.unit, self.count, self.post = desc, unit, 0, {}
+        self.desc, self.unit, self.count, self.post = desc, unit, initial, {}
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
         self.t0 = time.perf_counter()
 
@@ -194,18 +194,19 @@ def stage(text: str, enabled: bool = True) -> None:
         print(f"[dataprune] {text}", file=sys.stderr, flush=True)
 
 
-def progress_bar(iterable=None, *, desc: str = "", enabled: bool = True, total=None, unit: str = "it"):
+def progress_bar(iterable=None, *, desc: str = "", enabled: bool = True, total=None, unit: str = "it",
+                 initial: int = 0):
     """A tqdm bar on stderr on a terminal; off one, log lines (:class:`_LogLines`); nothing when
-    ``enabled`` is False or ``DATAPRUNE_QUIET`` is set."""
+    ``enabled`` is False or ``DATAPRUNE_QUIET`` is set. ``initial``: steps already done (a resumed run)."""
     if not enabled or os.environ.get("DATAPRUNE_QUIET"):
         return _Quiet(iterable if iterable is not None else range(0))
     # Bars only on a terminal: redirected to a log they would fill it with carriage-return lines.
     if not sys.stderr.isatty():
-        return _LogLines(iterable, desc, total, unit)
+        return _LogLines(iterable, desc, total, unit, initial)
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, leave=False,
-                dynamic_ncols=True)
+                dynamic_ncols=True, initial=initial)
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
