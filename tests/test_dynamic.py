@@ -829,3 +829,19 @@ def test_cli_train_with_dynamic_pruning_killed_part_way_resumes_to_the_same_chec
     assert [c.epoch for c in a] == [c.epoch for c in b] == [2, 4, 6]
     assert all(torch.equal(x.state[k], y.state[k]) for x, y in zip(a, b, strict=True) for k in x.state)
     assert np.array_equal(np.load(tmp_path / "whole.pt.scores.npy"), np.load(tmp_path / "run.pt.scores.npy"))
+
+
+def test_a_loop_that_never_calls_set_epoch_is_told_instead_of_training_unpruned():
+    """Without set_epoch the sampler would give epoch 0's set (all of the data for `dynamic`) every epoch and
+    nothing would be pruned, silently; update() stops the second pass with what to call."""
+    x, y = _blobs(n=64)
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    pruner = DynamicPruner(ArrayDataset(x, y), model=model, epochs=3, ratio=0.5, method="dynamic", optimizer=opt)
+    loader = DataLoader(pruner.dataset, batch_sampler=pruner.batch_sampler(16))
+    for idx, xb, yb in loader:                                  # epoch 0, as drawn when the pruner was built
+        _step(pruner, model, opt, idx, xb, yb)
+    with pytest.raises(RuntimeError, match=r"update\(\) got 80 samples in epoch 0, which keeps 64: call "
+                                           r"pruner.set_epoch\(epoch\) at the start of every epoch"):
+        for idx, xb, yb in loader:                              # the next epoch, set_epoch forgotten
+            _step(pruner, model, opt, idx, xb, yb)

@@ -406,6 +406,7 @@ class DynamicPruner:
         if not _initial:
             self.end_epoch()
         self._open = True
+        self._epoch_passes = 0
         if self.epoch == epoch and not _initial:
             return                                           # the same epoch again: its draw stands
         self.epoch = int(epoch)
@@ -460,6 +461,11 @@ class DynamicPruner:
         # Kept as tensors and written to the arrays when the epoch closes: no copy to the host per step.
         self._step_losses.append((idx_np, losses.detach()))
         self.passes += len(idx_np)
+        self._epoch_passes += len(idx_np)
+        if self._epoch_passes > len(self._order):
+            raise RuntimeError(f"update() got {self._epoch_passes} samples in epoch {self.epoch}, which keeps "
+                               f"{len(self._order)}: call pruner.set_epoch(epoch) at the start of every epoch, and "
+                               "read the epoch through pruner.sampler or pruner.batch_sampler(B)")
         if self.method == "dynamic":
             if logits is None or targets is None:
                 raise ValueError("method 'dynamic' needs logits= and targets= in update()")
