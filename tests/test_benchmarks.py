@@ -23,6 +23,9 @@ def test_gpu_check_runs_tiny_on_cpu(tmp_path):
                 "prune_default_cost_measured", "prune_budget_cost_measured"):
         assert out[key] is not None and out[key] > 0, key
     assert out["prune_budget_seconds"] < out["prune_default_seconds"]
+    # the user's loop: the stretched schedule ends at its last step, the resumed run at the same weights
+    assert out["stretched_last_step"] == out["stretched_total_steps"] and out["resume_max_abs_diff"] == 0
+    assert 0 < out["dynamic_saved_fraction"] < 0.5 and out["available_memory_gib"] > 0
 
 
 def test_the_digits_like_fitting_family_has_digits_shape_size_and_recipe(monkeypatch):
