@@ -391,8 +391,8 @@ def plan_for_memory(plan: Plan, method: str, *, options: dict | None, budget: fl
     """``(plan, why)``: the head plan where the full plan's class-wise scoring over all parameters would not fit in
     memory (one mean gradient per class, :func:`dataprune.grads.terms.check_group_memory`: ImageNet-1k with a
     ResNet-50 needs about 307 GB) and no budget or ``params`` option was given; else ``plan`` and None. The head
-    plan keeps one mean gradient of the classifier head per class instead (1,000 x 1,000 x 2,049 float64 x 2:
-    33 GB at ImageNet-1k)."""
+    plan keeps one mean gradient of the classifier head per class instead (1,000 x 1,000 x 2,049 float64:
+    16 GB at ImageNet-1k)."""
     from .grads.terms import MEMORY_SHARE, available_memory, group_means_bytes
     from .methods import get_method
     from .methods.moso_variants import classwise_score, normalized_score

@@ -258,10 +258,7 @@ def _last_layer(work, head, names, dataset, local, options, need_sq, need_probs,
                            batch_size=options.batch_size, device=options.torch_device, dtype=options.acc_dtype,
                            cache_mb=options.cache_mb, num_workers=options.num_workers, progress=options.progress,
                            reduce_fn=dist.all_reduce_sum_, desc=f"{desc} last layer", feature_dims=need_features)
-    gbar_sq = np.zeros(num_groups)
-    for total in res.sums.values():
-        m = total.double().cpu().numpy() / np.maximum(res.counts, 1).reshape((-1,) + (1,) * (total.dim() - 1))
-        gbar_sq += (m.reshape(num_groups, -1) ** 2).sum(1)
+    gbar_sq = res.gbar_sq
     if res.bad:
         warnings.warn(f"{len(res.bad)} sample(s) have a non-finite loss (dataset positions "
                       f"{res.bad[:20]}); they are left out of the sums", NonFiniteLossWarning, stacklevel=3)
