@@ -17,7 +17,10 @@ to back-propagate::
     pruner.end_epoch()                               # the last epoch's records into the scores
 
 (``sampler=pruner.sampler, batch_size=B`` works too; ``batch_sampler`` folds a final batch too small for
-BatchNorm into the previous one: a pruned epoch's size changes every epoch.) The kept set of an epoch is drawn
+BatchNorm into the previous one: a pruned epoch's size changes every epoch.) A learning-rate scheduler stepped per
+batch and built for the full data's steps goes through :meth:`DynamicPruner.stretch`; a long run saves and resumes
+the pruner with :meth:`DynamicPruner.state_dict` / :meth:`DynamicPruner.load_state_dict`. ``targets`` may be target
+distributions (mixup, cutmix): see :meth:`DynamicPruner.update`. The kept set of an epoch is drawn
 once, in :meth:`set_epoch`, from a generator seeded by ``(seed, epoch)``; iterating the sampler again gives the
 same list (the official InfoBatch re-prunes in ``__iter__``, which
 with current PyTorch's ``BatchSampler`` never ends an epoch). Under ``torch.distributed`` every rank draws
