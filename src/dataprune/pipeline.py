@@ -393,7 +393,7 @@ def plan_for_memory(plan: Plan, method: str, *, options: dict | None, budget: fl
     ResNet-50 needs about 307 GB) and no budget or ``params`` option was given; else ``plan`` and None. The head
     plan keeps one mean gradient of the classifier head per class instead (1,000 x 1,000 x 2,049 float64:
     16 GB at ImageNet-1k)."""
-    from .grads.terms import MEMORY_SHARE, available_memory, group_means_bytes
+    from .grads.terms import MEMORY_SHARE, group_means_excess
     from .methods import get_method
     from .methods.moso_variants import classwise_score, normalized_score
 
@@ -403,10 +403,10 @@ def plan_for_memory(plan: Plan, method: str, *, options: dict | None, budget: fl
         return plan, None
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    need = group_means_bytes(num_classes, params, model_dtype=dtype)
-    free = available_memory(device)
-    if free is None or need <= MEMORY_SHARE * free:
+    excess = group_means_excess(num_classes, params, device, model_dtype=dtype)
+    if excess is None:
         return plan, None
+    need, free = excess
     head = PLAN_NAMES["head"]
     return head, (f"the full plan's class-wise scoring over all parameters keeps one mean gradient per class: "
                   f"{num_classes:,} classes x {params:,} parameters = {need / 2 ** 30:.1f} GiB, more than "
@@ -596,8 +596,8 @@ def surrogate_scores(methods: list[str], dataset, make_model: Callable[[], torch
             # A long surrogate killed part way resumes from its last saved epoch (train(resume_file=)).
             progress_file = None if work_dir is None or fused else \
                 os.path.join(work_dir, f"surrogate-part{k}.pt.progress")
-            progress_key = None if progress_file is None else json.loads(json.dumps(
-                _surrogate_key(config, kept_epochs, seed, part, sview, plan, held)))
+            progress_key = None if progress_file is None else \
+                _surrogate_key(config, kept_epochs, seed, part, sview, plan, held)
             result = train(model, fit_view, config=run_config, seed=seed * 1000 + k, device=device,
                            checkpoint_epochs=kept_epochs, callbacks=callbacks,
                            stop_after=None if plan.anneal else epochs_trained,
@@ -726,13 +726,15 @@ def _surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan, held=()
     def digest(a):
         return hashlib.sha256(np.asarray(a, dtype=np.int64).tobytes()).hexdigest()[:16]
 
-    return {"recipe": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
-                       for k, v in config.__dict__.items()},
-            "checkpoint_epochs": [int(e) for e in checkpoint_epochs],
-            "seed": seed, "part": digest(part), "held_out": digest(held),
-            # (a plan without annealing keys as before the field existed: earlier saved surrogates still match)
-            "plan": {f: v for f, v in asdict(plan).items() if f != "anneal" or v},
-            "fingerprint": dataset_fingerprint(dataset)}
+    # (as JSON reads it back: the form saved with a surrogate or its progress, compared with ==)
+    return json.loads(json.dumps({
+        "recipe": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+                   for k, v in config.__dict__.items()},
+        "checkpoint_epochs": [int(e) for e in checkpoint_epochs],
+        "seed": seed, "part": digest(part), "held_out": digest(held),
+        # (a plan without annealing keys as before the field existed: earlier saved surrogates still match)
+        "plan": {f: v for f, v in asdict(plan).items() if f != "anneal" or v},
+        "fingerprint": dataset_fingerprint(dataset)}))
 
 
 def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset, plan, held=()):
@@ -745,7 +747,7 @@ def _saved_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset
     if dist.rank() == 0 and os.path.isfile(path):
         try:
             cks, meta = load_checkpoints(path)
-            want = json.loads(json.dumps(_surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan, held)))
+            want = _surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan, held)
             if meta.get("key") == want:
                 history = _load_history(path + ".history.npz") if meta.get("history") else None
                 if meta.get("history") and history is None:
@@ -772,7 +774,7 @@ def _save_surrogate(work_dir, k, config, checkpoint_epochs, seed, part, dataset,
     if dist.rank() != 0:
         return
     path = os.path.join(work_dir, f"surrogate-part{k}.pt")
-    key = json.loads(json.dumps(_surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan, held)))
+    key = _surrogate_key(config, checkpoint_epochs, seed, part, dataset, plan, held)
     if history is not None:
         import io as _io
 

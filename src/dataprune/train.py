@@ -34,7 +34,7 @@ from . import distributed as dist_utils
 from .data import as_pairs, get_augmentation, get_targets, iter_batches
 from .data.core import BatchReader
 from .data.views import check_map_style
-from .trajectory import Checkpoint, snapshot
+from .trajectory import Checkpoint, checkpoint_records, from_records, snapshot
 from .utils import check_logits, model_dtype, progress_bar, resolve_device, stage, takes_logits
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -278,7 +278,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig | None = None, indic
         torch.set_rng_state(saved["torch_rng"])
         if saved.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(saved["cuda_rng"])
-        checkpoints = [Checkpoint(c["state"], c["lr"], c["epoch"], c["meta"]) for c in saved["checkpoints"]]
+        checkpoints = from_records(saved["checkpoints"])
         history, step, seen_total = list(saved["history"]), saved["step"], saved["seen_total"]
         for cb, state in zip(callbacks, saved["callbacks"], strict=True):
             cb.load_state_dict(state)
@@ -400,7 +400,7 @@ def _save_progress(path, key, *, epoch, model, opt, gen, scaler, checkpoints, hi
     state = {"key": key, "epoch": int(epoch), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
              "optimizer": opt.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-             "checkpoints": [{"state": c.state, "lr": c.lr, "epoch": c.epoch, "meta": c.meta} for c in checkpoints],
+             "checkpoints": checkpoint_records(checkpoints),
              "history": history, "step": int(step), "seen_total": int(seen_total),
              "callbacks": [cb.state_dict() for cb in callbacks], "times": times,
              "scaler": None if scaler is None else scaler.state_dict(),

@@ -105,12 +105,21 @@ def choose_epochs(total_epochs: int, *, every: int | None = None, epochs: Iterab
     return sorted({int(round(total_epochs * (k + 1) / count)) for k in range(count)})
 
 
+def checkpoint_records(checkpoints: list[Checkpoint]) -> list[dict]:
+    """Checkpoints as plain dicts of tensors and numbers (what ``torch.load(weights_only=True)`` reads back)."""
+    return [{"state": c.state, "lr": c.lr, "epoch": c.epoch, "meta": c.meta} for c in checkpoints]
+
+
+def from_records(records: list[dict]) -> list[Checkpoint]:
+    """The inverse of :func:`checkpoint_records`."""
+    return [Checkpoint(c["state"], float(c["lr"]), int(c["epoch"]), dict(c.get("meta", {}))) for c in records]
+
+
 def save_checkpoints(checkpoints: list[Checkpoint], path: str, *, overwrite: bool = False,
                      meta: dict | None = None) -> None:
     """Save checkpoints to one ``.pt`` file, atomically."""
     payload = {"format": "dataprune-checkpoints", "version": 1, "meta": dict(meta or {}),
-               "checkpoints": [{"state": c.state, "lr": c.lr, "epoch": c.epoch, "meta": c.meta}
-                               for c in checkpoints]}
+               "checkpoints": checkpoint_records(checkpoints)}
     buf = _io.BytesIO()
     torch.save(payload, buf)
     write_bytes(path, buf.getvalue(), overwrite=overwrite)
@@ -127,9 +136,7 @@ def load_checkpoints(path: str) -> tuple[list[Checkpoint], dict]:
     if not isinstance(payload, dict) or payload.get("format") != "dataprune-checkpoints":
         raise ValueError(f"{path} is not a dataprune checkpoint file (written by `dataprune train` "
                          "or dataprune.trajectory.save_checkpoints)")
-    cks = [Checkpoint(c["state"], float(c["lr"]), int(c["epoch"]), dict(c.get("meta", {})))
-           for c in payload["checkpoints"]]
-    return cks, payload.get("meta", {})
+    return from_records(payload["checkpoints"]), payload.get("meta", {})
 
 
 def load_state(model: torch.nn.Module, state: dict, *, what: str = "checkpoint") -> None:

@@ -58,14 +58,23 @@ def group_means_bytes(num_groups: int, num_params: int, *, accumulate=torch.floa
     return num_groups * num_params * (acc + (own if model_dtype != accumulate else 0))
 
 
+def group_means_excess(num_groups: int, num_params: int, device, *, accumulate=torch.float64,
+                       model_dtype=torch.float32) -> tuple[int, int] | None:
+    """``(bytes needed, bytes free)`` where the per-group mean gradients would take more than :data:`MEMORY_SHARE`
+    of the free memory on ``device``; None where they fit (or the free memory cannot be read)."""
+    need = group_means_bytes(num_groups, num_params, accumulate=accumulate, model_dtype=model_dtype)
+    free = available_memory(device)
+    return (need, free) if free is not None and need > MEMORY_SHARE * free else None
+
+
 def check_group_memory(num_groups: int, num_params: int, device, *, accumulate=torch.float64,
                        model_dtype=torch.float32) -> None:
     """A :class:`ScoringMemoryError` saying what to do where the per-group mean gradients would take more than
     :data:`MEMORY_SHARE` of the free memory (ImageNet-1k: 1,000 classes x 25.6M ResNet-50 parameters x 12 bytes
     = 307 GB), instead of an out-of-memory error part way through."""
-    need = group_means_bytes(num_groups, num_params, accumulate=accumulate, model_dtype=model_dtype)
-    free = available_memory(device)
-    if free is not None and need > MEMORY_SHARE * free:
+    excess = group_means_excess(num_groups, num_params, device, accumulate=accumulate, model_dtype=model_dtype)
+    if excess is not None:
+        need, free = excess
         raise ScoringMemoryError(
             f"class-wise scoring over all parameters keeps one mean gradient per class: {num_groups:,} classes x "
             f"{num_params:,} parameters = {need / 2 ** 30:.1f} GiB, more than {MEMORY_SHARE:.0%} of the "
